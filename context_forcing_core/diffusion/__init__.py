@@ -1,0 +1,1 @@
+"""Flow-matching schedule, few-step chunk sampler and autoregressive rollout."""

@@ -1,0 +1,173 @@
+"""Chunk-by-chunk few-step generation through the Slow-Fast Memory.
+
+Per chunk (method.md section 3): fresh noise; few-step denoising with re-noising from x0 with fresh noise;
+a clean pass at t = 0 writes the chunk's K/V into the memory; the memory consolidates and evicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..memory.config import MemoryConfig, memory_preset
+from ..memory.slow_fast import SlowFastMemory
+from ..memory.trace import ChunkStep, MemoryTrace
+from ..models.wan import TextContext, WanModel
+from .prompts import PromptSchedule
+from .schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
+
+FlowFn = Callable[[Tensor, Tensor], Tensor]
+"""(x_t (B, C, f, H, W), t (B, f)) -> predicted flow (B, C, f, H, W)."""
+
+
+def sample_chunk(predict_flow: FlowFn, noise: Tensor, timesteps: Sequence[float], *, generator: torch.Generator) -> Tensor:
+    """Few-step flow sampling of one chunk (Self-Forcing style): x0 = x_t - sigma v, then x_next = (1 - s') x0 + s' eps'.
+
+    Args:
+        predict_flow: the model on this chunk (its memory already set up).
+        noise: (B, C, f, H, W) float32 starting noise.
+        timesteps: decreasing t in (0, 1000], e.g. :func:`warp_timesteps` output.
+        generator: CPU generator for the fresh re-noising draws.
+
+    Returns:
+        (B, C, f, H, W) float32 final x0.
+
+    """
+    b, f = noise.shape[0], noise.shape[2]
+    x = noise
+    for i, t in enumerate(timesteps):
+        sigma = t / 1000.0
+        flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
+        x0 = x0_from_flow(x, flow, sigma)
+        if i + 1 < len(timesteps):
+            fresh = torch.randn(x.shape, generator=generator).to(x.device)
+            x = add_noise(x0, fresh, timesteps[i + 1] / 1000.0)
+    return x0
+
+
+@dataclass(kw_only=True, slots=True)
+class ChunkOutput:
+    """One finished chunk."""
+
+    index: int
+    """Chunk index."""
+    frames: range
+    """Latent frames it covers."""
+    latents: Tensor
+    """(B, C, f, H, W) float32 normalised latents."""
+    prompt: int
+    """Index of the prompt in force."""
+    step: ChunkStep
+    """The memory's decisions for this chunk."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Generation:
+    """A finished rollout."""
+
+    latents: Tensor
+    """(B, C, F, H, W) float32 normalised latents."""
+    trace: MemoryTrace
+    """Every memory decision, per chunk and layer."""
+
+
+def stream(
+    model: WanModel,
+    text: Tensor | PromptSchedule,
+    *,
+    num_latent_frames: int,
+    memory: MemoryConfig | str = "context_forcing",
+    seed: int = 0,
+    steps: Sequence[float] = DEFAULT_STEPS,
+    shift: float = DEFAULT_SHIFT,
+    latent_size: tuple[int, int] = (60, 104),
+    progress: Callable[[int, int], None] | None = None,
+    interrupt: Callable[[], None] | None = None,
+) -> Iterator[ChunkOutput]:
+    """Generate chunk by chunk, yielding each chunk as soon as it is committed.
+
+    Args:
+        model: the causal student.
+        text: (B, L, text_dim) text-encoder states, or a :class:`PromptSchedule` that switches prompts at chunk
+            boundaries (the fast window is re-encoded under the new prompt, as LongLive does).
+        num_latent_frames: frames to generate, a multiple of the memory's chunk size (240 ~ 60 s of Wan video).
+        memory: a :class:`MemoryConfig` or a preset name.
+        seed: same seed, same output.
+        steps: denoising step list before warping.
+        shift: flow shift for warping the step list.
+        latent_size: latent (H, W); 60 x 104 for 480 x 832 video.
+        progress: called with (chunks done, chunks total) after every chunk.
+        interrupt: called before every chunk; raise from it to stop (e.g. ComfyUI's interruption check).
+
+    """
+    cfg = memory_preset(memory) if isinstance(memory, str) else memory
+    schedule = text if isinstance(text, PromptSchedule) else PromptSchedule(texts=[text])
+    if num_latent_frames <= 0 or num_latent_frames % cfg.chunk_frames:
+        raise ValueError(
+            f"num_latent_frames must be a positive multiple of the chunk size {cfg.chunk_frames}, got {num_latent_frames}"
+        )
+    timesteps = warp_timesteps(steps, shift)
+    mem = SlowFastMemory(cfg, model.config)
+    generator = torch.Generator().manual_seed(seed)
+    batch = schedule.texts[0].shape[0]
+    shape = (batch, model.config.in_channels, cfg.chunk_frames, *latent_size)
+    num_chunks = num_latent_frames // cfg.chunk_frames
+    recent: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent of frames in the fast window
+    prompt, text_ctx = -1, None
+    with torch.no_grad():
+        for c in range(num_chunks):
+            if interrupt is not None:
+                interrupt()
+            frames = range(c * cfg.chunk_frames, (c + 1) * cfg.chunk_frames)
+            wanted = schedule.prompt_at(frames.start)
+            if wanted != prompt:
+                prompt, text_ctx = wanted, model.encode_text(schedule.texts[wanted])
+                if c > 0:
+                    _recache(model, mem, text_ctx, recent)
+            mem.begin_chunk(frames)
+            noise = torch.randn(shape, generator=generator).to(model.device)
+
+            def flow(x: Tensor, t: Tensor, text_ctx: TextContext = text_ctx) -> Tensor:
+                return model(x, t, text_ctx, attention=mem.attention())
+
+            x0 = sample_chunk(flow, noise, timesteps, generator=generator)
+            model(x0, torch.zeros(shape[0], shape[2], device=x0.device), text_ctx, attention=mem.attention(commit=True))
+            step = mem.end_chunk()
+            recent.update({f: x0[:, :, i] for i, f in enumerate(frames)})
+            keep = set(mem.fast_frames())
+            recent = {f: x for f, x in recent.items() if f in keep}
+            if progress is not None:
+                progress(c + 1, num_chunks)
+            yield ChunkOutput(index=c, frames=frames, latents=x0, prompt=prompt, step=step)
+
+
+def _recache(model: WanModel, mem: SlowFastMemory, text_ctx: TextContext, recent: dict[int, Tensor]) -> None:
+    """Re-encode the fast window's clean latents at t = 0 under a new prompt, one original chunk at a time."""
+    frames = mem.drop_fast()
+    chunk = mem.config.chunk_frames
+    groups: dict[int, list[int]] = {}
+    for f in frames:
+        groups.setdefault(f // chunk, []).append(f)
+    for group in groups.values():
+        x = torch.stack([recent[f] for f in group], dim=2)  # (B, C, g, H, W)
+        mem.begin_chunk(group, recache=True)
+        model(x, torch.zeros(x.shape[0], x.shape[2], device=x.device), text_ctx, attention=mem.attention(commit=True))
+        mem.end_chunk()
+
+
+def generate(model: WanModel, text: Tensor | PromptSchedule, **kwargs) -> Generation:
+    """Generate a whole video; the keyword arguments are those of :func:`stream`.
+
+    Returns:
+        The latents (B, C, F, H, W) and the memory trace.
+
+    """
+    chunks = []
+    trace = MemoryTrace()
+    for out in stream(model, text, **kwargs):
+        chunks.append(out.latents)
+        trace.chunks.append(out.step)
+    return Generation(latents=torch.cat(chunks, dim=2), trace=trace)

@@ -1,0 +1,232 @@
+"""The Slow-Fast Memory: per-layer caches, the chunk protocol, and the attention context that reads them.
+
+Protocol for one chunk (the sampler drives it):
+    memory.begin_chunk(frames)                         # positions fixed for this chunk
+    model(x_t, t, text, attention=memory.attention())  # denoising passes: read only
+    model(x0, 0, text, attention=memory.attention(commit=True))  # clean pass: K/V written
+    memory.end_chunk()                                 # consolidate (CF Eq. 7), evict, trace
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..models.attention import Grid, sdpa
+from ..models.config import WanConfig
+from ..models.rope import apply_rope, rope_angles
+from .config import MemoryConfig
+from .positions import assign_positions
+from .state import LayerCache, Role, Slot, allocate, evict, gather, promote, write_frames
+from .surprisal import decide, is_checked, key_summary, similarity
+from .trace import ChunkStep, LayerStep, MemoryTrace
+
+
+@dataclass(kw_only=True, slots=True)
+class _Pending:
+    """State of the chunk between begin_chunk and end_chunk."""
+
+    frames: list[int]
+    recache: bool
+    history: list[list[Slot]]
+    """Per layer, copies of the cached slot records at begin_chunk (sink, slow, fast order)."""
+    positions: list[tuple[list[int], list[int]]]
+    """Per layer, (history positions, query positions)."""
+    summaries: list[Tensor | None]
+    """Per layer, key summary of the chunk, set by the commit pass."""
+    angles: dict = field(default_factory=dict)
+    """RoPE cos/sin memoised by (positions, rows, columns) for this chunk."""
+
+
+class SlowFastMemory:
+    """Bounded KV memory of a causal Wan student: attention sink + slow memory + fast window.
+
+    Args:
+        config: sizes, consolidation and position rule.
+        model: architecture of the model it serves (layer count, RoPE split).
+        keep_grad: keep autograd history in cached K/V. False (default) stores detached copies, so a later
+            chunk's loss never reaches an earlier chunk through the cache (method.md section 7).
+
+    """
+
+    def __init__(self, config: MemoryConfig, model: WanConfig, *, keep_grad: bool = False) -> None:
+        self.config = config
+        self.num_layers = num_layers = model.num_layers
+        self._rope = (model.rope_split, model.rope_theta)
+        self.keep_grad = keep_grad
+        self.layers = [LayerCache() for _ in range(num_layers)]
+        self.trace = MemoryTrace()
+        self.next_frame = 0
+        self._pending: _Pending | None = None
+        self._prev_chunk: list[int | None] = [None] * num_layers
+        self._anchor_chunk: list[int | None] = [None] * num_layers
+        self._saved_keep: list[dict[int, bool]] = [{} for _ in range(num_layers)]
+        self._recached = False
+
+    # ----------------------------------------------------------------------------------------------- chunk protocol
+    def begin_chunk(self, frames: list[int] | range, *, recache: bool = False) -> None:
+        """Fix the attended frames and positions for the next chunk (or a re-cache group)."""
+        frames = list(frames)
+        cfg = self.config
+        if self._pending is not None:
+            raise RuntimeError("begin_chunk called twice without end_chunk")
+        if not recache and (len(frames) != cfg.chunk_frames or frames[0] != self.next_frame):
+            raise ValueError(
+                f"expected the chunk of frames {self.next_frame}..{self.next_frame + cfg.chunk_frames - 1}, got {frames}"
+            )
+        history, positions = [], []
+        for cache in self.layers:
+            slots = [cache.slots[i] for i in cache.occupied()]
+            copies = [Slot(frame=s.frame, role=s.role, clean=s.clean, keep=s.keep) for s in slots]
+            history.append(copies)
+            positions.append(assign_positions(cfg, copies, frames))
+        self._pending = _Pending(
+            frames=frames, recache=recache, history=history, positions=positions, summaries=[None] * self.num_layers
+        )
+
+    def attention(self, *, commit: bool = False) -> MemoryAttention:
+        """Attention context for one forward pass over the pending chunk; ``commit`` writes its K/V."""
+        if self._pending is None:
+            raise RuntimeError("call begin_chunk before running the model on a chunk")
+        return MemoryAttention(memory=self, commit=commit)
+
+    def end_chunk(self) -> ChunkStep | None:
+        """Consolidate and evict after the commit pass; returns the chunk's trace entry (None for a re-cache)."""
+        p = self._pending
+        if p is None or any(s is None for s in p.summaries):
+            raise RuntimeError("end_chunk needs a committed chunk: run the clean pass with attention(commit=True)")
+        self._pending = None
+        if p.recache:
+            for cache, keep in zip(self.layers, self._saved_keep):
+                for f in p.frames:
+                    cache.slots[cache.slot_of(f)].keep = keep.get(f, False)
+            return None
+        cfg = self.config
+        chunk = p.frames[0] // cfg.chunk_frames
+        steps = [self._end_layer(i, chunk, p) for i in range(self.num_layers)]
+        self.next_frame = p.frames[-1] + 1
+        step = ChunkStep(chunk=chunk, frames=tuple(p.frames), layers=steps, cache_bytes=self.nbytes(),
+                         allocated_bytes=self.allocated_bytes(), recached=self._recached)
+        self._recached = False
+        self.trace.chunks.append(step)
+        return step
+
+    def _end_layer(self, i: int, chunk: int, p: _Pending) -> LayerStep:
+        cfg, cache = self.config, self.layers[i]
+        summary = p.summaries[i]
+        checked = is_checked(cfg, chunk)
+        ref, ref_chunk = cache.prev_summary, self._prev_chunk[i]
+        if cfg.similarity_reference == "last_consolidated" and cache.anchor_summary is not None:
+            ref, ref_chunk = cache.anchor_summary, self._anchor_chunk[i]
+        sim = similarity(summary, ref) if checked and cfg.slow_select == "surprisal" and ref is not None else None
+        consolidated = checked and decide(cfg, sim)
+        if consolidated:  # CF: keep only the first latent frame(s) of a consolidated chunk
+            for f in p.frames[: cfg.keep_frames]:
+                cache.slots[cache.slot_of(f)].keep = True
+            cache.anchor_summary, self._anchor_chunk[i] = summary, chunk
+        cache.prev_summary, self._prev_chunk[i] = summary, chunk
+        self._evict_overflow(cache)
+        hist_pos, query_pos = p.positions[i]
+        slot_map = {s.frame: q for s, q in zip(p.history[i], hist_pos)} | dict(zip(p.frames, query_pos))
+        return LayerStep(
+            slot_map=slot_map, roles={s.frame: s.role.value for s in p.history[i]}, checked=checked,
+            similarity=sim, reference_chunk=ref_chunk if sim is not None else None, threshold=cfg.tau,
+            consolidated=consolidated,
+        )
+
+    def _evict_overflow(self, cache: LayerCache) -> None:
+        """Fast frames beyond the window leave it: promoted to slow memory if marked, else evicted."""
+        cfg = self.config
+        if cfg.fast_history is None:
+            return
+        fast = cache.frames(Role.FAST)
+        for f in fast[: max(0, len(fast) - cfg.fast_history)]:
+            if not cache.slots[cache.slot_of(f)].keep:
+                evict(cache, f)
+                continue
+            slow = cache.frames(Role.SLOW)
+            for old in slow[: max(0, len(slow) - cfg.slow_frames + 1)]:  # FIFO: the oldest slow entry goes
+                evict(cache, old)
+            promote(cache, f)
+
+    # ----------------------------------------------------------------------------------------------- prompt switch
+    def fast_frames(self) -> list[int]:
+        """Frames currently in the fast window (the same in every layer)."""
+        return self.layers[0].frames(Role.FAST)
+
+    def drop_fast(self) -> list[int]:
+        """Evict the fast window before re-encoding it under a new prompt; returns its frames.
+
+        Their slow-memory marks are remembered and restored when the frames are committed again.
+        """
+        if self._pending is not None:
+            raise RuntimeError("cannot drop the fast window in the middle of a chunk")
+        frames = self.fast_frames()
+        for cache, saved in zip(self.layers, self._saved_keep):
+            saved.clear()
+            for f in frames:
+                saved[f] = cache.slots[cache.slot_of(f)].keep
+                evict(cache, f)
+        self._recached = bool(frames)
+        return frames
+
+    # ----------------------------------------------------------------------------------------------- accounting
+    def nbytes(self) -> int:
+        """Bytes of K/V held by occupied slots, all layers."""
+        return sum(c.nbytes() for c in self.layers)
+
+    def allocated_bytes(self) -> int:
+        """Bytes of K/V buffers allocated, all layers."""
+        return sum(0 if c.k is None else 2 * c.k.numel() * c.k.element_size() for c in self.layers)
+
+    # ----------------------------------------------------------------------------------------------- attention
+    def _attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid, commit: bool) -> Tensor:
+        p = self._pending
+        f, h, w = grid
+        if f != len(p.frames):
+            raise ValueError(f"the model ran on {f} latent frames but the pending chunk has {len(p.frames)}")
+        cache = self.layers[layer]
+        hist_k, hist_v, slots = gather(cache)
+        if [s.frame for s in slots] != [s.frame for s in p.history[layer]]:
+            raise RuntimeError(f"layer {layer} cache changed since begin_chunk")
+        hist_pos, query_pos = p.positions[layer]
+        cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, q.device)
+        nq = q.shape[1]
+        k_all = k if hist_k is None else torch.cat([hist_k.to(k.dtype), k], dim=1)  # (B, (n + f) * N, H, D)
+        v_all = v if hist_v is None else torch.cat([hist_v.to(v.dtype), v], dim=1)
+        out = sdpa(apply_rope(q, cos[-nq:], sin[-nq:]), apply_rope(k_all, cos, sin), v_all)
+        if commit:
+            self._commit(layer, k, v, grid)
+        return out
+
+    def _angles(self, p: _Pending, positions: tuple[int, ...], h: int, w: int, device) -> tuple[Tensor, Tensor]:
+        key = (positions, h, w)
+        if key not in p.angles:
+            split, theta = self._rope
+            p.angles[key] = rope_angles(torch.tensor(positions, device=device), h, w, split, theta)
+        return p.angles[key]
+
+    def _commit(self, layer: int, k: Tensor, v: Tensor, grid: Grid) -> None:
+        cfg, p, cache = self.config, self._pending, self.layers[layer]
+        k5, v5 = k.unflatten(1, (grid[0], -1)), v.unflatten(1, (grid[0], -1))  # (B, f, N, H, D)
+        if cache.k is None:
+            capacity = cfg.capacity if cfg.bounded else 2 * cfg.chunk_frames
+            allocate(cache, capacity, k5, growable=not cfg.bounded)
+        roles = [Role.SINK if f < cfg.sink_frames else Role.FAST for f in p.frames]
+        write_frames(cache, p.frames, k5, v5, roles, keep_grad=self.keep_grad)
+        p.summaries[layer] = key_summary(k)
+
+
+
+@dataclass(slots=True)
+class MemoryAttention:
+    """:class:`AttentionContext` backed by a :class:`SlowFastMemory` for the pending chunk."""
+
+    memory: SlowFastMemory
+    commit: bool = False
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
+        """Attend to the cached frames and the chunk itself; commit the chunk's K/V when asked."""
+        return self.memory._attend(layer, q, k, v, grid, self.commit)

@@ -1,0 +1,1 @@
+"""Wan2.1 DiT (bidirectional teacher, causal student), attention contexts, checkpoint loading."""

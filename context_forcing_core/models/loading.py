@@ -1,0 +1,272 @@
+"""Load Wan2.1 T2V weights from any supported file layout into a :class:`WanModel`; save our own checkpoints.
+
+Sources: ``.safetensors`` (ours with config metadata, official, ComfyUI), ``.pt``/``.pth``/``.ckpt``/``.bin``
+(training dicts of Self-Forcing / LongLive / Context Forcing, raw state dicts; read with ``weights_only=True`` only),
+diffusers folders (single or sharded), and in-memory state dicts. Key mapping lives in :mod:`.keys`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .config import WanConfig
+from .keys import infer_config, official_key_map, select_state_dict, to_official_keys
+from .wan import WanModel
+
+CONFIG_METADATA_KEY = "context_forcing.config"
+"""Safetensors metadata key holding ``WanConfig.to_json()`` in checkpoints written by :func:`save_model`."""
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+    "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+# config.json fields (diffusers WanTransformer3DModel, official Wan2.1 WanModel) -> WanConfig fields
+_CONFIG_JSON_FIELDS = {"num_attention_heads": "num_heads", "in_dim": "in_channels", "out_dim": "out_channels", **{
+    f: f for f in ("dim", "num_heads", "in_channels", "out_channels", "text_dim", "text_len", "freq_dim", "ffn_dim",
+                   "num_layers", "patch_size", "eps")}}
+
+Source = str | os.PathLike[str] | Mapping[str, Any]
+
+
+class _Opened(NamedTuple):
+    """A checkpoint opened but not yet read into the model.
+
+    ``name`` (file, folder or "state dict") is for errors; ``obj`` is what the file holds (for safetensors a dict of
+    meta tensors carrying shapes and dtypes); ``fetch`` reads one tensor by its key in the file (None: ``obj`` holds
+    real tensors); ``hint`` holds WanConfig fields from metadata or a diffusers ``config.json``.
+    """
+
+    name: str
+    obj: Any
+    fetch: Callable[[str], Tensor] | None
+    hint: dict[str, Any] | None
+
+
+def load_model(
+    source: Source,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    config: WanConfig | None = None,
+    use_ema: bool | None = None,
+) -> WanModel:
+    """Load Wan2.1 T2V weights into a new :class:`WanModel` in eval mode.
+
+    Keys, shapes and the architecture are validated before any weight is read, so a bad file fails before
+    anything is allocated. The model is built on the meta device and the weights are assigned, not copied.
+
+    Args:
+        source: a ``.safetensors`` / ``.pt`` / ``.pth`` / ``.ckpt`` / ``.bin`` file, a folder (diffusers
+            ``diffusion_pytorch_model.safetensors[.index.json]``, a diffusers pipeline folder with ``transformer/``,
+            or a folder holding exactly one weights file), or an in-memory (training) state dict.
+        dtype: parameter dtype; None keeps the floating dtype stored in the file (fp8 files load as bfloat16).
+        device: parameter device; None is CPU.
+        config: architecture; None infers it from the shapes plus stored metadata (see :func:`.keys.infer_config`).
+        use_ema: for training dicts, True takes ``generator_ema``, False ``generator``, None the EMA when present.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: unreadable file, unsupported layout, or missing / unexpected / mis-shaped keys; the message
+            names the file and the first offending key.
+
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    device = torch.device("cpu" if device is None else device)
+    with ExitStack() as stack:
+        opened = _open(source, stack)
+        try:
+            raw = select_state_dict(opened.obj, use_ema=use_ema)
+            names = official_key_map(raw)
+            sd = {names[key]: value for key, value in raw.items()}
+            cfg = config if config is not None else infer_config(sd, hint=opened.hint)
+        except ValueError as err:
+            raise ValueError(f"{opened.name}: {err}") from err
+        with torch.device("meta"):
+            model = WanModel(cfg)
+        _check_keys(opened.name, model, sd)
+        target = dtype or _stored_dtype(sd.values())
+        fetch = opened.fetch or raw.__getitem__
+        # File-backed (mmap) or caller-owned tensors are copied; safetensors reads are fresh and only cast if needed.
+        copy = opened.fetch is None
+        weights = {names[key]: fetch(key).to(device=device, dtype=target, copy=copy).contiguous() for key in raw}
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model.eval()
+
+
+def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None) -> None:
+    """Save official-key weights and the config to a safetensors file, atomically.
+
+    The file loads with :func:`load_model` (config from metadata) and with ComfyUI's ``UNETLoader``.
+
+    Args:
+        model: the model; a ``torch.compile`` wrapper is unwrapped by key.
+        path: destination ending in ``.safetensors``; parent folders are created.
+        metadata: extra string metadata; ``context_forcing.config`` is reserved.
+
+    Raises:
+        ValueError: bad suffix or metadata.
+
+    """
+    path = Path(os.fspath(path))
+    if path.suffix != ".safetensors":
+        raise ValueError(f"save_model writes .safetensors files, got {path}")
+    extra = dict(metadata or {})
+    if CONFIG_METADATA_KEY in extra:
+        raise ValueError(f"metadata key {CONFIG_METADATA_KEY!r} is reserved for the model config")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise ValueError("safetensors metadata keys and values must be strings")
+    header = {"format": "pt", **extra, CONFIG_METADATA_KEY: model.config.to_json()}
+    tensors = {key: value.detach().cpu().contiguous() for key, value in to_official_keys(model.state_dict()).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder, so os.replace is atomic
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _check_keys(name: str, model: WanModel, sd: Mapping[str, Tensor]) -> None:
+    """Raise one ValueError naming the first missing, unexpected and mis-shaped key, with counts of the rest."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in sd.items()}
+    groups = (("missing", [k for k in expected if k not in found]),
+              ("unexpected", [k for k in found if k not in expected]),
+              ("mis-shaped", [k for k in expected if k in found and found[k] != expected[k]]))
+    problems = []
+    for kind, keys in groups:
+        if keys:
+            detail = f": expected {expected[keys[0]]}, found {found[keys[0]]}" if kind == "mis-shaped" else ""
+            more = f" (and {len(keys) - 1} other {kind} keys)" if len(keys) > 1 else ""
+            problems.append(f"{kind} key {keys[0]!r}{detail}{more}")
+    if problems:
+        lora = any("lora" in k for k in found if k not in expected)
+        cfg = model.config
+        raise ValueError(f"{name}: does not fit WanModel(dim={cfg.dim}, num_layers={cfg.num_layers}): "
+                         + "; ".join(problems) + ("; this looks like a LoRA file, not full weights" if lora else ""))
+
+
+def _stored_dtype(tensors: Iterable[Tensor]) -> torch.dtype:
+    """Return the floating dtype holding most elements; fp8 maps to bfloat16 as the model cannot compute in it."""
+    counts: Counter[torch.dtype] = Counter()
+    for t in tensors:
+        counts[t.dtype] += t.numel() if t.dtype.is_floating_point else 0
+    dtype = max(counts, key=counts.__getitem__) if counts and max(counts.values()) else torch.float32
+    return torch.bfloat16 if dtype.itemsize == 1 else dtype
+
+
+def _open(source: Source, stack: ExitStack) -> _Opened:
+    if isinstance(source, Mapping):
+        return _Opened("state dict", source, None, None)
+    path = Path(os.fspath(source))
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint file or folder: {path}")
+    files, hint = _resolve_folder(path) if path.is_dir() else ([path], None)
+    if files[0].suffix == ".safetensors":
+        return _open_safetensors(files, hint, stack)
+    if files[0].suffix in PICKLE_SUFFIXES:
+        return _Opened(str(files[0]), _torch_load(files[0]), None, hint)
+    raise ValueError(f"{files[0]}: unsupported checkpoint type; expected .safetensors or one of {PICKLE_SUFFIXES}")
+
+
+def _json_object(source: Path | str, where: str) -> dict[str, Any]:
+    """Parse a JSON object from a file or a string; ``where`` names it in errors."""
+    try:
+        data = json.loads(source.read_text() if isinstance(source, Path) else source)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{where}: not readable JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _resolve_folder(folder: Path) -> tuple[list[Path], dict[str, Any] | None]:
+    """Weight files of a folder and the config hint of its ``config.json`` (diffusers or official Wan2.1)."""
+    if (folder / "model_index.json").is_file() and (folder / "transformer").is_dir():
+        folder = folder / "transformer"  # a whole diffusers pipeline
+    hint = None
+    if (folder / "config.json").is_file():
+        data = _json_object(folder / "config.json", str(folder / "config.json"))
+        hint = {field: data[key] for key, field in _CONFIG_JSON_FIELDS.items() if data.get(key) is not None}
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    indexes = [index] if index.is_file() else sorted(folder.glob("*.safetensors.index.json"))
+    if len(indexes) == 1:
+        weight_map = _json_object(indexes[0], str(indexes[0])).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{indexes[0]}: no 'weight_map' in the index")
+        shards = [folder / name for name in dict.fromkeys(weight_map.values())]
+        if absent := [shard for shard in shards if not shard.is_file()]:
+            raise FileNotFoundError(f"{indexes[0]} lists shard {absent[0]}, which does not exist")
+        return shards, hint
+    if (folder / "diffusion_pytorch_model.safetensors").is_file():
+        return [folder / "diffusion_pytorch_model.safetensors"], hint
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", *PICKLE_SUFFIXES))
+    if len(found) != 1:
+        raise ValueError(f"{folder}: expected diffusion_pytorch_model.safetensors[.index.json] or exactly one "
+                         f".safetensors / .pt file, found {[p.name for p in found]}")
+    return found, hint
+
+
+def _open_safetensors(files: list[Path], hint: dict[str, Any] | None, stack: ExitStack) -> _Opened:
+    """Read the headers only: meta tensors carry shapes and dtypes, ``fetch`` reads one tensor at a time."""
+    tensors: dict[str, Tensor] = {}
+    handles: dict[str, Any] = {}
+    for file in files:
+        try:
+            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+            metadata = handle.metadata() or {}
+            for key in handle.keys():
+                if key in tensors:
+                    raise ValueError(f"key {key!r} appears in two shards")
+                sl = handle.get_slice(key)
+                tensors[key] = torch.empty(sl.get_shape(), dtype=_SAFETENSORS_DTYPES[sl.get_dtype()], device="meta")
+                handles[key] = handle
+        except Exception as err:  # SafetensorError derives from Exception only
+            raise ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): {err}") from err
+        if CONFIG_METADATA_KEY in metadata:
+            config = _json_object(metadata[CONFIG_METADATA_KEY], f"{file} metadata {CONFIG_METADATA_KEY!r}")
+            hint = config if hint is None else {**hint, **config}
+    name = str(files[0]) if len(files) == 1 else f"{files[0].parent} ({len(files)} shards)"
+
+    def fetch(key: str) -> Tensor:
+        try:
+            return handles[key].get_tensor(key)
+        except Exception as err:
+            raise ValueError(f"{name}: cannot read tensor {key!r}: {err}") from err
+
+    return _Opened(name, tensors, fetch, hint)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (never anything else), memory-mapped when the format allows."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        lines = [line for line in str(err).splitlines() if "global" in line.lower()] or str(err).splitlines()[:1]
+        raise ValueError(f"{path}: refused by torch.load(weights_only=True), which only unpickles tensors and plain "
+                         f"containers; convert the file to safetensors. {' '.join(lines).strip()}") from err
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err

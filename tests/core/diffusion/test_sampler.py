@@ -1,0 +1,98 @@
+"""The few-step chunk sampler and the rollout: analytic exactness, determinism, streaming, prompt switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from context_forcing_core.diffusion.prompts import PromptSchedule
+from context_forcing_core.diffusion.sampler import generate, sample_chunk, stream
+from context_forcing_core.diffusion.schedule import warp_timesteps
+
+KW = dict(latent_size=(4, 4), memory="context_forcing")
+
+
+def test_sample_chunk_is_exact_for_the_true_flow_of_a_point_mass():
+    # data = a single point x*: the exact flow is v = eps - x* = (x_t - x*) / sigma at every step
+    torch.manual_seed(0)
+    target = torch.randn(2, 4, 3, 5, 5)
+    calls = []
+
+    def flow(x, t):
+        calls.append(t.clone())
+        return (x - target) / (t[:, None, :, None, None] / 1000)
+
+    out = sample_chunk(flow, torch.randn(2, 4, 3, 5, 5), warp_timesteps(), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, target, atol=1e-5)
+    assert [c[0, 0].item() for c in calls] == pytest.approx([1000, 937.5, 833.333, 625], rel=1e-5)
+    assert all(c.shape == (2, 3) for c in calls)  # per-frame timesteps
+
+
+def test_same_seed_same_output_and_seeds_differ(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    a = generate(model, text, num_latent_frames=12, seed=3, **KW).latents
+    b = generate(model, text, num_latent_frames=12, seed=3, **KW).latents
+    c = generate(model, text, num_latent_frames=12, seed=4, **KW).latents
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert a.shape == (1, model.config.in_channels, 12, 4, 4)
+
+
+def test_stream_yields_the_chunks_of_generate_with_progress(model):
+    text = torch.randn(2, 3, model.config.text_dim)
+    ticks = []
+    chunks = list(stream(model, text, num_latent_frames=9, seed=1, progress=lambda d, n: ticks.append((d, n)), **KW))
+    full = generate(model, text, num_latent_frames=9, seed=1, **KW)
+    assert torch.equal(torch.cat([c.latents for c in chunks], dim=2), full.latents)
+    assert [c.frames for c in chunks] == [range(0, 3), range(3, 6), range(6, 9)]
+    assert ticks == [(1, 3), (2, 3), (3, 3)]
+    assert len(full.trace.chunks) == 3
+
+
+def test_interrupt_stops_between_chunks(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def interrupt():
+        if len(seen) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        for out in stream(model, text, num_latent_frames=30, interrupt=interrupt, **KW):
+            seen.append(out.index)
+    assert seen == [0, 1]
+
+
+def test_bad_inputs_raise_value_errors(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    with pytest.raises(ValueError, match="multiple of the chunk size 3"):
+        generate(model, text, num_latent_frames=10, **KW)
+    with pytest.raises(ValueError, match=f"\\(batch, tokens, {model.config.text_dim}\\)"):
+        generate(model, torch.randn(1, 3, model.config.text_dim + 1), num_latent_frames=3, **KW)
+    with pytest.raises(ValueError, match="unknown memory preset"):
+        generate(model, text, num_latent_frames=3, latent_size=(4, 4), memory="nope")
+    with pytest.raises(ValueError, match="switch frames"):
+        PromptSchedule(texts=[text, text], switch_frames=[])
+
+
+def test_prompt_switch_keeps_the_past_and_changes_the_future(model):
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 3, model.config.text_dim), torch.randn(1, 3, model.config.text_dim)
+    base = generate(model, a, num_latent_frames=18, seed=0, **KW)
+    switched = generate(model, PromptSchedule(texts=[a, b], switch_frames=[8]), num_latent_frames=18, seed=0, **KW)
+    # the switch applies from the first chunk starting at or after frame 8: chunk 3 (frames 9..11)
+    assert torch.equal(base.latents[:, :, :9], switched.latents[:, :, :9])
+    assert not torch.allclose(base.latents[:, :, 9:], switched.latents[:, :, 9:])
+    assert [c.recached for c in switched.trace.chunks] == [False, False, False, True, False, False]
+
+
+def test_recache_under_the_same_prompt_with_full_memory_changes_nothing(model):
+    # with no eviction, re-encoding the cached frames chunk by chunk under the same text recomputes identical K/V
+    text = torch.randn(1, 3, model.config.text_dim)
+    kw = dict(num_latent_frames=12, seed=2, latent_size=(4, 4), memory="full")
+    base = generate(model, text, **kw).latents
+    same = generate(model, PromptSchedule(texts=[text, text.clone()], switch_frames=[6]), **kw).latents
+    assert (base - same).abs().max().item() < 1e-5

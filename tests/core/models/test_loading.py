@@ -1,0 +1,290 @@
+"""Checkpoint loading: every key layout round-trips exactly; bad files fail early with a useful message."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from context_forcing_core.models.config import WanConfig, micro, tiny
+from context_forcing_core.models.keys import (
+    infer_config,
+    select_state_dict,
+    to_diffusers_keys,
+    to_official_keys,
+)
+from context_forcing_core.models.loading import CONFIG_METADATA_KEY, load_model, save_model
+from context_forcing_core.models.wan import WanModel
+
+# Formats without stored metadata cannot know text_len, so their originals use the default (Wan's 512).
+MICRO_512 = dataclasses.replace(micro(), text_len=512)
+TINY_512 = dataclasses.replace(tiny(), text_len=512)
+
+
+def make_model(cfg: WanConfig, seed: int = 0) -> WanModel:
+    """Random model whose every parameter (norms included) differs from a fresh init."""
+    torch.manual_seed(seed)
+    model = WanModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def sd_of(model: WanModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def forward(model: WanModel) -> torch.Tensor:
+    cfg = model.config
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, cfg.in_channels, 3, 4, 4, generator=g)
+    text = torch.randn(1, 3, cfg.text_dim, generator=g)
+    with torch.no_grad():
+        return model(latents, torch.tensor([500.0]), text)
+
+
+def assert_same(loaded: WanModel, original: WanModel) -> None:
+    assert loaded.config == original.config
+    assert not loaded.training
+    got, want = loaded.state_dict(), original.state_dict()
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and got[key].device.type == "cpu", key
+        assert torch.equal(got[key], value), key
+    assert torch.equal(forward(loaded), forward(original))
+
+
+def fsdp_key(key: str) -> str:
+    """Self-Forcing EMA keys: FSDP wraps the DiT and each block."""
+    if key.startswith("blocks."):
+        i, rest = key.split(".", 2)[1:]
+        key = f"blocks.{i}._fsdp_wrapped_module.{rest}"
+    return "model._fsdp_wrapped_module." + key
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_own_safetensors_with_metadata(tmp_path: Path) -> None:
+    model = make_model(micro())
+    path = tmp_path / "student.safetensors"
+    save_model(model, path, metadata={"step": "12"})
+    assert [p.name for p in tmp_path.iterdir()] == ["student.safetensors"]  # no temp file left behind
+    assert_same(load_model(path), model)  # micro (dim 32) needs the stored config for num_heads and text_len
+    save_model(make_model(micro(), seed=5), path)  # overwrite in place
+    assert torch.equal(load_model(path).head.head.weight, make_model(micro(), seed=5).head.head.weight)
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_official_and_comfyui_safetensors_without_metadata(tmp_path: Path, prefix: str) -> None:
+    model = make_model(TINY_512)
+    path = tmp_path / "wan.safetensors"
+    save_file({prefix + k: v for k, v in sd_of(model).items()}, str(path))
+    assert_same(load_model(path), model)  # heads = 256 // 128
+
+
+def test_diffusers_folder(tmp_path: Path) -> None:
+    model = make_model(MICRO_512)
+    sd = to_diffusers_keys(sd_of(model))
+    assert {"condition_embedder.time_proj.weight", "scale_shift_table", "proj_out.weight", "blocks.0.norm2.weight",
+            "blocks.1.attn1.to_out.0.weight", "blocks.0.attn2.norm_k.weight", "blocks.0.ffn.net.0.proj.weight",
+            "blocks.0.ffn.net.2.bias", "blocks.0.scale_shift_table",
+            "condition_embedder.text_embedder.linear_2.bias"} <= set(sd)
+    save_file(sd, str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"_class_name": "WanTransformer3DModel", "num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 4,
+         "out_channels": 4, "text_dim": 8, "freq_dim": 16, "ffn_dim": 64, "num_layers": 2, "patch_size": [1, 2, 2],
+         "eps": 1e-6, "image_dim": None, "added_kv_proj_dim": None}))
+    assert_same(load_model(tmp_path), model)
+
+
+def test_official_wan_folder(tmp_path: Path) -> None:
+    """Wan-AI/Wan2.1-T2V-1.3B layout: official keys plus the official config.json (which names heads and text_len)."""
+    model = make_model(micro())
+    save_file(sd_of(model), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"_class_name": "WanModel", "model_type": "t2v", "dim": 32, "num_heads": 2, "in_dim": 4, "out_dim": 4,
+         "ffn_dim": 64, "freq_dim": 16, "num_layers": 2, "text_len": 4, "eps": 1e-6}))
+    assert_same(load_model(tmp_path), model)
+
+
+def test_sharded_diffusers_pipeline_folder(tmp_path: Path) -> None:
+    model = make_model(MICRO_512)
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    (tmp_path / "model_index.json").write_text("{}")
+    sd = to_diffusers_keys(sd_of(model))
+    keys = list(sd)
+    shards = {"diffusion_pytorch_model-00001-of-00002.safetensors": keys[::2],
+              "diffusion_pytorch_model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: sd[k] for k in part}, str(folder / name))
+    weight_map = {k: name for name, part in shards.items() for k in part}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps({"num_attention_heads": 2}))
+    assert_same(load_model(tmp_path), model)
+
+
+def test_self_forcing_training_dict_and_use_ema(tmp_path: Path) -> None:
+    gen, ema = make_model(TINY_512, seed=1), make_model(TINY_512, seed=2)
+    path = tmp_path / "model.pt"
+    torch.save({"generator": {"model." + k: v for k, v in sd_of(gen).items()},
+                "generator_ema": {fsdp_key(k): v for k, v in sd_of(ema).items()},
+                "critic": {"model.patch_embedding.weight": torch.zeros(3)}, "step": 100}, path)
+    assert_same(load_model(path), ema)  # EMA by default when present; config inferred (heads = 256 // 128)
+    assert_same(load_model(path, use_ema=True), ema)
+    assert_same(load_model(path, use_ema=False), gen)
+
+
+def test_longlive_ema_only_raw_pth_and_in_memory(tmp_path: Path) -> None:
+    model = make_model(micro(), seed=3)
+    ll = tmp_path / "longlive_base.pt"
+    torch.save({"generator_ema": {"model." + k: v for k, v in sd_of(model).items()}}, ll)
+    assert_same(load_model(ll, config=micro()), model)
+    with pytest.raises(ValueError, match="generator"):
+        load_model(ll, config=micro(), use_ema=False)
+    raw = tmp_path / "raw.pth"
+    torch.save(sd_of(model), raw)
+    assert_same(load_model(raw, config=micro()), model)
+    sd = sd_of(model)
+    loaded = load_model({"model": sd}, config=micro())
+    assert_same(loaded, model)
+    assert loaded.head.head.weight.data_ptr() != sd["head.head.weight"].data_ptr()  # caller's tensors not aliased
+    folder = tmp_path / "one"
+    folder.mkdir()
+    torch.save(sd_of(model), folder / "weights.ckpt")
+    assert_same(load_model(folder, config=micro()), model)
+
+
+def test_dtype(tmp_path: Path) -> None:
+    model = make_model(micro()).to(torch.bfloat16)
+    path = tmp_path / "bf16.safetensors"
+    save_model(model, path)
+    assert_same(load_model(path), model)
+    as_fp32 = load_model(path, dtype=torch.float32)
+    assert as_fp32.dtype == torch.float32
+    assert all(torch.equal(as_fp32.state_dict()[k], v.float()) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="floating"):
+        load_model(path, dtype=torch.int8)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _write(path: Path, sd: dict[str, torch.Tensor], cfg: WanConfig | None = None) -> Path:
+    save_file(sd, str(path), metadata={CONFIG_METADATA_KEY: (cfg or micro()).to_json()})
+    return path
+
+
+def test_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
+    sd = sd_of(make_model(micro()))
+    missing = {k: v for k, v in sd.items() if k not in ("blocks.1.ffn.2.bias", "head.modulation")}
+    with pytest.raises(ValueError, match=r"missing.safetensors.*missing key 'blocks\.1\.ffn\.2\.bias' \(and 1 other"):
+        load_model(_write(tmp_path / "missing.safetensors", missing))
+    extra = {**sd, "blocks.0.extra.weight": torch.zeros(2)}
+    with pytest.raises(ValueError, match=r"extra.safetensors.*unexpected key 'blocks\.0\.extra\.weight'"):
+        load_model(_write(tmp_path / "extra.safetensors", extra))
+    wrong = {**sd, "blocks.1.ffn.0.weight": torch.zeros(65, 32)}
+    with pytest.raises(ValueError, match=r"wrong.safetensors.*'blocks\.1\.ffn\.0\.weight'.*\(64, 32\).*\(65, 32\)"):
+        load_model(_write(tmp_path / "wrong.safetensors", wrong))
+    with pytest.raises(ValueError, match=r"state dict.*expected \(64, 32\), found \(65, 32\)"):
+        load_model(wrong, config=micro())
+    with pytest.raises(ValueError, match="config says dim=64"):  # metadata contradicting the shapes
+        load_model(_write(tmp_path / "lying.safetensors", sd, dataclasses.replace(micro(), dim=64)))
+
+
+def test_corrupt_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.safetensors"
+    save_model(make_model(micro()), good)
+    data = good.read_bytes()
+    half = tmp_path / "half.safetensors"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="half.safetensors"):
+        load_model(half)
+    pt = tmp_path / "good.pt"
+    torch.save(sd_of(make_model(micro())), pt)
+    half_pt = tmp_path / "half.pt"
+    half_pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
+    with pytest.raises(ValueError, match="half.pt"):
+        load_model(half_pt, config=micro())
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        load_model(tmp_path / "nowhere.safetensors")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="unsupported"):
+        load_model(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="exactly one"):
+        load_model(tmp_path)  # several weight files
+
+
+class SneakyDict(collections.OrderedDict):
+    """Any class outside torch's weights_only allowlist."""
+
+
+SIDE_EFFECTS: list[str] = []
+
+
+def _side_effect() -> SneakyDict:
+    SIDE_EFFECTS.append("ran")
+    return SneakyDict()
+
+
+class Payload:
+    """Unpickling this would call ``_side_effect``."""
+
+    def __reduce__(self) -> tuple:
+        return _side_effect, ()
+
+
+def test_pickles_only_load_with_weights_only(tmp_path: Path) -> None:
+    sd = sd_of(make_model(micro()))
+    sneaky = tmp_path / "sneaky.pt"
+    torch.save({"generator": SneakyDict(sd)}, sneaky)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_model(sneaky, config=micro())
+    payload = tmp_path / "payload.pth"
+    torch.save({"model": sd, "extra": Payload()}, payload)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_model(payload, config=micro())
+    assert SIDE_EFFECTS == []
+
+
+def test_i2v_and_uninferable_heads(tmp_path: Path) -> None:
+    sd = sd_of(make_model(micro()))
+    i2v = {**sd, "blocks.0.cross_attn.k_img.weight": torch.zeros(32, 32)}
+    with pytest.raises(ValueError, match="i2v.safetensors.*image-to-video"):
+        load_model(_write(tmp_path / "i2v.safetensors", i2v))
+    with pytest.raises(ValueError, match="image-to-video"):
+        to_official_keys({"condition_embedder.image_embedder.ff.net.0.proj.weight": torch.zeros(1)})
+    bare = tmp_path / "bare.safetensors"
+    save_file(sd, str(bare))
+    with pytest.raises(ValueError, match=r"bare.safetensors.*num_heads.*config="):
+        load_model(bare)
+    with pytest.raises(ValueError, match="generator_ema"):
+        load_model(_write(tmp_path / "plain.safetensors", sd), use_ema=True)
+
+
+# ---------------------------------------------------------------- pure key functions
+
+
+def test_key_mapping_is_invertible_and_infers_config() -> None:
+    sd = sd_of(make_model(tiny()))
+    assert to_official_keys(to_diffusers_keys(sd)) == sd
+    assert to_official_keys({"_orig_mod.model.blocks.0._fsdp_wrapped_module.norm3.weight": 1}) == {
+        "blocks.0.norm3.weight": 1}
+    cfg = infer_config(sd, hint={"text_len": 16, "num_heads": 2, "patch_size": [1, 2, 2]})
+    assert cfg == tiny()
+    with pytest.raises(ValueError, match="unknown"):
+        infer_config(sd, hint={"depth": 3})
+    with pytest.raises(ValueError, match="missing"):
+        infer_config({"head.head.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="top-level keys"):
+        select_state_dict({"optimizer": {"lr": 1.0}}, use_ema=None)
+    with pytest.raises(ValueError, match="both map"):
+        to_official_keys({"model.head.modulation": 1, "head.modulation": 2})
