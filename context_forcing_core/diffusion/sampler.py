@@ -74,6 +74,7 @@ class Generation:
     """Every memory decision, per chunk and layer."""
 
 
+@torch.no_grad()  # as a decorator, grad mode is restored around each yield (a `with` block would leak it)
 def stream(
     model: WanModel,
     text: Tensor | PromptSchedule,
@@ -117,31 +118,30 @@ def stream(
     num_chunks = num_latent_frames // cfg.chunk_frames
     recent: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent of frames in the fast window
     prompt, text_ctx = -1, None
-    with torch.no_grad():
-        for c in range(num_chunks):
-            if interrupt is not None:
-                interrupt()
-            frames = range(c * cfg.chunk_frames, (c + 1) * cfg.chunk_frames)
-            wanted = schedule.prompt_at(frames.start)
-            if wanted != prompt:
-                prompt, text_ctx = wanted, model.encode_text(schedule.texts[wanted])
-                if c > 0:
-                    _recache(model, mem, text_ctx, recent)
-            mem.begin_chunk(frames)
-            noise = torch.randn(shape, generator=generator).to(model.device)
+    for c in range(num_chunks):
+        if interrupt is not None:
+            interrupt()
+        frames = range(c * cfg.chunk_frames, (c + 1) * cfg.chunk_frames)
+        wanted = schedule.prompt_at(frames.start)
+        if wanted != prompt:
+            prompt, text_ctx = wanted, model.encode_text(schedule.texts[wanted])
+            if c > 0:
+                _recache(model, mem, text_ctx, recent)
+        mem.begin_chunk(frames)
+        noise = torch.randn(shape, generator=generator).to(model.device)
 
-            def flow(x: Tensor, t: Tensor, text_ctx: TextContext = text_ctx) -> Tensor:
-                return model(x, t, text_ctx, attention=mem.attention())
+        def flow(x: Tensor, t: Tensor, text_ctx: TextContext = text_ctx) -> Tensor:
+            return model(x, t, text_ctx, attention=mem.attention())
 
-            x0 = sample_chunk(flow, noise, timesteps, generator=generator)
-            model(x0, torch.zeros(shape[0], shape[2], device=x0.device), text_ctx, attention=mem.attention(commit=True))
-            step = mem.end_chunk()
-            recent.update({f: x0[:, :, i] for i, f in enumerate(frames)})
-            keep = set(mem.fast_frames())
-            recent = {f: x for f, x in recent.items() if f in keep}
-            if progress is not None:
-                progress(c + 1, num_chunks)
-            yield ChunkOutput(index=c, frames=frames, latents=x0, prompt=prompt, step=step)
+        x0 = sample_chunk(flow, noise, timesteps, generator=generator)
+        model(x0, torch.zeros(shape[0], shape[2], device=x0.device), text_ctx, attention=mem.attention(commit=True))
+        step = mem.end_chunk()
+        recent.update({f: x0[:, :, i] for i, f in enumerate(frames)})
+        keep = set(mem.fast_frames())
+        recent = {f: x for f, x in recent.items() if f in keep}
+        if progress is not None:
+            progress(c + 1, num_chunks)
+        yield ChunkOutput(index=c, frames=frames, latents=x0, prompt=prompt, step=step)
 
 
 def _recache(model: WanModel, mem: SlowFastMemory, text_ctx: TextContext, recent: dict[int, Tensor]) -> None:

@@ -96,3 +96,9 @@ def test_recache_under_the_same_prompt_with_full_memory_changes_nothing(model):
     base = generate(model, text, **kw).latents
     same = generate(model, PromptSchedule(texts=[text, text.clone()], switch_frames=[6]), **kw).latents
     assert (base - same).abs().max().item() < 1e-5
+
+
+def test_stream_does_not_disable_grad_in_the_caller(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    modes = [torch.is_grad_enabled() for _ in stream(model, text, num_latent_frames=6, **KW)]
+    assert modes == [True, True]
