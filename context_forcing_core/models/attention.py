@@ -80,8 +80,8 @@ class DenseAttention:
         return sdpa(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, mask)
 
 
-class SelfAttention(nn.Module):
-    """Projections of Wan's self-attention; key names q, k, v, o, norm_q, norm_k as in the checkpoints."""
+class _Projections(nn.Module):
+    """q, k, v, o projections and q/k RMS norms; key names as in the Wan checkpoints."""
 
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
@@ -89,6 +89,10 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
+
+
+class SelfAttention(_Projections):
+    """Wan's self-attention; what it attends to is decided by an :class:`AttentionContext`."""
 
     def forward(self, x: Tensor, layer: int, grid: Grid, context: AttentionContext) -> Tensor:
         """(B, L, dim) -> (B, L, dim); q/k normalised over the full width before the head split."""
@@ -99,15 +103,8 @@ class SelfAttention(nn.Module):
         return self.o(context.attend(layer, q, k, v, grid).flatten(-2))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Projections):
     """Text cross-attention; the text keys and values come precomputed from :meth:`text_kv`."""
-
-    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
 
     def text_kv(self, text: Tensor) -> tuple[Tensor, Tensor]:
         """(B, Lt, dim) embedded text -> k, v (B, Lt, H, D)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import random_model
 from safetensors.torch import save_file
 
 from context_forcing_core.models.config import WanConfig, micro, tiny
@@ -24,16 +25,6 @@ from context_forcing_core.models.wan import WanModel
 # Formats without stored metadata cannot know text_len, so their originals use the default (Wan's 512).
 MICRO_512 = dataclasses.replace(micro(), text_len=512)
 TINY_512 = dataclasses.replace(tiny(), text_len=512)
-
-
-def make_model(cfg: WanConfig, seed: int = 0) -> WanModel:
-    """Random model whose every parameter (norms included) differs from a fresh init."""
-    torch.manual_seed(seed)
-    model = WanModel(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return model
 
 
 def sd_of(model: WanModel) -> dict[str, torch.Tensor]:
@@ -72,25 +63,25 @@ def fsdp_key(key: str) -> str:
 
 
 def test_own_safetensors_with_metadata(tmp_path: Path) -> None:
-    model = make_model(micro())
+    model = random_model(micro())
     path = tmp_path / "student.safetensors"
     save_model(model, path, metadata={"step": "12"})
     assert [p.name for p in tmp_path.iterdir()] == ["student.safetensors"]  # no temp file left behind
     assert_same(load_model(path), model)  # micro (dim 32) needs the stored config for num_heads and text_len
-    save_model(make_model(micro(), seed=5), path)  # overwrite in place
-    assert torch.equal(load_model(path).head.head.weight, make_model(micro(), seed=5).head.head.weight)
+    save_model(random_model(micro(), seed=5), path)  # overwrite in place
+    assert torch.equal(load_model(path).head.head.weight, random_model(micro(), seed=5).head.head.weight)
 
 
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
 def test_official_and_comfyui_safetensors_without_metadata(tmp_path: Path, prefix: str) -> None:
-    model = make_model(TINY_512)
+    model = random_model(TINY_512)
     path = tmp_path / "wan.safetensors"
     save_file({prefix + k: v for k, v in sd_of(model).items()}, str(path))
     assert_same(load_model(path), model)  # heads = 256 // 128
 
 
 def test_diffusers_folder(tmp_path: Path) -> None:
-    model = make_model(MICRO_512)
+    model = random_model(MICRO_512)
     sd = to_diffusers_keys(sd_of(model))
     assert {"condition_embedder.time_proj.weight", "scale_shift_table", "proj_out.weight", "blocks.0.norm2.weight",
             "blocks.1.attn1.to_out.0.weight", "blocks.0.attn2.norm_k.weight", "blocks.0.ffn.net.0.proj.weight",
@@ -106,7 +97,7 @@ def test_diffusers_folder(tmp_path: Path) -> None:
 
 def test_official_wan_folder(tmp_path: Path) -> None:
     """Wan-AI/Wan2.1-T2V-1.3B layout: official keys plus the official config.json (which names heads and text_len)."""
-    model = make_model(micro())
+    model = random_model(micro())
     save_file(sd_of(model), str(tmp_path / "diffusion_pytorch_model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps(
         {"_class_name": "WanModel", "model_type": "t2v", "dim": 32, "num_heads": 2, "in_dim": 4, "out_dim": 4,
@@ -115,7 +106,7 @@ def test_official_wan_folder(tmp_path: Path) -> None:
 
 
 def test_sharded_diffusers_pipeline_folder(tmp_path: Path) -> None:
-    model = make_model(MICRO_512)
+    model = random_model(MICRO_512)
     folder = tmp_path / "transformer"
     folder.mkdir()
     (tmp_path / "model_index.json").write_text("{}")
@@ -133,7 +124,7 @@ def test_sharded_diffusers_pipeline_folder(tmp_path: Path) -> None:
 
 
 def test_self_forcing_training_dict_and_use_ema(tmp_path: Path) -> None:
-    gen, ema = make_model(TINY_512, seed=1), make_model(TINY_512, seed=2)
+    gen, ema = random_model(TINY_512, seed=1), random_model(TINY_512, seed=2)
     path = tmp_path / "model.pt"
     torch.save({"generator": {"model." + k: v for k, v in sd_of(gen).items()},
                 "generator_ema": {fsdp_key(k): v for k, v in sd_of(ema).items()},
@@ -144,7 +135,7 @@ def test_self_forcing_training_dict_and_use_ema(tmp_path: Path) -> None:
 
 
 def test_longlive_ema_only_raw_pth_and_in_memory(tmp_path: Path) -> None:
-    model = make_model(micro(), seed=3)
+    model = random_model(micro(), seed=3)
     ll = tmp_path / "longlive_base.pt"
     torch.save({"generator_ema": {"model." + k: v for k, v in sd_of(model).items()}}, ll)
     assert_same(load_model(ll, config=micro()), model)
@@ -164,7 +155,7 @@ def test_longlive_ema_only_raw_pth_and_in_memory(tmp_path: Path) -> None:
 
 
 def test_dtype(tmp_path: Path) -> None:
-    model = make_model(micro()).to(torch.bfloat16)
+    model = random_model(micro()).to(torch.bfloat16)
     path = tmp_path / "bf16.safetensors"
     save_model(model, path)
     assert_same(load_model(path), model)
@@ -184,7 +175,7 @@ def _write(path: Path, sd: dict[str, torch.Tensor], cfg: WanConfig | None = None
 
 
 def test_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
-    sd = sd_of(make_model(micro()))
+    sd = sd_of(random_model(micro()))
     missing = {k: v for k, v in sd.items() if k not in ("blocks.1.ffn.2.bias", "head.modulation")}
     with pytest.raises(ValueError, match=r"missing.safetensors.*missing key 'blocks\.1\.ffn\.2\.bias' \(and 1 other"):
         load_model(_write(tmp_path / "missing.safetensors", missing))
@@ -202,14 +193,14 @@ def test_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
 
 def test_corrupt_files(tmp_path: Path) -> None:
     good = tmp_path / "good.safetensors"
-    save_model(make_model(micro()), good)
+    save_model(random_model(micro()), good)
     data = good.read_bytes()
     half = tmp_path / "half.safetensors"
     half.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="half.safetensors"):
         load_model(half)
     pt = tmp_path / "good.pt"
-    torch.save(sd_of(make_model(micro())), pt)
+    torch.save(sd_of(random_model(micro())), pt)
     half_pt = tmp_path / "half.pt"
     half_pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
     with pytest.raises(ValueError, match="half.pt"):
@@ -243,7 +234,7 @@ class Payload:
 
 
 def test_pickles_only_load_with_weights_only(tmp_path: Path) -> None:
-    sd = sd_of(make_model(micro()))
+    sd = sd_of(random_model(micro()))
     sneaky = tmp_path / "sneaky.pt"
     torch.save({"generator": SneakyDict(sd)}, sneaky)
     with pytest.raises(ValueError, match="weights_only"):
@@ -256,7 +247,7 @@ def test_pickles_only_load_with_weights_only(tmp_path: Path) -> None:
 
 
 def test_i2v_and_uninferable_heads(tmp_path: Path) -> None:
-    sd = sd_of(make_model(micro()))
+    sd = sd_of(random_model(micro()))
     i2v = {**sd, "blocks.0.cross_attn.k_img.weight": torch.zeros(32, 32)}
     with pytest.raises(ValueError, match="i2v.safetensors.*image-to-video"):
         load_model(_write(tmp_path / "i2v.safetensors", i2v))
@@ -274,7 +265,7 @@ def test_i2v_and_uninferable_heads(tmp_path: Path) -> None:
 
 
 def test_key_mapping_is_invertible_and_infers_config() -> None:
-    sd = sd_of(make_model(tiny()))
+    sd = sd_of(random_model(tiny()))
     assert to_official_keys(to_diffusers_keys(sd)) == sd
     assert to_official_keys({"_orig_mod.model.blocks.0._fsdp_wrapped_module.norm3.weight": 1}) == {
         "blocks.0.norm3.weight": 1}

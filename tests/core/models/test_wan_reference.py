@@ -11,22 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_model
 from reference_wan import wan_forward
 
 from context_forcing_core.models.config import micro, tiny
-from context_forcing_core.models.wan import WanModel
 
 ATOL = 1e-4
-
-
-def _model(cfg, seed: int) -> WanModel:
-    """float32 model with every parameter perturbed (norm weights away from 1, biases away from 0)."""
-    torch.manual_seed(seed)
-    model = WanModel(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model
 
 
 def _inputs(cfg, seed: int, b: int = 2, f: int = 6, h: int = 6, w: int = 8, lt: int | None = None):
@@ -55,7 +45,7 @@ CFGS = [pytest.param(tiny, id="tiny"), pytest.param(micro, id="micro")]
 
 @pytest.mark.parametrize("make_cfg", CFGS)
 def test_bidirectional_scalar_timestep(make_cfg):
-    model = _model(make_cfg(), seed=0)
+    model = random_model(make_cfg(), seed=0)
     x, text = _inputs(model.config, seed=1)
     t = torch.tensor([937.0, 250.5])
     _compare(model, x, t, text)
@@ -63,7 +53,7 @@ def test_bidirectional_scalar_timestep(make_cfg):
 
 @pytest.mark.parametrize("make_cfg", CFGS)
 def test_bidirectional_per_frame_timesteps(make_cfg):
-    model = _model(make_cfg(), seed=2)
+    model = random_model(make_cfg(), seed=2)
     x, text = _inputs(model.config, seed=3)
     t = torch.tensor([[999.0, 800.0, 610.5, 400.0, 150.0, 0.0], [3.0, 500.0, 20.0, 990.0, 250.0, 750.0]])
     _compare(model, x, t, text)
@@ -76,7 +66,7 @@ def test_bidirectional_per_frame_timesteps(make_cfg):
 
 @pytest.mark.parametrize("make_cfg", CFGS)
 def test_block_causal_matches_masked_reference(make_cfg):
-    model = _model(make_cfg(), seed=4)
+    model = random_model(make_cfg(), seed=4)
     x, text = _inputs(model.config, seed=5, f=9)
     t = torch.rand(2, 9, generator=torch.Generator().manual_seed(6)) * 1000
     _compare(model, x, t, text, chunk_frames=3)
@@ -85,7 +75,7 @@ def test_block_causal_matches_masked_reference(make_cfg):
 @pytest.mark.parametrize("make_cfg", CFGS)
 def test_short_text_is_zero_padded(make_cfg):
     cfg = make_cfg()
-    model = _model(cfg, seed=7)
+    model = random_model(cfg, seed=7)
     x, text = _inputs(cfg, seed=8, lt=cfg.text_len // 2 - 1)
     t = torch.tensor([500.0, 42.0])
     _compare(model, x, t, text)
@@ -98,7 +88,7 @@ def test_short_text_is_zero_padded(make_cfg):
 def test_reference_padding_rows_are_attended():
     """Sanity of the reference itself: padded rows (non-zero after the text bias) change the output."""
     cfg = micro()
-    model = _model(cfg, seed=9)
+    model = random_model(cfg, seed=9)
     x, text = _inputs(cfg, seed=10, lt=cfg.text_len)
     t = torch.tensor([300.0, 700.0])
     sd = model.state_dict()
@@ -108,7 +98,7 @@ def test_reference_padding_rows_are_attended():
 
 
 def test_block_causal_first_chunk_equals_chunk_alone():
-    model = _model(tiny(), seed=11)
+    model = random_model(tiny(), seed=11)
     x, text = _inputs(model.config, seed=12, f=9)
     t = torch.rand(2, 9, generator=torch.Generator().manual_seed(13)) * 1000
     with torch.no_grad():
@@ -122,7 +112,7 @@ def test_block_causal_first_chunk_equals_chunk_alone():
 
 
 def test_block_causal_earlier_chunks_ignore_later_frames():
-    model = _model(tiny(), seed=14)
+    model = random_model(tiny(), seed=14)
     x, text = _inputs(model.config, seed=15, f=9)
     t = torch.rand(2, 9, generator=torch.Generator().manual_seed(16)) * 1000
     x2 = x.clone()
