@@ -1,0 +1,76 @@
+"""Camera paths over a panorama and the rigid-pan renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .world import FRAME_SIZE
+
+MOTIONS = ("slow_pan", "fast_pan", "pan_with_pauses", "loop")
+"""slow_pan / fast_pan: ping-pong between the panorama's ends at ~1 / ~3 px per frame; pan_with_pauses: ping-pong
+with random speeds (1-4 px per frame) and pauses; loop: always the same direction, wrapping around the panorama."""
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class CameraSpec:
+    """How the camera moves."""
+
+    motion: str = "pan_with_pauses"
+    """One of :data:`MOTIONS`."""
+    seed: int = 0
+    """Seed of speeds, pauses and the starting point."""
+
+    def __post_init__(self) -> None:
+        if self.motion not in MOTIONS:
+            raise ValueError(f"unknown motion {self.motion!r}; allowed: {', '.join(MOTIONS)}")
+
+
+def camera_path(spec: CameraSpec, num_frames: int, panorama_width: int) -> np.ndarray:
+    """Left edge of the view, in panorama pixels, for every frame.
+
+    Ping-pong motions stay within [0, width - 32]; ``loop`` grows without bound (the renderer wraps it).
+
+    Returns:
+        (num_frames,) int64.
+
+    """
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    rng = np.random.default_rng(spec.seed)
+    span = panorama_width - FRAME_SIZE
+    x, direction = float(rng.integers(0, span + 1)), 1 if rng.random() < 0.5 else -1
+    speed = {"slow_pan": 1.0, "fast_pan": 3.0, "loop": 2.0}.get(spec.motion, 2.0)
+    pause, out = 0, np.empty(num_frames, dtype=np.int64)
+    for t in range(num_frames):
+        out[t] = round(x)
+        if spec.motion == "pan_with_pauses":
+            if pause > 0:
+                pause -= 1
+                continue
+            if rng.random() < 0.03:
+                pause = int(rng.integers(2, 13))  # 0.5-3 toy seconds
+            if rng.random() < 0.05:
+                speed = float(rng.integers(1, 5))
+        x += direction * speed
+        if spec.motion != "loop" and not 0 <= x <= span:  # bounce off the ends
+            x = min(max(x, 0.0), float(span))
+            direction = -direction
+    return out
+
+
+def render_video(panorama: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Frames seen by the camera: frame t shows columns offsets[t] .. offsets[t] + 31 (mod width).
+
+    Args:
+        panorama: (3, 32, W) float32.
+        offsets: (T,) integer left edges.
+
+    Returns:
+        (T, 3, 32, 32) float32.
+
+    """
+    width = panorama.shape[-1]
+    cols = (np.asarray(offsets)[:, None] + np.arange(FRAME_SIZE)[None, :]) % width  # (T, 32)
+    return np.ascontiguousarray(np.moveaxis(panorama[:, :, cols], 2, 0))  # (T, 3, 32, 32)
