@@ -96,6 +96,14 @@ def tiny() -> WanConfig:
     return WanConfig(dim=256, ffn_dim=512, freq_dim=64, num_layers=2, num_heads=2, text_dim=64, text_len=16)
 
 
+def toy() -> WanConfig:
+    """The toy-world student: the tiny model on the toy codec's 48-channel 8 x 8 latents (16 tokens per frame)
+    with the toy text encoder's 16 rows of width 4096.
+    """
+    return WanConfig(dim=256, ffn_dim=512, freq_dim=64, num_layers=2, num_heads=2, in_channels=48, out_channels=48,
+                     text_dim=4096, text_len=16)
+
+
 def micro() -> WanConfig:
     """The smallest useful model for fast tests: 2 layers, 2 heads of width 16."""
     return WanConfig(dim=32, ffn_dim=64, freq_dim=16, num_layers=2, num_heads=2, in_channels=4,
@@ -106,6 +114,7 @@ PRESETS = {
     "wan2.1-t2v-1.3b": wan21_t2v_1_3b,
     "wan2.1-t2v-14b": wan21_t2v_14b,
     "tiny": tiny,
+    "toy": toy,
     "micro": micro,
 }
 
