@@ -85,7 +85,8 @@ def render_panorama(spec: SceneSpec) -> np.ndarray:
     """Render the scene.
 
     Returns:
-        (3, 32, width) float32 RGB in [0, 1], with a faint deterministic texture so flat areas still register.
+        (3, 32, width) float32 RGB in [0, 1] on a 1/256 grid, with a faint deterministic texture so flat areas
+        still register.
 
     """
     rng = np.random.default_rng(spec.seed)
@@ -97,4 +98,5 @@ def render_panorama(spec: SceneSpec) -> np.ndarray:
     if spec.style != "bands":
         _shapes(rng, colours, img)
     texture = rng.uniform(-0.04, 0.04, size=(1, FRAME_SIZE, spec.width)).astype(np.float32)
-    return np.clip(img + texture, 0.0, 1.0)
+    # on the 1/256 grid, so the toy codec's float32 (x - 0.5) * 4 is exact and its round trip is bit-exact
+    return np.round(np.clip(img + texture, 0.0, 1.0) * 256) / np.float32(256)

@@ -28,6 +28,7 @@ def test_panoramas_are_deterministic_in_range_and_seed_dependent(palette, style)
     a = render_panorama(SceneSpec(palette=palette, style=style, seed=3))
     assert a.shape == (3, FRAME_SIZE, 256) and a.dtype == np.float32
     assert a.min() >= 0 and a.max() <= 1
+    assert np.array_equal(a * 256, np.round(a * 256)), "colours lie on the 1/256 grid"
     assert np.array_equal(a, render_panorama(SceneSpec(palette=palette, style=style, seed=3)))
     assert not np.array_equal(a, render_panorama(SceneSpec(palette=palette, style=style, seed=4)))
 
