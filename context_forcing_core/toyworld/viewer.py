@@ -1,0 +1,256 @@
+"""A small viewer for toy videos: animations, frame strips, the stitched canvas and the revisit-error plot (Pillow only).
+
+Regenerate the images of the toyworld README with::
+
+    python -m context_forcing_core.toyworld.viewer --doc docs/toyworld
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .camera import CameraSpec, camera_path, render_video
+from .metrics import (
+    RevisitCurve,
+    as_frames,
+    canvas_positions,
+    effective_context,
+    estimate_shifts,
+    halfway_threshold,
+    revisit_curve,
+)
+from .synthetic import forgetting_video
+from .world import FRAMES_PER_SECOND, SceneSpec, render_panorama
+
+COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))
+"""Line colours of :func:`revisit_plot`, in order."""
+
+
+def _to_uint8(frames: Any) -> np.ndarray:
+    """(T, H, W, 3) uint8 from (T, 3, H, W) floats in [0, 1]."""
+    arr = as_frames(frames)
+    return (np.clip(np.moveaxis(arr, 1, -1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    return np.repeat(np.repeat(image, scale, axis=-3), scale, axis=-2)
+
+
+def _mp4_writer() -> Any:
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return None
+    return imageio
+
+
+def save_video(frames: Any, path: str | Path, fps: float = 4, scale: int = 4) -> Path:
+    """Write a video, enlarged ``scale`` times with nearest-neighbour pixels.
+
+    The format follows the suffix: ``.gif`` and ``.png`` (animated PNG) use Pillow; ``.mp4`` needs ``imageio`` and
+    ``imageio-ffmpeg`` (not project dependencies).
+
+    Args:
+        frames: (T, 3, H, W) RGB in [0, 1].
+        path: output file.
+        fps: playback frames per second (4 = toy real time).
+        scale: integer enlargement.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: unsupported suffix, mp4 without imageio-ffmpeg, bad fps or scale.
+
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".png", ".mp4"):
+        raise ValueError(f"unsupported video suffix {path.suffix!r}; use .gif, .png (animated) or .mp4")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    images = _upscale(_to_uint8(frames), scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".mp4":
+        imageio = _mp4_writer()
+        if imageio is None:
+            raise ValueError("writing .mp4 needs `pip install imageio imageio-ffmpeg`; use .gif or .png instead")
+        imageio.mimwrite(path, list(images), fps=fps, macro_block_size=1)
+        return path
+    pil = [Image.fromarray(im) for im in images]
+    pil[0].save(path, save_all=True, append_images=pil[1:], duration=round(1000 / fps), loop=0)
+    return path
+
+
+def strip_image(frames: Any, every: int = 8, scale: int = 2, gap: int = 2) -> Image.Image:
+    """Every ``every``-th frame side by side, separated by ``gap`` white pixels.
+
+    Returns:
+        RGB image of size (n * W * scale + (n - 1) * gap, H * scale) with n = ceil(T / every).
+
+    """
+    if every < 1 or gap < 0:
+        raise ValueError(f"every must be >= 1 and gap >= 0, got every={every}, gap={gap}")
+    images = _upscale(_to_uint8(frames)[::every], scale)
+    n, h, w, _ = images.shape
+    out = np.full((h, n * w + (n - 1) * gap, 3), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        out[:, i * (w + gap): i * (w + gap) + w] = im
+    return Image.fromarray(out)
+
+
+def canvas_image(frames: Any, shifts: Any = None, period: int | None = None, scale: int = 1) -> Image.Image:
+    """The stitched canvas: every frame pasted at its cumulative shift (later frames on top), unseen columns grey.
+
+    Args:
+        frames: (T, 3, H, W) RGB in [0, 1].
+        shifts: (T - 1,) camera shifts in pixels per frame; estimated with :func:`estimate_shifts` when None.
+        period: canvas width for motion that wraps around (the panorama width).
+        scale: integer enlargement.
+
+    Returns:
+        RGB image of size (canvas width * scale, H * scale), see :func:`~.metrics.canvas_positions`.
+
+    """
+    images = _to_uint8(frames)
+    num, h, w, _ = images.shape
+    shifts = estimate_shifts(as_frames(frames)) if shifts is None else np.asarray(shifts, dtype=np.int64)
+    if shifts.shape != (num - 1,):
+        raise ValueError(f"shifts must have shape ({num - 1},), got {shifts.shape}")
+    pos, width = canvas_positions(shifts, w, period)
+    canvas = np.full((h, width, 3), 128, dtype=np.uint8)
+    for t in range(num):
+        canvas[:, (pos[t] + np.arange(w)) % width] = images[t]
+    return Image.fromarray(_upscale(canvas, scale))
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def revisit_plot(
+    curves: dict[str, RevisitCurve], threshold: float | None = None, size: tuple[int, int] = (640, 400)
+) -> Image.Image:
+    """Revisit error vs gap: one coloured line per curve (points at the bins' geometric centres, log time axis).
+
+    Args:
+        curves: legend label -> curve (all with the same bin edges).
+        threshold: drawn as a dashed grey horizontal line when given.
+        size: image (width, height) in pixels.
+
+    Returns:
+        RGB image of ``size``.
+
+    """
+    if not curves:
+        raise ValueError("revisit_plot needs at least one curve")
+    edges = next(iter(curves.values())).bin_edges_s
+    if any(not np.array_equal(c.bin_edges_s, edges) for c in curves.values()):
+        raise ValueError("all curves must share their bin edges")
+    width, height = size
+    if width < 200 or height < 150:
+        raise ValueError(f"size must be at least (200, 150), got {size}")
+    left, right, top, bottom = 62, 16, 28, 48
+    values = [v for c in curves.values() for v in c.error[c.populated]] + ([threshold] if threshold is not None else [])
+    y_max = max(max(values, default=0.0) * 1.15, 1e-3)
+    lo, hi = math.log(edges[0]), math.log(edges[-1])
+
+    def x_of(seconds: float) -> float:
+        return left + (math.log(seconds) - lo) / (hi - lo) * (width - left - right)
+
+    def y_of(err: float) -> float:
+        return height - bottom - err / y_max * (height - top - bottom)
+
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font, small = _font(13), _font(11)
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for e in edges:  # x ticks at the bin edges, in seconds
+        x = x_of(float(e))
+        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
+        draw.line([x, top, x, height - bottom], fill=(225, 225, 225))
+        draw.text((x, height - bottom + 6), f"{e:g}", fill="black", font=small, anchor="mt")
+    draw.text(((left + width - right) / 2, height - 6), "gap since last in view (toy seconds)", fill="black",
+              font=font, anchor="mb")
+    step = 10 ** math.floor(math.log10(y_max / 4))
+    step *= next(m for m in (1, 2, 5, 10) if y_max / (step * m) <= 6)
+    for k in range(int(y_max / step) + 1):
+        y = y_of(k * step)
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((left - 6, y), f"{k * step:.3g}", fill="black", font=small, anchor="rm")
+    draw.text((6, top - 8), "revisit error (mean |RGB diff|, 0..1)", fill="black", font=font, anchor="lm")
+    if threshold is not None:
+        y = y_of(threshold)
+        for x in range(left, width - right, 12):
+            draw.line([x, y, min(x + 6, width - right), y], fill=(110, 110, 110), width=2)
+        draw.text((width - right - 4, y - 3), f"threshold {threshold:.3g}", fill=(90, 90, 90), font=small, anchor="rb")
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    for i, (label, curve) in reversed(list(enumerate(curves.items()))):  # the first curve on top
+        colour = COLOURS[i % len(COLOURS)]
+        pts = [(x_of(float(c)), y_of(float(e))) for c, e, ok in zip(centres, curve.error, curve.populated) if ok]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=3, joint="curve")
+        for x, y in pts:
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+        ly = top + 12 + 18 * i  # legend, top left inside the axes
+        draw.line([left + 10, ly, left + 34, ly], fill=colour, width=3)
+        draw.text((left + 40, ly), label, fill="black", font=small, anchor="lm")
+    return img
+
+
+def make_doc_images(out_dir: str | Path, seed: int = 0) -> list[Path]:
+    """Images of the toyworld README: a ground-truth strip and the revisit-error plot of a 60-s pan_with_pauses video.
+
+    The plot compares ground truth with forgetting baselines of N = 5 s and 20 s; the threshold is halfway between
+    ground truth and the N = 5 s baseline (:func:`~.metrics.halfway_threshold`).
+
+    Returns:
+        The PNG paths written.
+
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pano = render_panorama(SceneSpec(palette="desert", style="mixed", seed=seed))
+    offsets = camera_path(CameraSpec(motion="pan_with_pauses", seed=seed), 60 * FRAMES_PER_SECOND, pano.shape[-1])
+    video = render_video(pano, offsets)
+    strip = strip_image(video[: 16 * FRAMES_PER_SECOND], every=4, scale=2)
+    truth = revisit_curve(video)
+    curves = {"ground truth": truth}
+    for n in (5, 20):
+        curves[f"forgets after {n} s"] = revisit_curve(forgetting_video(pano, offsets, n, seed=seed))
+    threshold = halfway_threshold(truth, curves["forgets after 5 s"])
+    labelled = {}
+    for label, curve in curves.items():
+        ctx = effective_context(curve, threshold)
+        bound = ">= " if np.all(curve.error[curve.populated] < threshold) else ""  # nothing failed: a lower bound
+        labelled[f"{label} (effective context {bound}{ctx:g} s)"] = curve
+    paths = [out / "ground_truth_strip.png", out / "revisit_error.png"]
+    strip.save(paths[0], optimize=True)
+    revisit_plot(labelled, threshold=threshold).save(paths[1], optimize=True)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``--doc DIR`` writes the README images into DIR."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--doc", metavar="DIR", required=True, help="write the toyworld README images into DIR")
+    parser.add_argument("--seed", type=int, default=0, help="scene and camera seed")
+    args = parser.parse_args(argv)
+    for path in make_doc_images(args.doc, seed=args.seed):
+        print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
