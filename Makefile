@@ -23,7 +23,8 @@ demo: $(STAMP)
 	$(PY) -m context_forcing_core.demo
 
 bench: $(STAMP)
-	$(PY) benchmarks/memory_scaling.py
+	$(PY) -m benchmarks.memory_scaling
+	$(PY) -m benchmarks.toyworld_speed
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,6 +1,6 @@
 """Per-chunk latency and cache size against video length, Context Forcing memory vs. keeping everything.
 
-Run: python benchmarks/memory_scaling.py [--model tiny] [--latent 8 8] [--frames 480] [--repeats 2] [--device cpu]
+Run: python -m benchmarks.memory_scaling [--model tiny] [--latent 8 8] [--frames 480] [--repeats 2] [--device cpu]
 
 It generates a 120-s-equivalent rollout (480 latent frames; 4 latent frames = 1 s of Wan video) with each memory
 policy, side by side on the same random-weight model, and prints for 5, 20, 60 and 120 s the median latency of the
