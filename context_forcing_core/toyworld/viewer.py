@@ -57,7 +57,7 @@ def save_video(frames: Any, path: str | Path, fps: float = 4, scale: int = 4) ->
     """Write a video, enlarged ``scale`` times with nearest-neighbour pixels.
 
     The format follows the suffix: ``.gif`` and ``.png`` (animated PNG) use Pillow; ``.mp4`` needs ``imageio`` and
-    ``imageio-ffmpeg`` (not project dependencies).
+    ``imageio-ffmpeg`` (pinned for tests in requirements-dev.txt; optional for users).
 
     Args:
         frames: (T, 3, H, W) RGB in [0, 1].

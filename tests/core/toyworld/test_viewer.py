@@ -70,3 +70,11 @@ def test_doc_command_writes_small_pngs(tmp_path, capsys):
     for name in ("ground_truth_strip.png", "revisit_error.png"):
         assert (tmp_path / name).stat().st_size < 100_000
     assert "wrote" in capsys.readouterr().out
+
+
+def test_mp4_round_trip_keeps_every_frame(tmp_path):
+    imageio = pytest.importorskip("imageio.v2")  # pinned in requirements-dev.txt; optional for users
+    frames = np.random.default_rng(0).uniform(size=(10, 3, 32, 32)).astype(np.float32)
+    path = save_video(frames, tmp_path / "clip.mp4", fps=4, scale=4)
+    read = imageio.mimread(path)
+    assert len(read) == 10 and read[0].shape == (128, 128, 3)
