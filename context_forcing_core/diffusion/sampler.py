@@ -23,7 +23,15 @@ FlowFn = Callable[[Tensor, Tensor], Tensor]
 """(x_t (B, C, f, H, W), t (B, f)) -> predicted flow (B, C, f, H, W)."""
 
 
-def sample_chunk(predict_flow: FlowFn, noise: Tensor, timesteps: Sequence[float], *, generator: torch.Generator) -> Tensor:
+def sample_chunk(
+    predict_flow: FlowFn,
+    noise: Tensor,
+    timesteps: Sequence[float],
+    *,
+    generator: torch.Generator,
+    exit_step: int | None = None,
+    grad: bool = False,
+) -> Tensor:
     """Few-step flow sampling of one chunk (Self-Forcing style): x0 = x_t - sigma v, then x_next = (1 - s') x0 + s' eps'.
 
     Args:
@@ -31,21 +39,61 @@ def sample_chunk(predict_flow: FlowFn, noise: Tensor, timesteps: Sequence[float]
         noise: (B, C, f, H, W) float32 starting noise.
         timesteps: decreasing t in (0, 1000], e.g. :func:`warp_timesteps` output.
         generator: CPU generator for the fresh re-noising draws.
+        exit_step: stop after this step and return its x0 (training rollouts); None runs every step.
+        grad: record autograd for the exit step only; earlier steps never carry gradient.
 
     Returns:
-        (B, C, f, H, W) float32 final x0.
+        (B, C, f, H, W) float32 x0 of the exit (by default the last) step.
 
     """
+    last = len(timesteps) - 1 if exit_step is None else exit_step
+    if not 0 <= last < len(timesteps):
+        raise ValueError(f"exit_step must lie in [0, {len(timesteps) - 1}], got {exit_step}")
     b, f = noise.shape[0], noise.shape[2]
     x = noise
-    for i, t in enumerate(timesteps):
+    for i, t in enumerate(timesteps[: last + 1]):
         sigma = t / 1000.0
-        flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
-        x0 = x0_from_flow(x, flow, sigma)
-        if i + 1 < len(timesteps):
+        with torch.set_grad_enabled(grad and i == last):
+            flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
+            x0 = x0_from_flow(x, flow, sigma)
+        if i < last:
             fresh = torch.randn(x.shape, generator=generator).to(x.device)
             x = add_noise(x0, fresh, timesteps[i + 1] / 1000.0)
     return x0
+
+
+def generate_chunk(
+    model: WanModel,
+    memory: SlowFastMemory,
+    text: TextContext,
+    frames: range,
+    timesteps: Sequence[float],
+    *,
+    latent_size: tuple[int, int],
+    generator: torch.Generator,
+    exit_step: int | None = None,
+    grad: bool = False,
+) -> tuple[Tensor, ChunkStep]:
+    """One autoregressive step: fresh noise, few-step denoising against the memory, clean t = 0 commit pass.
+
+    The commit pass always runs without gradient on the detached output, so cached K/V never carry history.
+
+    Returns:
+        x0 (B, C, f, H, W) float32 (with autograd history when ``grad``) and the memory's decisions for the chunk.
+
+    """
+    shape = (text.batch_size, model.config.in_channels, len(frames), *latent_size)
+    memory.begin_chunk(frames)
+    noise = torch.randn(shape, generator=generator).to(model.device)
+
+    def flow(x: Tensor, t: Tensor) -> Tensor:
+        return model(x, t, text, attention=memory.attention())
+
+    x0 = sample_chunk(flow, noise, timesteps, generator=generator, exit_step=exit_step, grad=grad)
+    with torch.no_grad():
+        zeros = torch.zeros(shape[0], shape[2], device=x0.device)
+        model(x0.detach(), zeros, text, attention=memory.attention(commit=True))
+    return x0, memory.end_chunk()
 
 
 @dataclass(kw_only=True, slots=True)
@@ -113,8 +161,6 @@ def stream(
     timesteps = warp_timesteps(steps, shift)
     mem = SlowFastMemory(cfg, model.config)
     generator = torch.Generator().manual_seed(seed)
-    batch = schedule.texts[0].shape[0]
-    shape = (batch, model.config.in_channels, cfg.chunk_frames, *latent_size)
     num_chunks = num_latent_frames // cfg.chunk_frames
     recent: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent of frames in the fast window
     prompt, text_ctx = -1, None
@@ -127,15 +173,7 @@ def stream(
             prompt, text_ctx = wanted, model.encode_text(schedule.texts[wanted])
             if c > 0:
                 _recache(model, mem, text_ctx, recent)
-        mem.begin_chunk(frames)
-        noise = torch.randn(shape, generator=generator).to(model.device)
-
-        def flow(x: Tensor, t: Tensor, text_ctx: TextContext = text_ctx) -> Tensor:
-            return model(x, t, text_ctx, attention=mem.attention())
-
-        x0 = sample_chunk(flow, noise, timesteps, generator=generator)
-        model(x0, torch.zeros(shape[0], shape[2], device=x0.device), text_ctx, attention=mem.attention(commit=True))
-        step = mem.end_chunk()
+        x0, step = generate_chunk(model, mem, text_ctx, frames, timesteps, latent_size=latent_size, generator=generator)
         recent.update({f: x0[:, :, i] for i, f in enumerate(frames)})
         keep = set(mem.fast_frames())
         recent = {f: x for f, x in recent.items() if f in keep}
