@@ -16,7 +16,7 @@ $(STAMP): requirements-dev.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check context_forcing_core tests benchmarks
+	$(PY) -m ruff check context_forcing_core training tests benchmarks
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

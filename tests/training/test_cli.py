@@ -1,0 +1,44 @@
+"""The training CLI: flag surface, dry runs (toy on CPU, Wan 1.3B on the meta device), resolved config on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training import run
+
+
+def test_flag_surface_is_frozen(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    help_text = capsys.readouterr().out
+    for flag in ("stage", "--config", "--out", "--dry-run"):
+        assert flag in help_text
+    assert "{stage1,stage2}" in help_text
+
+
+def test_toy_dry_run_writes_the_resolved_config(tmp_path, capsys):
+    assert run.main(["stage1", "--config", "toy-stage1", "--dry-run", "--out", str(tmp_path), "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "stage1 dry run on cpu: student chunk (1, 48, 3, 8, 8), teacher clip (1, 48, 21, 8, 8)" in out
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
+
+
+def test_wan_stage2_dry_run_validates_on_the_meta_device(tmp_path, capsys):
+    assert run.main(["stage2", "--config", "wan-1.3b-stage2", "--dry-run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "student chunk (1, 16, 3, 60, 104), teacher clip (1, 16, 21, 60, 104)" in out
+    assert "student: 1419.0 M parameters" in out
+    report = run.dry_run(run.load_config("stage2", "wan-1.3b-stage2", {}))
+    assert report.device == "meta"
+    kv = report.memory_bytes["student KV cache (bounded memory)"]
+    assert kv == 21 * 30 * 2 * 1560 * 1536 * 2  # 21 frames x 30 layers x (k, v) x tokens x dim x bf16
+
+
+def test_bad_command_lines_are_usage_errors(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        run.main(["stage1", "--config", "toy-stage2", "--dry-run", "--out", str(tmp_path)])
+    assert err.value.code == 2
+    with pytest.raises(SystemExit):
+        run.main(["stage1", "--config", "toy-stage1", "--steps"])

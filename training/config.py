@@ -1,0 +1,186 @@
+"""Typed training configuration, the stage presets, and ``--section.field value`` overrides.
+
+Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); ``toy-*`` presets shrink
+everything to the toy world so a stage runs in minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
+from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
+
+STAGES = ("stage1", "stage2")
+
+
+@dataclass(kw_only=True, slots=True)
+class OptimConfig:
+    """AdamW settings of one network."""
+
+    lr: float = 2e-6
+    """Learning rate."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.999
+    """AdamW beta2."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay."""
+    grad_clip: float = 2.0
+    """Max gradient norm (0 disables clipping)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"AdamW betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be non-negative")
+
+
+@dataclass(kw_only=True, slots=True)
+class TrainConfig:
+    """One distillation stage (Stage 1 DMD or Stage 2 contextual DMD)."""
+
+    stage: str = "stage1"
+    """"stage1" (local DMD on 21 frames) or "stage2" (contextual DMD on long self-rollouts)."""
+    model: str = "toy"
+    """Architecture preset of student and critic."""
+    teacher: str = "toy"
+    """Architecture preset of the frozen teacher (real score)."""
+    memory: str = "context_forcing"
+    """Student memory preset used in rollouts (as at inference)."""
+    steps: int = 600
+    """Optimiser steps of the critic (the generator steps every ``gen_update_every``)."""
+    batch_size: int = 1
+    """Prompts per micro-batch."""
+    grad_accum: int = 8
+    """Micro-batches accumulated per optimiser step (effective batch = batch_size * grad_accum * world size)."""
+    generator_optim: OptimConfig = field(default_factory=OptimConfig)
+    """Student optimiser (authors: lr 2e-6, betas 0.9, 0.999)."""
+    critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, beta1=0.5, beta2=0.95))
+    """Critic (fake score) optimiser (authors: lr 4e-7, betas 0.5, 0.95)."""
+    gen_update_every: int = 5
+    """Generator update once per this many critic updates (dfake_gen_update_ratio)."""
+    guidance: float = 3.0
+    """Real-score guidance s in cond + s (cond - uncond): 3 in Stage 1, 5 in Stage 2."""
+    ema_decay: float = 0.99
+    """EMA decay of the student weights."""
+    ema_start: int = 200
+    """Step from which the EMA is updated."""
+    rollout_frames: int = 21
+    """Stage 1 rollout length in latent frames (Stage 2 draws from the curriculum)."""
+    target_frames: int = 21
+    """Trailing frames scored by DMD."""
+    curriculum_start: int = 84
+    """Stage 2: longest rollout at step 0 (latent frames)."""
+    curriculum_end: int = 105
+    """Stage 2: longest rollout after the ramp."""
+    curriculum_ramp_steps: int = 600
+    """Stage 2: steps of the linear ramp."""
+    latent_size: tuple[int, int] = (8, 8)
+    """Latent (H, W): 8 x 8 for the toy codec, 60 x 104 for 480 x 832 Wan video."""
+    dtype: str = "float32"
+    """Parameter dtype: float32 or bfloat16."""
+    device: str = "cpu"
+    """Device of the single-process run (distributed runs set it per rank)."""
+    seed: int = 0
+    """Seed of every random draw."""
+    log_every: int = 10
+    """Steps between metric lines."""
+    save_every: int = 100
+    """Steps between checkpoints."""
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage {self.stage!r}; allowed: {', '.join(STAGES)}")
+        for name in ("model", "teacher"):
+            if getattr(self, name) not in MODEL_PRESETS:
+                raise ValueError(f"{name} preset {getattr(self, name)!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
+        if self.memory not in MEMORY_PRESETS:
+            raise ValueError(f"memory preset {self.memory!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
+        for name in ("steps", "batch_size", "grad_accum", "gen_update_every", "rollout_frames", "target_frames",
+                     "log_every", "save_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.target_frames > self.rollout_frames or self.target_frames % 3 or self.rollout_frames % 3:
+            raise ValueError("rollout_frames and target_frames must be whole 3-frame chunks with target <= rollout")
+        if self.stage == "stage2" and not self.target_frames <= self.curriculum_start <= self.curriculum_end:
+            raise ValueError("stage2 needs target_frames <= curriculum_start <= curriculum_end")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype {self.dtype!r}; allowed: float32, bfloat16")
+
+    def to_json(self) -> str:
+        """The resolved configuration, saved beside every run."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def toy_stage1() -> TrainConfig:
+    """Stage 1 DMD on the toy world (CPU minutes)."""
+    return TrainConfig(steps=200, grad_accum=1, generator_optim=OptimConfig(lr=1e-4),
+                       critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95), ema_start=50, save_every=50)
+
+
+def toy_stage2() -> TrainConfig:
+    """Stage 2 contextual DMD on the toy world: rollouts of 42-84 frames, gradient on the last 21."""
+    return dataclasses.replace(toy_stage1(), stage="stage2", guidance=5.0, curriculum_start=42, curriculum_end=84,
+                               curriculum_ramp_steps=200)
+
+
+def wan_1_3b_stage1() -> TrainConfig:
+    """Stage 1 at the authors' settings: 600 iterations, effective batch 64 (8 GPUs x 8 accumulated)."""
+    return TrainConfig(model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", latent_size=(60, 104), dtype="bfloat16",
+                       device="cuda", grad_accum=8)
+
+
+def wan_1_3b_stage2() -> TrainConfig:
+    """Stage 2 at the authors' settings: 500 iterations, rollouts growing from 84 to 105 frames, guidance 5."""
+    return dataclasses.replace(wan_1_3b_stage1(), stage="stage2", steps=500, guidance=5.0)
+
+
+PRESETS = {"toy-stage1": toy_stage1, "toy-stage2": toy_stage2, "wan-1.3b-stage1": wan_1_3b_stage1,
+           "wan-1.3b-stage2": wan_1_3b_stage2}
+
+
+def preset(name: str) -> TrainConfig:
+    """The training preset called ``name``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; allowed: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
+    """Return ``cfg`` with ``{"section.field" or "field": text}`` overrides parsed by the field's type, validated."""
+    hints = typing.get_type_hints(TrainConfig)
+    changes: dict[str, typing.Any] = {}
+    for key, text in overrides.items():
+        head, _, sub = key.partition(".")
+        if head not in hints:
+            raise ValueError(f"unknown setting {key!r}; settings: {', '.join(sorted(hints))}")
+        if sub:
+            inner = changes.get(head) or dataclasses.replace(getattr(cfg, head))
+            sub_hints = typing.get_type_hints(type(inner))
+            if sub not in sub_hints:
+                raise ValueError(f"unknown setting {key!r}; {head} has: {', '.join(sorted(sub_hints))}")
+            changes[head] = dataclasses.replace(inner, **{sub: _parse(text, sub_hints[sub], key)})
+        else:
+            changes[head] = _parse(text, hints[head], key)
+    return dataclasses.replace(cfg, **changes)
+
+
+def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if typing.get_origin(kind) is tuple:
+            return tuple(int(v) for v in text.replace("x", ",").split(","))
+        return kind(text)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{key}: cannot read {text!r} as {getattr(kind, '__name__', kind)}") from err

@@ -1,0 +1,148 @@
+"""Training CLI of Context Forcing.
+
+    python -m training.run stage1 --config toy-stage1 --dry-run
+    python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
+    python -m training.run stage2 --config wan-1.3b-stage2 --generator_optim.lr 1e-5 --steps 100
+
+``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
+``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
+shapes of one step without training (on the meta device when the config's device is not available here), prints
+the parameter counts and a per-GPU memory estimate, and writes the resolved config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from context_forcing_core.memory.config import memory_preset
+from context_forcing_core.memory.slow_fast import SlowFastMemory
+from context_forcing_core.models.config import model_preset
+from context_forcing_core.models.wan import WanModel
+
+from .config import STAGES, TrainConfig, apply_overrides, preset
+
+
+@dataclass(kw_only=True, slots=True)
+class DryRunReport:
+    """What a dry run checked."""
+
+    device: str
+    """Where the shapes ran ("meta" when the config's device is missing here)."""
+    parameters: dict[str, int]
+    """Parameter count of student, critic and teacher."""
+    memory_bytes: dict[str, int]
+    """Estimated bytes per GPU by item (weights, optimiser states, gradients, EMA, KV cache)."""
+    student_chunk: tuple[int, ...]
+    """Shape of one student chunk's flow through its memory."""
+    teacher_clip: tuple[int, ...]
+    """Shape of the teacher's flow on a target clip."""
+
+
+def load_config(stage: str, source: str, overrides: dict[str, str]) -> TrainConfig:
+    """Resolve a preset name or JSON file plus overrides, and check it is for ``stage``."""
+    if source.endswith(".json"):
+        data = json.loads(Path(source).read_text())
+        cfg = apply_overrides(TrainConfig(), {k: json.dumps(v) if not isinstance(v, str) else v
+                                              for k, v in _flatten(data).items()})
+    else:
+        cfg = preset(source)
+    cfg = apply_overrides(cfg, overrides)
+    if cfg.stage != stage:
+        raise ValueError(f"config {source!r} is for {cfg.stage}, not {stage}")
+    return cfg
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[f"{prefix}{k}"] = ",".join(str(x) for x in v)
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def dry_run(cfg: TrainConfig) -> DryRunReport:
+    """Build every network and run the shapes of one step; nothing is trained."""
+    available = cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())
+    device = torch.device(cfg.device if available else "meta")
+    dtype = getattr(torch, cfg.dtype)
+    with device:
+        student = WanModel(model_preset(cfg.model)).to(dtype)
+        critic = WanModel(model_preset(cfg.model)).to(dtype)
+        teacher = WanModel(model_preset(cfg.teacher)).to(dtype).requires_grad_(False)
+    s_cfg, t_cfg = student.config, teacher.config
+    if t_cfg.in_channels != s_cfg.in_channels or t_cfg.text_dim != s_cfg.text_dim:
+        raise ValueError("teacher and student must share latent channels and text width")
+    mem_cfg = memory_preset(cfg.memory)
+    chunk = mem_cfg.chunk_frames
+    with torch.no_grad(), device:
+        text = torch.randn(cfg.batch_size, s_cfg.text_len, s_cfg.text_dim)
+        mem = SlowFastMemory(mem_cfg, s_cfg)
+        mem.begin_chunk(range(chunk))
+        x = torch.randn(cfg.batch_size, s_cfg.in_channels, chunk, *cfg.latent_size)
+        flow = student(x, torch.full((cfg.batch_size, chunk), 1000.0), text, attention=mem.attention(commit=True))
+        mem.end_chunk()
+        clip = torch.randn(cfg.batch_size, s_cfg.in_channels, cfg.target_frames, *cfg.latent_size)
+        teacher_flow = teacher(clip, torch.full((cfg.batch_size,), 500.0), text)
+    if flow.shape != x.shape or teacher_flow.shape != clip.shape:
+        raise RuntimeError(f"shape check failed: {tuple(flow.shape)} vs {tuple(x.shape)}")
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
+              (("student", student), ("critic", critic), ("teacher", teacher))}
+    size = torch.finfo(dtype).bits // 8
+    cache = mem.nbytes() // chunk * (mem_cfg.capacity or cfg.rollout_frames)
+    memory = {
+        "weights (student + critic + teacher)": sum(counts.values()) * size,
+        "AdamW states, fp32 (student + critic)": 8 * (counts["student"] + counts["critic"]),
+        "gradients (student + critic)": (counts["student"] + counts["critic"]) * size,
+        "EMA of the student": counts["student"] * size,
+        "student KV cache (bounded memory)": cache,
+    }
+    return DryRunReport(device=str(device), parameters=counts, memory_bytes=memory, student_chunk=tuple(flow.shape),
+                        teacher_clip=tuple(teacher_flow.shape))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run a stage (or its dry run)."""
+    parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--config", required=True, help="preset name or a resolved-config JSON file")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default outputs/<config>)")
+    parser.add_argument("--dry-run", action="store_true", help="build and check shapes, no training")
+    args, rest = parser.parse_known_args(argv)
+    if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
+        parser.error(f"overrides come as '--field value' pairs, got {rest}")
+    overrides = {k[2:]: v for k, v in zip(rest[::2], rest[1::2])}
+    try:
+        cfg = load_config(args.stage, args.config, overrides)
+    except ValueError as err:
+        parser.error(str(err))
+    out = args.out or Path("outputs") / Path(args.config).stem
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(cfg.to_json())
+    if not args.dry_run:
+        print("training loop: not in this build yet; use --dry-run", file=sys.stderr)
+        return 2
+    report = dry_run(cfg)
+    print(f"{args.stage} dry run on {report.device}: student chunk {report.student_chunk}, "
+          f"teacher clip {report.teacher_clip}")
+    for name, n in report.parameters.items():
+        print(f"  {name}: {n / 1e6:.1f} M parameters")
+    print("  memory estimate per GPU (before activations):")
+    for name, n in report.memory_bytes.items():
+        print(f"    {name}: {n / 2**30:.2f} GiB")
+    print(f"    total: {sum(report.memory_bytes.values()) / 2**30:.2f} GiB")
+    print(f"resolved config: {out / 'config.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
