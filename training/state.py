@@ -1,0 +1,99 @@
+"""Everything a resume needs, in one object, and its atomic checkpoint on disk.
+
+A checkpoint is a folder ``step_NNNNNN/`` holding ``student.safetensors``, ``critic.safetensors`` and
+``student_ema.safetensors`` (plain Wan keys + config metadata, loadable by ``context_forcing_core.load_model`` and
+ComfyUI) and ``state.pt`` (optimisers, step, RNG, data cursor; read back with ``weights_only=True``). The folder is
+written under a temporary name and renamed, then ``latest`` is replaced atomically, so a crash never leaves a
+half-written checkpoint that a resume would pick up.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from context_forcing_core.models.loading import load_model, save_model
+from context_forcing_core.models.wan import WanModel
+
+
+@dataclass(kw_only=True, slots=True)
+class TrainState:
+    """Student, critic, EMA, optimisers, step, RNG and data cursor of a distillation run."""
+
+    student: WanModel
+    critic: WanModel
+    ema: WanModel
+    """Exponential moving average of the student (inference weights once ``ema_start`` has passed)."""
+    student_optim: torch.optim.Optimizer
+    critic_optim: torch.optim.Optimizer
+    generator: torch.Generator
+    """CPU generator of every random draw in the loop (noise, exit steps, rollout lengths)."""
+    step: int = 0
+    """Completed critic steps."""
+    data_cursor: int = 0
+    """Index of the next prompt or clip to read."""
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Ema <- decay * ema + (1 - decay) * model, parameter by parameter, in place and without gradient."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
+
+
+def new_ema(model: WanModel) -> WanModel:
+    """A frozen copy of ``model`` to average into."""
+    return copy.deepcopy(model).requires_grad_(False).eval()
+
+
+def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
+    """Write ``run_dir/step_NNNNNN`` atomically and point ``run_dir/latest`` at it; returns the folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / f"step_{state.step:06d}"
+    tmp = run_dir / f".tmp_step_{state.step:06d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, model in (("student", state.student), ("critic", state.critic), ("student_ema", state.ema)):
+        save_model(model, tmp / f"{name}.safetensors")
+    torch.save(
+        {
+            "step": state.step,
+            "data_cursor": state.data_cursor,
+            "generator": state.generator.get_state(),
+            "student_optim": state.student_optim.state_dict(),
+            "critic_optim": state.critic_optim.state_dict(),
+        },
+        tmp / "state.pt",
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    pointer = run_dir / f".latest_{os.getpid()}"
+    pointer.write_text(final.name)
+    os.replace(pointer, run_dir / "latest")
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder ``run_dir/latest`` names, or None when the run has no checkpoint yet."""
+    pointer = run_dir / "latest"
+    return run_dir / pointer.read_text().strip() if pointer.exists() else None
+
+
+def load_checkpoint(state: TrainState, folder: Path) -> None:
+    """Restore ``state`` in place from a checkpoint folder written by :func:`save_checkpoint`."""
+    for name, model in (("student", state.student), ("critic", state.critic), ("student_ema", state.ema)):
+        loaded = load_model(folder / f"{name}.safetensors", dtype=next(model.parameters()).dtype)
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), loaded.parameters()):
+                p.copy_(q)
+    saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
+    state.step, state.data_cursor = int(saved["step"]), int(saved["data_cursor"])
+    state.generator.set_state(saved["generator"])
+    state.student_optim.load_state_dict(saved["student_optim"])
+    state.critic_optim.load_state_dict(saved["critic_optim"])
