@@ -1,0 +1,1 @@
+"""Training objectives: flow matching, DMD / contextual DMD and the student self-rollout."""
