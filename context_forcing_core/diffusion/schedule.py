@@ -36,22 +36,27 @@ def warp_timesteps(steps: Sequence[float] = DEFAULT_STEPS, shift: float = DEFAUL
     return [NUM_TRAIN_TIMESTEPS * shift_sigma(s / NUM_TRAIN_TIMESTEPS, shift) for s in steps]
 
 
-def _per_frame(sigma: float | Tensor, x: Tensor) -> float | Tensor:
-    """Broadcast a scalar, (B,) or (B, F) sigma against x (B, C, F, H, W)."""
-    if isinstance(sigma, Tensor) and sigma.ndim:
-        return sigma.reshape(sigma.shape[0], 1, -1, 1, 1).to(x.dtype) if sigma.ndim == 2 else sigma.reshape(-1, 1, 1, 1, 1)
-    return sigma
+def per_frame(value: float | Tensor, x: Tensor) -> float | Tensor:
+    """Broadcast a scalar, (B,) or (B, F) sigma or timestep against x (B, C, F, H, W); other shapes raise."""
+    if not isinstance(value, Tensor) or value.ndim == 0:
+        return value
+    b, f = x.shape[0], x.shape[2]
+    if value.shape == (b,):
+        return value.reshape(b, 1, 1, 1, 1).to(x.dtype)
+    if value.shape == (b, f):
+        return value.reshape(b, 1, f, 1, 1).to(x.dtype)
+    raise ValueError(f"expected a scalar, (B,) or (B, F) = {(b, f)} per-frame value, got {tuple(value.shape)}")
 
 
 def add_noise(x0: Tensor, noise: Tensor, sigma: float | Tensor) -> Tensor:
     """x_t = (1 - sigma) x0 + sigma eps; also the re-noising step between few-step passes (with fresh eps)."""
-    s = _per_frame(sigma, x0)
+    s = per_frame(sigma, x0)
     return (1 - s) * x0 + s * noise
 
 
 def x0_from_flow(x_t: Tensor, flow: Tensor, sigma: float | Tensor) -> Tensor:
     """x0 = x_t - sigma v."""
-    return x_t - _per_frame(sigma, x_t) * flow
+    return x_t - per_frame(sigma, x_t) * flow
 
 
 def flow_target(x0: Tensor, noise: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..diffusion.schedule import NUM_TRAIN_TIMESTEPS, shift_sigma
+from ..diffusion.schedule import NUM_TRAIN_TIMESTEPS, per_frame, shift_sigma
 
 ErrorKind = Literal["x0", "noise"]
 KINDS: tuple[ErrorKind, ...] = ("x0", "noise")
@@ -197,14 +197,6 @@ class ErrorBank:
             ]
 
 
-def _broadcast_sigma(sigma: float | Tensor, x: Tensor) -> float | Tensor:
-    """Broadcast a scalar, (B,) or (B, F) sigma against x (B, C, F, H, W)."""
-    if isinstance(sigma, Tensor) and sigma.ndim:
-        shape = (sigma.shape[0], 1, -1, 1, 1) if sigma.ndim == 2 else (-1, 1, 1, 1, 1)
-        return sigma.reshape(shape).to(x.dtype)
-    return sigma
-
-
 def errors_from_prediction(v_hat: Tensor, v: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
     """Errors to bank after a step (baselines.md section 10).
 
@@ -221,7 +213,7 @@ def errors_from_prediction(v_hat: Tensor, v: Tensor, sigma: float | Tensor) -> t
 
     """
     d = (v_hat - v).detach()
-    s = _broadcast_sigma(sigma, d)
+    s = per_frame(sigma, d)
     return -s * d, (1 - s) * d
 
 

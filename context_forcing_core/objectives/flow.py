@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..diffusion.schedule import DEFAULT_SHIFT, NUM_TRAIN_TIMESTEPS, flow_target, shift_sigma
+from ..diffusion.schedule import DEFAULT_SHIFT, NUM_TRAIN_TIMESTEPS, flow_target, per_frame, shift_sigma
 
 Weighting = Literal["none", "bell"]
 
@@ -117,16 +117,6 @@ def check_frame_mask(frame_mask: Tensor, frames: int) -> Tensor:
     return frame_mask
 
 
-def _broadcast_t(t: Tensor, x: Tensor) -> Tensor:
-    """(B,) or (B, F) timesteps -> (B, 1, 1|F, 1, 1), validated against x (B, C, F, H, W)."""
-    b, f = x.shape[0], x.shape[2]
-    if t.shape == (b,):
-        return t.reshape(b, 1, 1, 1, 1)
-    if t.shape == (b, f):
-        return t.reshape(b, 1, f, 1, 1)
-    raise ValueError(f"t must be (B,) or (B, F) = {(b, f)}, got {tuple(t.shape)}")
-
-
 def flow_matching_loss(
     flow_pred: Tensor,
     x0: Tensor,
@@ -160,7 +150,7 @@ def flow_matching_loss(
             f"{tuple(flow_pred.shape)}, {tuple(x0.shape)}, {tuple(noise.shape)}"
         )
     dtype = torch.promote_types(torch.promote_types(flow_pred.dtype, x0.dtype), torch.float32)
-    w = _broadcast_t(timestep_weight(t, weighting).to(device=flow_pred.device, dtype=dtype), flow_pred)
+    w = per_frame(timestep_weight(t, weighting).to(device=flow_pred.device, dtype=dtype), flow_pred)
     err = w * (flow_pred.to(dtype) - flow_target(x0.to(dtype), noise.to(dtype))) ** 2
     if frame_mask is not None:
         err = err[:, :, check_frame_mask(frame_mask, flow_pred.shape[2]).to(err.device)]
