@@ -123,6 +123,30 @@ def contextual_dmd_loss(x: Tensor, x0_real: Tensor, x0_fake: Tensor, *, target_f
     return dmd_loss(x[:, :, x.shape[2] - target_frames :], x0_real, x0_fake)
 
 
+def flow_with_context(
+    model: WanModel, context: Tensor, x_t_target: Tensor, t: Tensor, text: Tensor | TextContext
+) -> tuple[Tensor, Tensor]:
+    """Flow of noisy target frames given clean context frames; see :func:`score_with_context`.
+
+    Returns:
+        flow (B, C, T, H, W) of the target frames, and t expanded to (B, T) float32.
+
+    """
+    if context.ndim != 5 or x_t_target.ndim != 5:
+        raise ValueError(f"context and x_t_target must be 5-D, got {tuple(context.shape)}, {tuple(x_t_target.shape)}")
+    b, c, f_t, h, w = x_t_target.shape
+    if (context.shape[0], context.shape[1], *context.shape[3:]) != (b, c, h, w):
+        raise ValueError(f"context {tuple(context.shape)} does not match the target {tuple(x_t_target.shape)} in B, C, H, W")
+    if t.shape == (b,):
+        t = t[:, None].expand(b, f_t)
+    if t.shape != (b, f_t):
+        raise ValueError(f"t must be (B,) or (B, T) = {(b, f_t)}, got {tuple(t.shape)}")
+    t = t.to(device=x_t_target.device, dtype=torch.float32)
+    timesteps = torch.cat([t.new_zeros(b, context.shape[2]), t], dim=1)
+    flow = model(torch.cat([context.to(x_t_target.dtype), x_t_target], dim=2), timesteps, text, attention="bidirectional")
+    return flow[:, :, context.shape[2] :].to(x_t_target.dtype), t
+
+
 def score_with_context(
     model: WanModel, context: Tensor, x_t_target: Tensor, t: Tensor, text: Tensor | TextContext
 ) -> Tensor:
@@ -143,19 +167,8 @@ def score_with_context(
         (B, C, T, H, W) x0 prediction of the target frames.
 
     """
-    if context.ndim != 5 or x_t_target.ndim != 5:
-        raise ValueError(f"context and x_t_target must be 5-D, got {tuple(context.shape)}, {tuple(x_t_target.shape)}")
-    b, c, f_t, h, w = x_t_target.shape
-    if (context.shape[0], context.shape[1], *context.shape[3:]) != (b, c, h, w):
-        raise ValueError(f"context {tuple(context.shape)} does not match the target {tuple(x_t_target.shape)} in B, C, H, W")
-    if t.shape == (b,):
-        t = t[:, None].expand(b, f_t)
-    if t.shape != (b, f_t):
-        raise ValueError(f"t must be (B,) or (B, T) = {(b, f_t)}, got {tuple(t.shape)}")
-    t = t.to(device=x_t_target.device, dtype=torch.float32)
-    timesteps = torch.cat([t.new_zeros(b, context.shape[2]), t], dim=1)
-    flow = model(torch.cat([context.to(x_t_target.dtype), x_t_target], dim=2), timesteps, text, attention="bidirectional")
-    return x0_from_flow(x_t_target, flow[:, :, context.shape[2] :].to(x_t_target.dtype), t / NUM_TRAIN_TIMESTEPS)
+    flow, t = flow_with_context(model, context, x_t_target, t, text)
+    return x0_from_flow(x_t_target, flow, t / NUM_TRAIN_TIMESTEPS)
 
 
 @torch.no_grad()
