@@ -2,7 +2,8 @@
 
     python -m training.run stage1 --config toy-stage1 --dry-run
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
-    python -m training.run stage2 --config wan-1.3b-stage2 --generator_optim.lr 1e-5 --steps 100
+    python -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1 [--resume]   # trains on CPU
+    python -m training.run stage2 --config toy-stage2 --init outputs/toy-stage1/step_000200/student_ema.safetensors
 
 ``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
 ``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
@@ -26,6 +27,7 @@ from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
 
 from .config import STAGES, TrainConfig, apply_overrides, preset
+from .loop import build_run, train
 
 
 @dataclass(kw_only=True, slots=True)
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="preset name or a resolved-config JSON file")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default outputs/<config>)")
     parser.add_argument("--dry-run", action="store_true", help="build and check shapes, no training")
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (real score); default: preset init")
+    parser.add_argument("--init", default=None, help="student initialisation checkpoint (e.g. the ODE init)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     args, rest = parser.parse_known_args(argv)
     if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
         parser.error(f"overrides come as '--field value' pairs, got {rest}")
@@ -129,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(cfg.to_json())
     if not args.dry_run:
-        print("training loop: not in this build yet; use --dry-run", file=sys.stderr)
-        return 2
+        try:
+            run = build_run(cfg, teacher=args.teacher, student_init=args.init)
+        except ValueError as err:
+            parser.error(str(err))
+        train(run, out, resume=args.resume)
+        return 0
     report = dry_run(cfg)
     print(f"{args.stage} dry run on {report.device}: student chunk {report.student_chunk}, "
           f"teacher clip {report.teacher_clip}")

@@ -47,6 +47,7 @@ def self_rollout(
     generator: torch.Generator,
     memory: MemoryConfig,
     clean_context: bool = True,
+    requires_grad: bool = True,
     steps: Sequence[float] = DEFAULT_STEPS,
     shift: float = DEFAULT_SHIFT,
     latent_size: tuple[int, int] = (60, 104),
@@ -64,6 +65,7 @@ def self_rollout(
         memory: the student's memory configuration (Stage 1 and 2 use the inference memory).
         clean_context: context chunks fully denoised (CF Stage 2); False applies the exit step to every chunk
             (Self-Forcing Stage 1).
+        requires_grad: record autograd at the exit step of target chunks; False for the critic's samples.
         steps: denoising step list before warping.
         shift: flow shift.
         latent_size: latent (H, W).
@@ -87,7 +89,7 @@ def self_rollout(
         is_target = start >= target_start
         exit_here = exit_step if is_target or not clean_context else len(timesteps) - 1
         x0, step = generate_chunk(model, mem, ctx, range(start, start + chunk), timesteps, latent_size=latent_size,
-                                  generator=generator, exit_step=exit_here, grad=is_target)
+                                  generator=generator, exit_step=exit_here, grad=is_target and requires_grad)
         chunks.append(x0)
         trace.chunks.append(step)
     return Rollout(latents=torch.cat(chunks, dim=2), target_start=target_start, exit_step=exit_step, trace=trace)

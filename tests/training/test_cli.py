@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from training import run
 
@@ -13,7 +15,7 @@ def test_flag_surface_is_frozen(capsys):
     with pytest.raises(SystemExit):
         run.main(["--help"])
     help_text = capsys.readouterr().out
-    for flag in ("stage", "--config", "--out", "--dry-run"):
+    for flag in ("stage", "--config", "--out", "--dry-run", "--teacher", "--init", "--resume"):
         assert flag in help_text
     assert "{stage1,stage2}" in help_text
 
@@ -42,3 +44,31 @@ def test_bad_command_lines_are_usage_errors(tmp_path):
     assert err.value.code == 2
     with pytest.raises(SystemExit):
         run.main(["stage1", "--config", "toy-stage1", "--steps"])
+
+
+def params_of(folder):
+    from context_forcing_core import load_model
+
+    return [p.detach() for p in load_model(folder / "student.safetensors").parameters()] + [
+        p.detach() for p in load_model(folder / "critic.safetensors").parameters()]
+
+
+def test_training_then_kill_and_resume_matches_a_straight_run(tmp_path):
+    common = ["stage1", "--config", "toy-stage1", "--gen_update_every", "2", "--log_every", "1",
+              "--save_every", "1", "--rollout_frames", "6", "--target_frames", "6"]
+    assert run.main(common + ["--out", str(tmp_path / "a"), "--steps", "3"]) == 0
+    assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "2"]) == 0  # killed after step 2
+    assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "3", "--resume"]) == 0
+    a, b = params_of(tmp_path / "a" / "step_000003"), params_of(tmp_path / "b" / "step_000003")
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    start = params_of(tmp_path / "a" / "step_000001")
+    assert any(not torch.equal(x, y) for x, y in zip(start, a)), "training changed the weights"
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 1, 2]
+    assert all(np.isfinite(json.loads(line)["critic_loss"]) for line in lines)
+
+
+def test_wan_presets_are_dry_run_only_for_now(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        run.main(["stage1", "--config", "wan-1.3b-stage1", "--out", str(tmp_path)])
+    assert err.value.code == 2

@@ -1,0 +1,176 @@
+"""The distillation loop: Stage 1 (DMD, Self-Forcing style) and Stage 2 (contextual DMD) on the toy world.
+
+One ``train_step`` = a critic update every step and a student update every ``gen_update_every`` steps, each over
+``grad_accum`` micro-batches. The student rolls out through its memory exactly as at inference
+(``self_rollout``); teacher and critic score the last ``target_frames`` given the same student-generated context.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from context_forcing_core.diffusion.schedule import DEFAULT_STEPS, add_noise
+from context_forcing_core.memory.config import MemoryConfig, memory_preset
+from context_forcing_core.models.config import model_preset
+from context_forcing_core.models.loading import load_model
+from context_forcing_core.models.wan import WanModel
+from context_forcing_core.objectives.curriculum import RolloutCurriculum, exit_step, sample_rollout
+from context_forcing_core.objectives.dmd import contextual_dmd_loss, contextual_scores, critic_loss, flow_with_context
+from context_forcing_core.objectives.flow import dmd_timesteps
+from context_forcing_core.objectives.rollout import self_rollout
+from context_forcing_core.toyworld.dataset import ToyPromptDataset
+from context_forcing_core.toyworld.text import ToyTextEncoder
+
+from .config import OptimConfig, TrainConfig
+from .state import TrainState, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
+
+
+@dataclass(kw_only=True, slots=True)
+class Run:
+    """Everything one distillation run holds besides its :class:`TrainState`."""
+
+    cfg: TrainConfig
+    state: TrainState
+    teacher: WanModel
+    """Frozen real score."""
+    prompts: ToyPromptDataset
+    """Prompt-only data (the DMD stages are data-free)."""
+    uncond: Tensor
+    """(1, L, D) text states of the empty prompt (the guidance's unconditional branch)."""
+    memory: MemoryConfig
+    curriculum: RolloutCurriculum | None
+    """Stage 2 rollout lengths; None in Stage 1."""
+
+
+def _adamw(params, cfg: OptimConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str | None = None) -> Run:
+    """Models, optimisers and data for ``cfg``; the critic starts as a copy of the student, as in Self-Forcing."""
+    if model_preset(cfg.model).text_len != 16 or cfg.device != "cpu":
+        raise ValueError("the training loop currently runs the toy presets on CPU; use --dry-run for the Wan presets")
+    torch.manual_seed(cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    student = (load_model(student_init) if student_init else WanModel(model_preset(cfg.model))).to(dtype).train()
+    critic = copy.deepcopy(student)
+    real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(dtype).eval().requires_grad_(False)
+    encoder = ToyTextEncoder(width=student.config.text_dim, max_tokens=student.config.text_len)
+    prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)
+    state = TrainState(student=student, critic=critic, ema=new_ema(student),
+                       student_optim=_adamw(student.parameters(), cfg.generator_optim),
+                       critic_optim=_adamw(critic.parameters(), cfg.critic_optim),
+                       generator=torch.Generator().manual_seed(cfg.seed))
+    curriculum = None
+    if cfg.stage == "stage2":
+        curriculum = RolloutCurriculum(k_min=cfg.target_frames, n_start=cfg.curriculum_start, n_end=cfg.curriculum_end,
+                                       ramp_steps=cfg.curriculum_ramp_steps, target_frames=cfg.target_frames)
+    return Run(cfg=cfg, state=state, teacher=real, prompts=prompts, uncond=encoder.encode([""]),
+               memory=memory_preset(cfg.memory), curriculum=curriculum)
+
+
+def _next_text(run: Run) -> Tensor:
+    """(B, L, D) text states of the next prompts; advances the data cursor."""
+    st, n = run.state, len(run.prompts)
+    texts = [run.prompts[(st.data_cursor + i) % n][1] for i in range(run.cfg.batch_size)]
+    st.data_cursor += run.cfg.batch_size
+    return torch.stack(texts)
+
+
+def _rollout(run: Run, frames: int, text: Tensor, requires_grad: bool) -> Tensor:
+    st, cfg = run.state, run.cfg
+    return self_rollout(st.student, text, num_latent_frames=frames, target_frames=cfg.target_frames,
+                        exit_step=exit_step(len(DEFAULT_STEPS), st.generator), generator=st.generator,
+                        memory=run.memory, clean_context=cfg.stage == "stage2", requires_grad=requires_grad,
+                        latent_size=cfg.latent_size).latents
+
+
+def _noised_target(run: Run, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Context (detached), noise, t (B,) and x_t of the target frames of a rollout x (B, C, F, H, W)."""
+    g, n = run.state.generator, run.cfg.target_frames
+    target = x[:, :, -n:].detach()
+    t = dmd_timesteps(x.shape[0], g)  # CF / SF: shift 5, clamped to [20, 980]
+    noise = torch.randn(target.shape, generator=g)
+    return x[:, :, :-n].detach(), noise, t, add_noise(target, noise, t / 1000)
+
+
+def _clip_and_step(model: WanModel, optim: torch.optim.Optimizer, clip: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf"))
+    optim.step()
+    optim.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def generator_update(run: Run, frames: int) -> dict[str, float]:
+    """One student step of (contextual) DMD, CF Eq. 4-6, accumulated over micro-batches."""
+    st, cfg = run.state, run.cfg
+    st.critic.requires_grad_(False)
+    loss = 0.0
+    for _ in range(cfg.grad_accum):
+        text = _next_text(run)
+        x = _rollout(run, frames, text, requires_grad=True)
+        context, _, t, x_t = _noised_target(run, x)
+        x0_real, x0_fake = contextual_scores(run.teacher, st.critic, context, x_t, t, text,
+                                             run.uncond.expand(text.shape[0], -1, -1), guidance_scale=cfg.guidance)
+        dmd = contextual_dmd_loss(x, x0_real, x0_fake, target_frames=cfg.target_frames)
+        (dmd.loss / cfg.grad_accum).backward()
+        loss += dmd.loss.item() / cfg.grad_accum
+    st.critic.requires_grad_(True)
+    norm = _clip_and_step(st.student, st.student_optim, cfg.generator_optim.grad_clip)
+    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)  # copy until ema_start
+    return {"dmd_loss": loss, "student_grad_norm": norm}
+
+
+def critic_update(run: Run, frames: int) -> dict[str, float]:
+    """One critic (fake score) step: flow matching on detached student samples, given the same context."""
+    st, cfg = run.state, run.cfg
+    loss = 0.0
+    for _ in range(cfg.grad_accum):
+        text = _next_text(run)
+        with torch.no_grad():
+            x = _rollout(run, frames, text, requires_grad=False)
+        context, noise, t, x_t = _noised_target(run, x)
+        flow, _ = flow_with_context(st.critic, context, x_t, t, text)
+        step_loss = critic_loss(flow, x[:, :, -cfg.target_frames:], noise, t)
+        (step_loss / cfg.grad_accum).backward()
+        loss += step_loss.item() / cfg.grad_accum
+    return {"critic_loss": loss, "critic_grad_norm": _clip_and_step(st.critic, st.critic_optim, cfg.critic_optim.grad_clip)}
+
+
+def train_step(run: Run) -> dict[str, float]:
+    """A critic update every step, a student update every ``gen_update_every`` steps (SF's update ratio)."""
+    st, cfg = run.state, run.cfg
+    frames = cfg.rollout_frames if run.curriculum is None else sample_rollout(st.step, run.curriculum, st.generator)
+    metrics: dict[str, float] = {"step": st.step, "rollout_frames": frames}
+    if st.step % cfg.gen_update_every == 0:
+        metrics |= generator_update(run, frames)
+    metrics |= critic_update(run, frames)
+    st.step += 1
+    return metrics
+
+
+def train(run: Run, out: Path, *, resume: bool = False) -> None:
+    """Run to ``cfg.steps``, logging JSONL metrics and writing checkpoints; ``resume`` continues from ``latest``."""
+    if resume and (folder := latest_checkpoint(out)) is not None:
+        load_checkpoint(run.state, folder)
+        print(f"resumed from {folder} at step {run.state.step}")
+    cfg, st = run.cfg, run.state
+    with (out / "metrics.jsonl").open("a") as log:
+        while st.step < cfg.steps:
+            start = time.perf_counter()
+            metrics = train_step(run) | {"seconds": 0.0}
+            metrics["seconds"] = time.perf_counter() - start
+            log.write(json.dumps(metrics) + "\n")
+            if st.step % cfg.log_every == 0 or st.step == cfg.steps:
+                log.flush()
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "step")
+                print(f"step {st.step}/{cfg.steps}: {shown}", flush=True)
+            if st.step % cfg.save_every == 0 or st.step == cfg.steps:
+                save_checkpoint(st, out)
