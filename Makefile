@@ -25,6 +25,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.memory_scaling
 	$(PY) -m benchmarks.toyworld_speed
+	$(PY) -m benchmarks.train_step
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
