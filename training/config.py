@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
 
-STAGES = ("stage1", "stage2")
+STAGES = ("teacher", "stage1", "stage2")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -46,7 +46,8 @@ class TrainConfig:
     """One distillation stage (Stage 1 DMD or Stage 2 contextual DMD)."""
 
     stage: str = "stage1"
-    """"stage1" (local DMD on 21 frames) or "stage2" (contextual DMD on long self-rollouts)."""
+    """"teacher" (bidirectional flow matching on clips), "stage1" (local DMD on 21 frames) or "stage2" (contextual
+    DMD on long self-rollouts)."""
     model: str = "toy"
     """Architecture preset of student and critic."""
     teacher: str = "toy"
@@ -60,7 +61,7 @@ class TrainConfig:
     grad_accum: int = 8
     """Micro-batches accumulated per optimiser step (effective batch = batch_size * grad_accum * world size)."""
     generator_optim: OptimConfig = field(default_factory=OptimConfig)
-    """Student optimiser (authors: lr 2e-6, betas 0.9, 0.999)."""
+    """Optimiser of the trained network: the student (authors: lr 2e-6, betas 0.9, 0.999), or the teacher itself."""
     critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, beta1=0.5, beta2=0.95))
     """Critic (fake score) optimiser (authors: lr 4e-7, betas 0.5, 0.95)."""
     gen_update_every: int = 5
@@ -72,7 +73,7 @@ class TrainConfig:
     ema_start: int = 200
     """Step from which the EMA is updated."""
     rollout_frames: int = 21
-    """Stage 1 rollout length in latent frames (Stage 2 draws from the curriculum)."""
+    """Stage 1 rollout length in latent frames (Stage 2 draws from the curriculum); clip length of the teacher stage."""
     target_frames: int = 21
     """Trailing frames scored by DMD."""
     curriculum_start: int = 84
@@ -120,6 +121,12 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+def toy_teacher() -> TrainConfig:
+    """The toy world's bidirectional teacher: flow matching on 21-frame clips."""
+    return TrainConfig(stage="teacher", steps=300, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=3e-4),
+                       ema_start=0, ema_decay=0.99, save_every=100)
+
+
 def toy_stage1() -> TrainConfig:
     """Stage 1 DMD on the toy world (CPU minutes)."""
     return TrainConfig(steps=200, grad_accum=1, generator_optim=OptimConfig(lr=1e-4),
@@ -143,8 +150,8 @@ def wan_1_3b_stage2() -> TrainConfig:
     return dataclasses.replace(wan_1_3b_stage1(), stage="stage2", steps=500, guidance=5.0)
 
 
-PRESETS = {"toy-stage1": toy_stage1, "toy-stage2": toy_stage2, "wan-1.3b-stage1": wan_1_3b_stage1,
-           "wan-1.3b-stage2": wan_1_3b_stage2}
+PRESETS = {"toy-teacher": toy_teacher, "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
+           "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 
 
 def preset(name: str) -> TrainConfig:

@@ -23,9 +23,9 @@ from context_forcing_core.models.loading import load_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.curriculum import RolloutCurriculum, exit_step, sample_rollout
 from context_forcing_core.objectives.dmd import contextual_dmd_loss, contextual_scores, critic_loss, flow_with_context
-from context_forcing_core.objectives.flow import dmd_timesteps
+from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_loss, sample_timesteps
 from context_forcing_core.objectives.rollout import self_rollout
-from context_forcing_core.toyworld.dataset import ToyPromptDataset
+from context_forcing_core.toyworld.dataset import ToyClip, ToyClipDataset, ToyPromptDataset
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from .config import OptimConfig, TrainConfig
@@ -38,10 +38,12 @@ class Run:
 
     cfg: TrainConfig
     state: TrainState
-    teacher: WanModel
-    """Frozen real score."""
+    teacher: WanModel | None
+    """Frozen real score (None in the teacher stage, which trains it)."""
     prompts: ToyPromptDataset
     """Prompt-only data (the DMD stages are data-free)."""
+    clips: ToyClipDataset | None
+    """Video clips of the teacher stage; None in the data-free stages."""
     uncond: Tensor
     """(1, L, D) text states of the empty prompt (the guidance's unconditional branch)."""
     memory: MemoryConfig
@@ -60,19 +62,25 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     student = (load_model(student_init) if student_init else WanModel(model_preset(cfg.model))).to(dtype).train()
-    critic = copy.deepcopy(student)
-    real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(dtype).eval().requires_grad_(False)
+    distil = cfg.stage != "teacher"
+    critic = copy.deepcopy(student) if distil else None
+    real = None
+    if distil:
+        real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(dtype)
+        real.eval().requires_grad_(False)
     encoder = ToyTextEncoder(width=student.config.text_dim, max_tokens=student.config.text_len)
     prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)
+    clips = None if distil else ToyClipDataset(1_000_000, num_latent_frames=cfg.rollout_frames, seed=cfg.seed,
+                                               encoder=encoder)
     state = TrainState(student=student, critic=critic, ema=new_ema(student),
                        student_optim=_adamw(student.parameters(), cfg.generator_optim),
-                       critic_optim=_adamw(critic.parameters(), cfg.critic_optim),
+                       critic_optim=_adamw(critic.parameters(), cfg.critic_optim) if distil else None,
                        generator=torch.Generator().manual_seed(cfg.seed))
     curriculum = None
     if cfg.stage == "stage2":
         curriculum = RolloutCurriculum(k_min=cfg.target_frames, n_start=cfg.curriculum_start, n_end=cfg.curriculum_end,
                                        ramp_steps=cfg.curriculum_ramp_steps, target_frames=cfg.target_frames)
-    return Run(cfg=cfg, state=state, teacher=real, prompts=prompts, uncond=encoder.encode([""]),
+    return Run(cfg=cfg, state=state, teacher=real, prompts=prompts, clips=clips, uncond=encoder.encode([""]),
                memory=memory_preset(cfg.memory), curriculum=curriculum)
 
 
@@ -144,9 +152,34 @@ def critic_update(run: Run, frames: int) -> dict[str, float]:
     return {"critic_loss": loss, "critic_grad_norm": _clip_and_step(st.critic, st.critic_optim, cfg.critic_optim.grad_clip)}
 
 
-def train_step(run: Run) -> dict[str, float]:
-    """A critic update every step, a student update every ``gen_update_every`` steps (SF's update ratio)."""
+def teacher_update(run: Run) -> dict[str, float]:
+    """One flow-matching step of the bidirectional teacher on toy clips (one timestep per clip, shift 5)."""
     st, cfg = run.state, run.cfg
+    loss = 0.0
+    for _ in range(cfg.grad_accum):
+        batch = ToyClip.collate([run.clips[(st.data_cursor + i) % len(run.clips)] for i in range(cfg.batch_size)])
+        st.data_cursor += cfg.batch_size
+        x0, text = batch["latents"], batch["text"]
+        t = sample_timesteps(x0.shape[0], generator=st.generator)
+        noise = torch.randn(x0.shape, generator=st.generator)
+        flow = st.student(add_noise(x0, noise, t / 1000), t, text)
+        step_loss = flow_matching_loss(flow, x0, noise, t)
+        (step_loss / cfg.grad_accum).backward()
+        loss += step_loss.item() / cfg.grad_accum
+    norm = _clip_and_step(st.student, st.student_optim, cfg.generator_optim.grad_clip)
+    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    return {"flow_loss": loss, "grad_norm": norm}
+
+
+def train_step(run: Run) -> dict[str, float]:
+    """A critic update every step, a student update every ``gen_update_every`` steps (SF's update ratio); in the
+    teacher stage, one flow-matching step.
+    """
+    st, cfg = run.state, run.cfg
+    if cfg.stage == "teacher":
+        metrics = {"step": st.step} | teacher_update(run)
+        st.step += 1
+        return metrics
     frames = cfg.rollout_frames if run.curriculum is None else sample_rollout(st.step, run.curriculum, st.generator)
     metrics: dict[str, float] = {"step": st.step, "rollout_frames": frames}
     if st.step % cfg.gen_update_every == 0:

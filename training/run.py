@@ -1,5 +1,6 @@
 """Training CLI of Context Forcing.
 
+    python -m training.run teacher --config toy-teacher --out outputs/toy-teacher
     python -m training.run stage1 --config toy-stage1 --dry-run
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
     python -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1 [--resume]   # trains on CPU

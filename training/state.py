@@ -27,17 +27,28 @@ class TrainState:
     """Student, critic, EMA, optimisers, step, RNG and data cursor of a distillation run."""
 
     student: WanModel
-    critic: WanModel
+    """The network being trained (the teacher itself in the teacher stage)."""
     ema: WanModel
     """Exponential moving average of the student (inference weights once ``ema_start`` has passed)."""
     student_optim: torch.optim.Optimizer
-    critic_optim: torch.optim.Optimizer
+    critic: WanModel | None = None
+    """Fake score of the DMD stages; None in single-network stages."""
+    critic_optim: torch.optim.Optimizer | None = None
     generator: torch.Generator
     """CPU generator of every random draw in the loop (noise, exit steps, rollout lengths)."""
     step: int = 0
-    """Completed critic steps."""
+    """Completed optimiser steps."""
     data_cursor: int = 0
     """Index of the next prompt or clip to read."""
+
+    def __post_init__(self) -> None:
+        if (self.critic is None) != (self.critic_optim is None):
+            raise ValueError("critic and critic_optim come together")
+
+    def networks(self) -> list[tuple[str, WanModel]]:
+        """Checkpointed networks by file stem."""
+        nets = [("student", self.student), ("student_ema", self.ema)]
+        return nets + ([("critic", self.critic)] if self.critic is not None else [])
 
 
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -59,7 +70,7 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
     tmp = run_dir / f".tmp_step_{state.step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for name, model in (("student", state.student), ("critic", state.critic), ("student_ema", state.ema)):
+    for name, model in state.networks():
         save_model(model, tmp / f"{name}.safetensors")
     torch.save(
         {
@@ -67,7 +78,7 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
             "data_cursor": state.data_cursor,
             "generator": state.generator.get_state(),
             "student_optim": state.student_optim.state_dict(),
-            "critic_optim": state.critic_optim.state_dict(),
+            "critic_optim": None if state.critic_optim is None else state.critic_optim.state_dict(),
         },
         tmp / "state.pt",
     )
@@ -87,7 +98,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(state: TrainState, folder: Path) -> None:
     """Restore ``state`` in place from a checkpoint folder written by :func:`save_checkpoint`."""
-    for name, model in (("student", state.student), ("critic", state.critic), ("student_ema", state.ema)):
+    for name, model in state.networks():
         loaded = load_model(folder / f"{name}.safetensors", dtype=next(model.parameters()).dtype)
         with torch.no_grad():
             for p, q in zip(model.parameters(), loaded.parameters()):
@@ -96,4 +107,5 @@ def load_checkpoint(state: TrainState, folder: Path) -> None:
     state.step, state.data_cursor = int(saved["step"]), int(saved["data_cursor"])
     state.generator.set_state(saved["generator"])
     state.student_optim.load_state_dict(saved["student_optim"])
-    state.critic_optim.load_state_dict(saved["critic_optim"])
+    if state.critic_optim is not None:
+        state.critic_optim.load_state_dict(saved["critic_optim"])

@@ -17,7 +17,7 @@ def test_flag_surface_is_frozen(capsys):
     help_text = capsys.readouterr().out
     for flag in ("stage", "--config", "--out", "--dry-run", "--teacher", "--init", "--resume"):
         assert flag in help_text
-    assert "{stage1,stage2}" in help_text
+    assert "{teacher,stage1,stage2}" in help_text
 
 
 def test_toy_dry_run_writes_the_resolved_config(tmp_path, capsys):
