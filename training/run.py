@@ -2,6 +2,7 @@
 
     python -m training.run teacher --config toy-teacher --out outputs/toy-teacher
     python -m training.run stage1 --config toy-stage1 --dry-run
+    python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
     python -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1 [--resume]   # trains on CPU
     python -m training.run stage2 --config toy-stage2 --init outputs/toy-stage1/step_000200/student_ema.safetensors
@@ -28,6 +29,7 @@ from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
 
 from .config import STAGES, TrainConfig, apply_overrides, preset
+from .export import export_student
 from .loop import build_run, train
 
 
@@ -116,14 +118,26 @@ def dry_run(cfg: TrainConfig) -> DryRunReport:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a stage (or its dry run)."""
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("--config", required=True, help="preset name or a resolved-config JSON file")
+    parser.add_argument("stage", choices=(*STAGES, "export"))
+    parser.add_argument("--config", help="preset name or a resolved-config JSON file (training stages)")
+    parser.add_argument("--run", type=Path, help="export: the run folder whose latest checkpoint is exported")
+    parser.add_argument("--no-ema", action="store_true", help="export: the raw student instead of its EMA")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default outputs/<config>)")
     parser.add_argument("--dry-run", action="store_true", help="build and check shapes, no training")
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (real score); default: preset init")
     parser.add_argument("--init", default=None, help="student initialisation checkpoint (e.g. the ODE init)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     args, rest = parser.parse_known_args(argv)
+    if args.stage == "export":
+        if args.run is None or args.out is None or rest:
+            parser.error("export needs --run RUN_DIR --out FILE.safetensors and nothing else")
+        try:
+            print(f"wrote {export_student(args.run, args.out, use_ema=not args.no_ema)}")
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        return 0
+    if args.config is None:
+        parser.error(f"{args.stage} needs --config")
     if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
         parser.error(f"overrides come as '--field value' pairs, got {rest}")
     overrides = {k[2:]: v for k, v in zip(rest[::2], rest[1::2])}

@@ -15,9 +15,9 @@ def test_flag_surface_is_frozen(capsys):
     with pytest.raises(SystemExit):
         run.main(["--help"])
     help_text = capsys.readouterr().out
-    for flag in ("stage", "--config", "--out", "--dry-run", "--teacher", "--init", "--resume"):
+    for flag in ("stage", "--config", "--out", "--dry-run", "--teacher", "--init", "--resume", "--run", "--no-ema"):
         assert flag in help_text
-    assert "{teacher,stage1,stage2}" in help_text
+    assert "{teacher,stage1,stage2,export}" in help_text
 
 
 def test_toy_dry_run_writes_the_resolved_config(tmp_path, capsys):
@@ -72,3 +72,22 @@ def test_wan_presets_are_dry_run_only_for_now(tmp_path):
     with pytest.raises(SystemExit) as err:
         run.main(["stage1", "--config", "wan-1.3b-stage1", "--out", str(tmp_path)])
     assert err.value.code == 2
+
+
+def test_export_writes_the_ema_student_with_provenance(tmp_path):
+    from safetensors import safe_open
+
+    from context_forcing_core import load_model
+
+    run_dir, out = tmp_path / "teacher", tmp_path / "exported.safetensors"
+    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(run_dir), "--steps", "1",
+                     "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
+    assert run.main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
+    exported, ema = load_model(out), load_model(run_dir / "step_000001" / "student_ema.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(exported.parameters(), ema.parameters()))
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+    assert meta["context_forcing.checkpoint"] == "step_000001/student_ema.safetensors"
+    assert json.loads(meta["context_forcing.run_config"])["stage"] == "teacher"
+    with pytest.raises(SystemExit):
+        run.main(["export", "--run", str(tmp_path / "missing"), "--out", str(out)])

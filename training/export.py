@@ -1,0 +1,27 @@
+"""Export a run's student as one safetensors file for inference (``load_model``, the ComfyUI loader)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from context_forcing_core.models.loading import load_model, save_model
+
+from .state import latest_checkpoint
+
+
+def export_student(run_dir: Path, out: Path, *, use_ema: bool = True) -> Path:
+    """Write the latest checkpoint's student (its EMA by default) to ``out`` with provenance metadata.
+
+    The file holds official Wan keys plus ``context_forcing.config`` (architecture), ``context_forcing.run_config``
+    (the resolved training config, when the run folder has one) and ``context_forcing.checkpoint`` (which step).
+    """
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
+        raise ValueError(f"{run_dir} has no checkpoint to export (no 'latest' file)")
+    source = folder / ("student_ema.safetensors" if use_ema else "student.safetensors")
+    metadata = {"context_forcing.checkpoint": f"{folder.name}/{source.name}"}
+    config = run_dir / "config.json"
+    if config.exists():
+        metadata["context_forcing.run_config"] = config.read_text()
+    save_model(load_model(source), out, metadata=metadata)
+    return out
