@@ -198,7 +198,7 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
     with (out / "metrics.jsonl").open("a") as log:
         while st.step < cfg.steps:
             start = time.perf_counter()
-            metrics = train_step(run) | {"seconds": 0.0}
+            metrics = train_step(run)
             metrics["seconds"] = time.perf_counter() - start
             log.write(json.dumps(metrics) + "\n")
             if st.step % cfg.log_every == 0 or st.step == cfg.steps:

@@ -53,8 +53,7 @@ def load_config(stage: str, source: str, overrides: dict[str, str]) -> TrainConf
     """Resolve a preset name or JSON file plus overrides, and check it is for ``stage``."""
     if source.endswith(".json"):
         data = json.loads(Path(source).read_text())
-        cfg = apply_overrides(TrainConfig(), {k: json.dumps(v) if not isinstance(v, str) else v
-                                              for k, v in _flatten(data).items()})
+        cfg = apply_overrides(TrainConfig(), _flatten(data))
     else:
         cfg = preset(source)
     cfg = apply_overrides(cfg, overrides)
@@ -63,8 +62,9 @@ def load_config(stage: str, source: str, overrides: dict[str, str]) -> TrainConf
     return cfg
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
+def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    """Nested JSON config -> {"section.field": text} in the form overrides take."""
+    out: dict[str, str] = {}
     for k, v in data.items():
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
