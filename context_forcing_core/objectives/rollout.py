@@ -80,7 +80,7 @@ def self_rollout(
     timesteps = warp_timesteps(steps, shift)
     if not 0 <= exit_step < len(timesteps):
         raise ValueError(f"exit_step must lie in [0, {len(timesteps) - 1}], got {exit_step}")
-    with torch.no_grad():
+    with torch.set_grad_enabled(requires_grad):  # the text embedding and cross-attention K/V layers learn too
         ctx = text if isinstance(text, TextContext) else model.encode_text(text)
     mem = SlowFastMemory(memory, model.config)
     target_start = num_latent_frames - target_frames

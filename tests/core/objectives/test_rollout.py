@@ -68,7 +68,9 @@ def test_gradient_reaches_parameters_only_through_target_frames(model):
     assert all(g.abs().sum() == 0 for g in from_context), "context frames carry no gradient"
     from_target = torch.autograd.grad(rollout.latents[:, :, 6:].square().sum(), params, allow_unused=True,
                                       materialize_grads=True)
-    assert sum(g.abs().sum() for g in from_target) > 0
+    names = [n for n, _ in model.named_parameters()]
+    untrained = [n for n, g in zip(names, from_target) if g.abs().sum() == 0]
+    assert not untrained, f"target frames must train every parameter, text layers included: {untrained}"
 
 
 def test_bad_rollout_arguments(model):
