@@ -13,6 +13,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..diffusion.schedule import NUM_TRAIN_TIMESTEPS, add_noise
+from ..models.wan import WanModel
+from .erft import ErftConfig, ErrorBank, Injection, errors_from_prediction, frames_of, inject, should_update_bank
+from .flow import flow_matching_loss, sample_timesteps
+
 LayoutMode = Literal["memory", "contiguous"]
 
 
@@ -114,3 +119,66 @@ def assemble(latents: Tensor, target_frames: int, layout: ContextLayout) -> Teac
     mask = torch.zeros(len(idx) + target_frames, dtype=torch.bool, device=latents.device)
     mask[len(idx) :] = True
     return TeacherInput(x=latents.index_select(2, sel), context_frames=idx, frame_mask=mask)
+
+
+@dataclass(kw_only=True, slots=True)
+class ErftStep:
+    """One ERFT flow-matching step of the context teacher."""
+
+    loss: Tensor
+    """Scalar flow-matching loss on the target frames (autograd attached)."""
+    injection: Injection
+    """What was corrupted, per sample."""
+    banked: int
+    """Samples whose errors went into the banks."""
+
+
+def erft_step(
+    model: WanModel,
+    latents: Tensor,
+    text: Tensor,
+    *,
+    target_frames: int,
+    layout: ContextLayout,
+    bank: ErrorBank,
+    erft: ErftConfig,
+    generator: torch.Generator,
+    shift: float = 5.0,
+) -> ErftStep:
+    """Context-teacher loss with Error-Recycling Fine-Tuning (CF Sec. 5, SVI), banking this step's errors.
+
+    The clip's last ``target_frames`` are the target; :func:`assemble` selects the context. Banked errors corrupt
+    the context, the target x0 and the noise (:func:`inject`); x_t is built from the corrupted target and noise, the
+    regression target is the flow to the *clean* target, eps' - x0, so the teacher learns to correct drift. The
+    model sees [context at t = 0 ; x_t at t] bidirectionally; the loss covers the target frames only.
+
+    Args:
+        model: the (context) teacher, bidirectional.
+        latents: (B, C, F, H, W) clean clip latents, F > target_frames.
+        text: (B, L, D) prompt states.
+        target_frames: Ft.
+        layout: context selection (the student's memory layout or contiguous).
+        bank: error banks, updated in place.
+        erft: injection probabilities (``clean_prob`` 1 turns ERFT off).
+        generator: CPU generator of every draw.
+        shift: timestep shift of the training distribution.
+
+    """
+    inp = assemble(latents, target_frames, layout)
+    n_ctx = len(inp.context_frames)
+    context, target = inp.x[:, :, :n_ctx], inp.x[:, :, n_ctx:]  # (B, C, Fc, H, W), (B, C, Ft, H, W)
+    b = latents.shape[0]
+    t = sample_timesteps(b, generator=generator, shift=shift).to(latents.device)  # (B,)
+    noise = torch.randn(target.shape, generator=generator).to(target)
+    inj = inject(context, target, noise, t, bank, erft, generator)
+    sigma = t / NUM_TRAIN_TIMESTEPS
+    x_t = add_noise(inj.target, inj.noise, sigma)
+    x = torch.cat([inj.context, x_t], dim=2)
+    flow = model(x, inp.timesteps_for(t), text)[:, :, n_ctx:]  # (B, C, Ft, H, W)
+    loss = flow_matching_loss(flow, target, inj.noise, t)
+    keep = should_update_bank(inj.clean, generator, erft)  # (B,) bool
+    if bool(keep.any()):
+        e_x0, e_noise = errors_from_prediction(flow.detach()[keep], (inj.noise - target)[keep], sigma[keep])
+        bank.add(*frames_of(e_x0, t[keep]), kind="x0")
+        bank.add(*frames_of(e_noise, t[keep]), kind="noise")
+    return ErftStep(loss=loss, injection=inj, banked=int(keep.sum()))

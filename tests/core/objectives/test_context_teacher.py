@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from context_forcing_core.objectives.context_teacher import ContextLayout, assemble, context_indices
+from context_forcing_core.objectives.context_teacher import ContextLayout, assemble, context_indices, erft_step
+from context_forcing_core.objectives.erft import ErftConfig, ErrorBank
 
 
 def test_memory_layout_100_frames_by_hand():
@@ -59,3 +60,66 @@ def test_assemble_without_context_and_validation():
         assemble(latents, 22, ContextLayout())
     with pytest.raises(ValueError):
         ContextLayout(mode="dense")
+
+
+class HalfFlow(torch.nn.Module):
+    """flow = x / 2; records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, text):
+        self.calls.append((x.clone(), t.clone()))
+        return x / 2
+
+
+def _warm_bank(cfg, error):
+    bank = ErrorBank(cfg)
+    for b in range(cfg.num_buckets):
+        bank.add(error[None], float(bank.timesteps[b]), kind="x0")
+    return bank
+
+
+def test_erft_step_corrupts_inputs_and_regresses_the_clean_target():
+    g = torch.Generator().manual_seed(0)
+    c, h, w = 2, 2, 2
+    latents = torch.randn(3, c, 30, h, w, generator=g)
+    error = torch.randn(c, h, w, generator=g)
+    cfg = ErftConfig(num_buckets=5, capacity=4, clean_prob=0.0, p_context=1.0, p_target=1.0, p_noise=0.0)
+    bank, model = _warm_bank(cfg, error), HalfFlow()
+    layout = ContextLayout(sink=1, slow=2, slow_stride_frames=4, recent=2)
+    step = erft_step(model, latents, torch.zeros(3, 1, 1), target_frames=6, layout=layout, bank=bank, erft=cfg,
+                     generator=g)
+    x, t = model.calls[0]
+    ref = assemble(latents, 6, layout)
+    n_ctx = len(ref.context_frames)
+    assert (t[:, :n_ctx] == 0).all() and (t[:, n_ctx:] == t[:, n_ctx:n_ctx + 1]).all()
+    # context: the banked error on exactly context_run consecutive frames
+    diff = x[:, :, :n_ctx] - ref.x[:, :, :n_ctx]
+    hit = diff.abs().flatten(3).sum(-1).sum(1) > 0  # (B, Fc)
+    assert (hit.sum(1) == cfg.context_run).all()
+    for i in range(3):
+        s = int(step.injection.context_start[i])
+        torch.testing.assert_close(diff[i, :, s : s + cfg.context_run], error[:, None].expand(c, 3, h, w))
+    # target: x_t from target + error; the loss regresses the flow towards eps - clean target
+    sigma = (t[:, n_ctx] / 1000).reshape(3, 1, 1, 1, 1)
+    target = ref.x[:, :, n_ctx:]
+    noise = (x[:, :, n_ctx:] - (1 - sigma) * (target + error[:, None])) / sigma
+    expected = (x[:, :, n_ctx:] / 2 - (noise - target)).square().mean()
+    torch.testing.assert_close(step.loss, expected, atol=1e-5, rtol=1e-5)
+    assert step.banked == 3 and bank.counts("noise") != [0] * cfg.num_buckets
+
+
+def test_erft_off_feeds_the_clean_clip():
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, 2, 12, 2, 2, generator=g)
+    cfg = ErftConfig(num_buckets=5, capacity=4, clean_prob=1.0, update_prob_after_clean=0.0)
+    bank, model = _warm_bank(cfg, torch.ones(2, 2, 2)), HalfFlow()
+    layout = ContextLayout(mode="contiguous", sink=0, slow=0, recent=6)
+    step = erft_step(model, latents, torch.zeros(2, 1, 1), target_frames=6, layout=layout, bank=bank, erft=cfg,
+                     generator=g)
+    x, _ = model.calls[0]
+    torch.testing.assert_close(x[:, :, :6], latents[:, :, :6])
+    assert not step.injection.context_injected.any() and step.banked == 0
+    assert bank.counts("noise") == [0] * cfg.num_buckets
