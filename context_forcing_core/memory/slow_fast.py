@@ -5,6 +5,10 @@ Protocol for one chunk (the sampler drives it):
     model(x_t, t, text, attention=memory.attention())  # denoising passes: read only
     model(x0, 0, text, attention=memory.attention(commit=True))  # clean pass: K/V written
     memory.end_chunk()                                 # consolidate (CF Eq. 7), evict, trace
+
+Each layer's attention reads the memory through :meth:`SlowFastMemory.read` and the clean pass writes it through
+:meth:`SlowFastMemory.write`; a gradient-recording pass keeps what it read (:class:`MemoryAttention`), so that
+activation checkpointing recomputes against the same K/V even after later chunks rewrote the cache.
 """
 
 from __future__ import annotations
@@ -182,24 +186,29 @@ class SlowFastMemory:
         return sum(0 if c.k is None else 2 * c.k.numel() * c.k.element_size() for c in self.layers)
 
     # ----------------------------------------------------------------------------------------------- attention
-    def _attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid, commit: bool) -> Tensor:
+    def read(self, layer: int, grid: Grid, device: torch.device, *, copy: bool = False) -> LayerView:
+        """What ``layer`` attends to for the pending chunk: its cached K/V and the RoPE angles of history and chunk.
+
+        Args:
+            layer: block index.
+            grid: (f, h, w) token grid of the chunk being computed.
+            device: device of the queries (for the angle table).
+            copy: return K/V that do not alias the cache buffers (see :func:`~.state.gather`), i.e. a snapshot
+                that stays valid whatever the memory does afterwards.
+
+        """
         p = self._pending
+        if p is None:
+            raise RuntimeError("the memory has no pending chunk: call begin_chunk before running the model on a chunk")
         f, h, w = grid
         if f != len(p.frames):
             raise ValueError(f"the model ran on {f} latent frames but the pending chunk has {len(p.frames)}")
-        cache = self.layers[layer]
-        hist_k, hist_v, slots = gather(cache)
+        hist_k, hist_v, slots = gather(self.layers[layer], copy=copy)
         if [s.frame for s in slots] != [s.frame for s in p.history[layer]]:
             raise RuntimeError(f"layer {layer} cache changed since begin_chunk")
         hist_pos, query_pos = p.positions[layer]
-        cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, q.device)
-        nq = q.shape[1]
-        k_all = k if hist_k is None else torch.cat([hist_k.to(k.dtype), k], dim=1)  # (B, (n + f) * N, H, D)
-        v_all = v if hist_v is None else torch.cat([hist_v.to(v.dtype), v], dim=1)
-        out = sdpa(apply_rope(q, cos[-nq:], sin[-nq:]), apply_rope(k_all, cos, sin), v_all)
-        if commit:
-            self._commit(layer, k, v, grid)
-        return out
+        cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, device)
+        return LayerView(k=hist_k, v=hist_v, cos=cos, sin=sin, grid=grid)
 
     def _angles(self, p: _Pending, positions: tuple[int, ...], h: int, w: int, device) -> tuple[Tensor, Tensor]:
         key = (positions, h, w)
@@ -208,7 +217,8 @@ class SlowFastMemory:
             p.angles[key] = rope_angles(torch.tensor(positions, device=device), h, w, split, theta)
         return p.angles[key]
 
-    def _commit(self, layer: int, k: Tensor, v: Tensor, grid: Grid) -> None:
+    def write(self, layer: int, k: Tensor, v: Tensor, grid: Grid) -> None:
+        """Commit the pending chunk's raw K/V (B, f * N, H, D) of ``layer`` into free slots and record its key summary."""
         cfg, p, cache = self.config, self._pending, self.layers[layer]
         k5, v5 = k.unflatten(1, (grid[0], -1)), v.unflatten(1, (grid[0], -1))  # (B, f, N, H, D)
         if cache.k is None:
@@ -219,14 +229,61 @@ class SlowFastMemory:
         p.summaries[layer] = key_summary(k)
 
 
+@dataclass(kw_only=True, slots=True, frozen=True)
+class LayerView:
+    """One layer's view of the memory for one chunk: the cached history and the RoPE angles of history and chunk."""
+
+    k: Tensor | None
+    """(B, n * N, H, D) raw cached keys (sink, slow, fast order), None when nothing is cached."""
+    v: Tensor | None
+    """(B, n * N, H, D) cached values."""
+    cos: Tensor
+    """(n * N + f * N, D / 2) RoPE cosines: the history's positions, then the chunk's."""
+    sin: Tensor
+    """(n * N + f * N, D / 2) RoPE sines."""
+    grid: Grid
+    """(f, h, w) token grid of the chunk this view was read for."""
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """The chunk's queries (B, f * N, H, D) attend to the history and to the chunk's own k, v -> (B, f * N, H, D)."""
+        nq = q.shape[1]
+        k_all = k if self.k is None else torch.cat([self.k.to(k.dtype), k], dim=1)  # (B, (n + f) * N, H, D)
+        v_all = v if self.v is None else torch.cat([self.v.to(v.dtype), v], dim=1)
+        return sdpa(apply_rope(q, self.cos[-nq:], self.sin[-nq:]), apply_rope(k_all, self.cos, self.sin), v_all)
+
 
 @dataclass(slots=True)
 class MemoryAttention:
-    """:class:`AttentionContext` backed by a :class:`SlowFastMemory` for the pending chunk."""
+    """:class:`AttentionContext` backed by a :class:`SlowFastMemory` for the pending chunk.
+
+    A pass that records autograd keeps, per layer, a snapshot of what it read (copies, not views of the cache).
+    Activation checkpointing re-runs a block's forward during backward, when later chunks have since rewritten
+    the cache in place and the memory is on another chunk; the recomputation then reads the snapshot, so it sees
+    exactly what the first pass saw and the gradient is exact (method.md section 7). It also commits at most once
+    per layer, so a recomputed commit pass writes nothing. Without autograd nothing is kept: inference reads the
+    cache as before, one layer at a time. Cost under autograd: one copy of each layer's attended history, alive
+    as long as the context (until backward when checkpointing, until the end of the forward otherwise).
+    """
 
     memory: SlowFastMemory
     commit: bool = False
+    views: dict[int, LayerView] = field(default_factory=dict)
+    """Per layer, the snapshot read by a gradient-recording pass."""
+    committed: set[int] = field(default_factory=set)
+    """Layers whose K/V this context has written."""
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
         """Attend to the cached frames and the chunk itself; commit the chunk's K/V when asked."""
-        return self.memory._attend(layer, q, k, v, grid, self.commit)
+        view = self.views.get(layer)
+        if view is None:
+            record = torch.is_grad_enabled()
+            view = self.memory.read(layer, grid, q.device, copy=record)
+            if record:
+                self.views[layer] = view
+        elif view.grid != grid:
+            raise ValueError(f"this memory context was read for the token grid {view.grid}, not {grid}")
+        out = view.attend(q, k, v)
+        if self.commit and layer not in self.committed:
+            self.memory.write(layer, k, v, grid)
+            self.committed.add(layer)
+        return out

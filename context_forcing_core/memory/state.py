@@ -147,8 +147,14 @@ def promote(cache: LayerCache, frame: int) -> None:
     slot.role = Role.SLOW
 
 
-def gather(cache: LayerCache) -> tuple[Tensor | None, Tensor | None, list[Slot]]:
+def gather(cache: LayerCache, *, copy: bool = False) -> tuple[Tensor | None, Tensor | None, list[Slot]]:
     """Cached K/V of occupied slots, sink then slow then fast, each oldest first.
+
+    Args:
+        cache: the layer's cache.
+        copy: always return tensors of their own. By default a contiguous prefix of slots comes back as a view of
+            the cache buffers, which a later :func:`write_frames` (an in-place write) changes; a copy is a snapshot
+            that no later cache operation can alter.
 
     Returns:
         k, v: (B, n * N, H, D), or None when nothing is cached; and the n slot records in the same order.
@@ -159,6 +165,8 @@ def gather(cache: LayerCache) -> tuple[Tensor | None, Tensor | None, list[Slot]]
         return None, None, []
     if order == list(range(len(order))):  # contiguous prefix in age order: a view, no copy
         k, v = cache.k[:, : len(order)], cache.v[:, : len(order)]
+        if copy:
+            k, v = k.clone(), v.clone()
     else:
         idx = torch.tensor(order, device=cache.k.device)
         k, v = cache.k.index_select(1, idx), cache.v.index_select(1, idx)

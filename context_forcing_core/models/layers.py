@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import Tensor, nn
 
@@ -24,6 +26,19 @@ class RMSNorm(nn.Module):
 def layer_norm_fp32(x: Tensor, eps: float) -> Tensor:
     """LayerNorm without affine parameters over the last dim, in float32 (Wan's norm1, norm2, head norm)."""
     return nn.functional.layer_norm(x.float(), x.shape[-1:], eps=eps)
+
+
+def autocast_off(device: torch.device) -> AbstractContextManager:
+    """Suspend autocast on ``device`` for Wan's float32 parts (time embedding, head); a no-op when autocast is off.
+
+    Upstream Wan runs these under ``amp.autocast(dtype=torch.float32)``, so with float32 parameters under a bfloat16
+    autocast they stay in float32; with bfloat16 parameters they run in bfloat16 as before.
+    """
+    try:
+        active = torch.is_autocast_enabled(device.type)
+    except RuntimeError:  # a device type autocast does not know (e.g. meta)
+        active = False
+    return torch.autocast(device.type, enabled=False) if active else nullcontext()
 
 
 def timestep_sinusoid(t: Tensor, dim: int) -> Tensor:

@@ -13,10 +13,11 @@ from typing import Literal
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import AttentionContext, CrossAttention, DenseAttention, Grid, SelfAttention
 from .config import WanConfig
-from .layers import FeedForward, layer_norm_fp32, timestep_sinusoid
+from .layers import FeedForward, autocast_off, layer_norm_fp32, timestep_sinusoid
 
 
 @dataclass(slots=True)
@@ -104,9 +105,13 @@ class Head(nn.Module):
 class WanModel(nn.Module):
     """Wan2.1 T2V diffusion transformer predicting the flow v = eps - x0."""
 
+    gradient_checkpointing: bool
+    """Recompute each block's activations in backward instead of storing them (training mode with autograd only)."""
+
     def __init__(self, cfg: WanConfig) -> None:
         super().__init__()
         self.config = cfg
+        self.gradient_checkpointing = False
         self.patch_embedding = nn.Conv3d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.text_embedding = nn.Sequential(
             nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim)
@@ -125,6 +130,17 @@ class WanModel(nn.Module):
     def device(self) -> torch.device:
         """Parameter device."""
         return self.patch_embedding.weight.device
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> WanModel:
+        """Checkpoint every transformer block (non-reentrant); returns the model.
+
+        Active only while the model is in training mode and autograd is recording: inference and ``no_grad``
+        passes run unchanged. A block's forward runs again in backward, so its attention context must give the
+        same answer then; the dense contexts are stateless, and the memory context keeps a snapshot of what a
+        gradient-recording pass read (see :class:`~context_forcing_core.memory.slow_fast.MemoryAttention`).
+        """
+        self.gradient_checkpointing = enabled
+        return self
 
     def encode_text(self, text: Tensor) -> TextContext:
         """Embed raw text-encoder states once and precompute every layer's cross-attention K/V.
@@ -193,9 +209,12 @@ class WanModel(nn.Module):
         e, e0 = self._time(timesteps, b, f, grid[0])
         x = self.patch_embedding(latents.to(device=self.device, dtype=self.dtype))  # (B, dim, F', h, w)
         x = rearrange(x, "b d f h w -> b (f h w) d").float()
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x = block(x, e0, text.keys[i], text.values[i], i, grid, attention)
-        out = self.head(x, e, grid[0])  # (B, L, pt*ph*pw*C)
+            args = (x, e0, text.keys[i], text.values[i], i, grid, attention)
+            x = checkpoint(block, *args, use_reentrant=False) if recompute else block(*args)  # (B, L, dim)
+        with autocast_off(self.device):  # float32 head under a bfloat16 autocast, as upstream
+            out = self.head(x, e, grid[0])  # (B, L, pt*ph*pw*C)
         return rearrange(
             out, "b (f h w) (pf ph pw c) -> b c (f pf) (h ph) (w pw)", f=grid[0], h=grid[1], w=grid[2], pf=pt, ph=ph, pw=pw
         )
@@ -208,7 +227,8 @@ class WanModel(nn.Module):
         if t.shape != (b, f):
             raise ValueError(f"timesteps must be (B,) or (B, F) = {(b, f)}, got {tuple(timesteps.shape)}")
         t = t[:, :: self.config.patch_size[0]]  # one timestep per temporal token
-        sin = timestep_sinusoid(t, self.config.freq_dim).to(self.dtype)
-        e = self.time_embedding(sin)  # (B, F', dim)
-        e0 = self.time_projection(e).unflatten(-1, (6, -1))  # (B, F', 6, dim)
+        with autocast_off(self.device):  # modulation stays float32 under a bfloat16 autocast, as upstream
+            sin = timestep_sinusoid(t, self.config.freq_dim).to(self.dtype)
+            e = self.time_embedding(sin)  # (B, F', dim)
+            e0 = self.time_projection(e).unflatten(-1, (6, -1))  # (B, F', 6, dim)
         return e.float(), e0.float()
