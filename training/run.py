@@ -6,11 +6,14 @@
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
     python -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1 [--resume]   # trains on CPU
     python -m training.run stage2 --config toy-stage2 --init outputs/toy-stage1/step_000200/student_ema.safetensors
+    torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-dp  # 2 CPU ranks
 
 ``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
 ``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
 shapes of one step without training (on the meta device when the config's device is not available here), prints
-the parameter counts and a per-GPU memory estimate, and writes the resolved config.
+the parameter counts and a per-GPU memory estimate, and writes the resolved config. Under torchrun every rank
+trains on its share of each global batch (``batch_size * grad_accum`` per rank, see ``training.distributed``);
+rank 0 writes the config, metrics and checkpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
 
 from .config import STAGES, TrainConfig, apply_overrides, preset
+from .distributed import init_distributed, shutdown
 from .export import export_student
 from .loop import build_run, train
 
@@ -147,14 +151,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     out = args.out or Path("outputs") / Path(args.config).stem
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(cfg.to_json())
     if not args.dry_run:
         try:
-            run = build_run(cfg, teacher=args.teacher, student_init=args.init)
+            ctx = init_distributed(cfg.device)
         except ValueError as err:
             parser.error(str(err))
-        train(run, out, resume=args.resume)
+        try:
+            if ctx.is_main:
+                (out / "config.json").write_text(cfg.to_json())
+            try:
+                run = build_run(cfg, teacher=args.teacher, student_init=args.init, dist=ctx)
+            except ValueError as err:
+                parser.error(str(err))
+            train(run, out, resume=args.resume)
+        finally:
+            shutdown(ctx)
         return 0
+    (out / "config.json").write_text(cfg.to_json())
     report = dry_run(cfg)
     print(f"{args.stage} dry run on {report.device}: student chunk {report.student_chunk}, "
           f"teacher clip {report.teacher_clip}")

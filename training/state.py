@@ -2,7 +2,8 @@
 
 A checkpoint is a folder ``step_NNNNNN/`` holding ``student.safetensors``, ``critic.safetensors`` and
 ``student_ema.safetensors`` (plain Wan keys + config metadata, loadable by ``context_forcing_core.load_model`` and
-ComfyUI) and ``state.pt`` (optimisers, step, RNG, data cursor; read back with ``weights_only=True``). The folder is
+ComfyUI) and ``state.pt`` (optimisers, step, data cursor; read back with ``weights_only=True``). No generator state is saved:
+the loop's draws are a pure function of (seed, step, micro-batch), see ``training.rng``. The folder is
 written under a temporary name and renamed, then ``latest`` is replaced atomically, so a crash never leaves a
 half-written checkpoint that a resume would pick up.
 """
@@ -24,7 +25,7 @@ from context_forcing_core.models.wan import WanModel
 
 @dataclass(kw_only=True, slots=True)
 class TrainState:
-    """Student, critic, EMA, optimisers, step, RNG and data cursor of a distillation run."""
+    """Student, critic, EMA, optimisers, step and data cursor of a distillation run (the RNG derives from the step)."""
 
     student: WanModel
     """The network being trained (the teacher itself in the teacher stage)."""
@@ -34,8 +35,6 @@ class TrainState:
     critic: WanModel | None = None
     """Fake score of the DMD stages; None in single-network stages."""
     critic_optim: torch.optim.Optimizer | None = None
-    generator: torch.Generator
-    """CPU generator of every random draw in the loop (noise, exit steps, rollout lengths)."""
     step: int = 0
     """Completed optimiser steps."""
     data_cursor: int = 0
@@ -76,7 +75,6 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
         {
             "step": state.step,
             "data_cursor": state.data_cursor,
-            "generator": state.generator.get_state(),
             "student_optim": state.student_optim.state_dict(),
             "critic_optim": None if state.critic_optim is None else state.critic_optim.state_dict(),
         },
@@ -105,7 +103,6 @@ def load_checkpoint(state: TrainState, folder: Path) -> None:
                 p.copy_(q)
     saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
     state.step, state.data_cursor = int(saved["step"]), int(saved["data_cursor"])
-    state.generator.set_state(saved["generator"])
     state.student_optim.load_state_dict(saved["student_optim"])
     if state.critic_optim is not None:
         state.critic_optim.load_state_dict(saved["critic_optim"])

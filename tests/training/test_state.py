@@ -6,6 +6,7 @@ import torch
 from conftest import random_model
 
 from context_forcing_core import load_model
+from training.rng import micro_generator
 from training.state import TrainState, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 
 
@@ -13,15 +14,14 @@ def make_state(seed: int = 0) -> TrainState:
     student, critic = random_model(seed=seed), random_model(seed=seed + 1)
     return TrainState(student=student, critic=critic, ema=new_ema(student),
                       student_optim=torch.optim.AdamW(student.parameters(), lr=1e-3, betas=(0.9, 0.999)),
-                      critic_optim=torch.optim.AdamW(critic.parameters(), lr=1e-3, betas=(0.5, 0.95)),
-                      generator=torch.Generator().manual_seed(seed))
+                      critic_optim=torch.optim.AdamW(critic.parameters(), lr=1e-3, betas=(0.5, 0.95)))
 
 
 def toy_step(state: TrainState) -> None:
     """A stand-in update that uses every part of the state (random draws, both optimisers, EMA, cursor)."""
-    cfg = state.student.config
-    x = torch.randn(1, cfg.in_channels, 3, 4, 4, generator=state.generator)
-    text = torch.randn(1, 2, cfg.text_dim, generator=state.generator)
+    cfg, gen = state.student.config, micro_generator(0, state.step, 0, "toy")  # draws as in the loop: f(step)
+    x = torch.randn(1, cfg.in_channels, 3, 4, 4, generator=gen)
+    text = torch.randn(1, 2, cfg.text_dim, generator=gen)
     for model, opt in ((state.critic, state.critic_optim), (state.student, state.student_optim)):
         opt.zero_grad()
         model(x, torch.full((1,), 500.0), text).square().mean().backward()
@@ -46,7 +46,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     save_checkpoint(first, tmp_path)
     del first  # "killed"
 
-    resumed = make_state(seed=7)  # fresh process: different initial weights and RNG, all overwritten by the load
+    resumed = make_state(seed=7)  # fresh process: different initial weights, all overwritten by the load
     load_checkpoint(resumed, latest_checkpoint(tmp_path))
     assert (resumed.step, resumed.data_cursor) == (2, 2)
     for _ in range(2):
