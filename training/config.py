@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
+from context_forcing_core.objectives.context_teacher import ContextLayout
+from context_forcing_core.objectives.erft import ErftConfig
 
-STAGES = ("teacher", "stage1", "stage2")
+STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -43,11 +45,12 @@ class OptimConfig:
 
 @dataclass(kw_only=True, slots=True)
 class TrainConfig:
-    """One distillation stage (Stage 1 DMD or Stage 2 contextual DMD)."""
+    """One training stage: teacher, context teacher, ODE init, Stage 1 DMD or Stage 2 contextual DMD."""
 
     stage: str = "stage1"
-    """"teacher" (bidirectional flow matching on clips), "stage1" (local DMD on 21 frames) or "stage2" (contextual
-    DMD on long self-rollouts)."""
+    """"teacher" (bidirectional flow matching on clips), "context-teacher" (continuation with ERFT), "ode-init"
+    (regression on teacher ODE pairs), "stage1" (local DMD on 21 frames) or "stage2" (contextual DMD on long
+    self-rollouts)."""
     model: str = "toy"
     """Architecture preset of student and critic."""
     teacher: str = "toy"
@@ -82,6 +85,24 @@ class TrainConfig:
     """Stage 2: longest rollout after the ramp."""
     curriculum_ramp_steps: int = 600
     """Stage 2: steps of the linear ramp."""
+    timestep_shift: float = 5.0
+    """Shift of the flow-matching timesteps of the teacher stages (1 = uniform)."""
+    context_min: int = 21
+    """Context teacher: fewest context latents before the target (whole chunks)."""
+    context_max: int = 84
+    """Context teacher: most context latents before the target (authors: 5-20 s of earlier video)."""
+    layout: ContextLayout = field(default_factory=ContextLayout)
+    """Context the teacher and the critic see: the student's memory layout (default) or contiguous."""
+    erft: ErftConfig = field(default_factory=ErftConfig)
+    """Error-recycling banks and injection probabilities of the context teacher (``erft.clean_prob 1`` = off)."""
+    ode_pairs: int = 1000
+    """ODE init: teacher trajectories generated and cached before training."""
+    ode_steps: int = 48
+    """ODE init: Euler steps of the teacher's ODE (a multiple of the student's 4 steps)."""
+    gradient_checkpointing: bool = False
+    """Recompute block activations in backward (student and critic)."""
+    sample_every: int = 0
+    """Toy presets: write sample videos of the EMA student every this many steps (0: never)."""
     latent_size: tuple[int, int] = (8, 8)
     """Latent (H, W): 8 x 8 for the toy codec, 60 x 104 for 480 x 832 Wan video."""
     dtype: str = "float32"
@@ -104,13 +125,20 @@ class TrainConfig:
         if self.memory not in MEMORY_PRESETS:
             raise ValueError(f"memory preset {self.memory!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
         for name in ("steps", "batch_size", "grad_accum", "gen_update_every", "rollout_frames", "target_frames",
-                     "log_every", "save_every"):
+                     "log_every", "save_every", "ode_pairs", "ode_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.target_frames > self.rollout_frames or self.target_frames % 3 or self.rollout_frames % 3:
             raise ValueError("rollout_frames and target_frames must be whole 3-frame chunks with target <= rollout")
         if self.stage == "stage2" and not self.target_frames <= self.curriculum_start <= self.curriculum_end:
             raise ValueError("stage2 needs target_frames <= curriculum_start <= curriculum_end")
+        if self.stage == "context-teacher" and not (0 < self.context_min <= self.context_max and
+                                                    self.context_min % 3 == 0 and self.context_max % 3 == 0):
+            raise ValueError("context-teacher needs 0 < context_min <= context_max, whole 3-frame chunks")
+        if self.ode_steps % 4:
+            raise ValueError(f"ode_steps must be a multiple of the student's 4 steps, got {self.ode_steps}")
+        if self.timestep_shift <= 0 or self.sample_every < 0:
+            raise ValueError("timestep_shift must be positive and sample_every non-negative")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -122,9 +150,25 @@ class TrainConfig:
 
 
 def toy_teacher() -> TrainConfig:
-    """The toy world's bidirectional teacher: flow matching on 21-frame clips."""
-    return TrainConfig(stage="teacher", steps=300, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=3e-4),
-                       ema_start=0, ema_decay=0.99, save_every=100)
+    """The toy world's bidirectional teacher: flow matching on 21-frame clips (uniform timesteps: the toy model
+    learns the low-noise end far too slowly under shift 5).
+    """
+    return TrainConfig(stage="teacher", steps=300, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=1e-3),
+                       ema_start=0, ema_decay=0.99, save_every=100, timestep_shift=1.0)
+
+
+def toy_context_teacher() -> TrainConfig:
+    """The toy context teacher: the toy teacher fine-tuned on 21 target frames after 21-84 context frames laid out
+    like the student's memory, with ERFT (small banks: 50 buckets x 32 errors).
+    """
+    return dataclasses.replace(toy_teacher(), stage="context-teacher", steps=200, generator_optim=OptimConfig(lr=3e-4),
+                               context_min=21, context_max=84, erft=ErftConfig(capacity=32))
+
+
+def toy_ode_init() -> TrainConfig:
+    """ODE-regression init of the toy student from 256 teacher trajectories (24 Euler steps, guidance 3)."""
+    return TrainConfig(stage="ode-init", steps=200, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=3e-4),
+                       ema_start=0, save_every=100, ode_pairs=256, ode_steps=24)
 
 
 def toy_stage1() -> TrainConfig:
@@ -139,6 +183,20 @@ def toy_stage2() -> TrainConfig:
                                curriculum_ramp_steps=200)
 
 
+def wan_1_3b_context_teacher() -> TrainConfig:
+    """The authors' context teacher: 8k steps, batch 8, 5-20 s of context (21-84 latents), ERFT at SVI's settings."""
+    return TrainConfig(stage="context-teacher", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=8000,
+                       batch_size=1, grad_accum=1, generator_optim=OptimConfig(lr=1e-5), latent_size=(60, 104),
+                       dtype="bfloat16", device="cuda", gradient_checkpointing=True, save_every=500)
+
+
+def wan_1_3b_ode_init() -> TrainConfig:
+    """ODE init of the causal 1.3B student (CausVid / Self-Forcing style)."""
+    return TrainConfig(stage="ode-init", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=3000, batch_size=1,
+                       grad_accum=1, generator_optim=OptimConfig(lr=2e-6), latent_size=(60, 104), dtype="bfloat16",
+                       device="cuda", gradient_checkpointing=True, save_every=500)
+
+
 def wan_1_3b_stage1() -> TrainConfig:
     """Stage 1 at the authors' settings: 600 iterations, effective batch 64 (8 GPUs x 8 accumulated)."""
     return TrainConfig(model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", latent_size=(60, 104), dtype="bfloat16",
@@ -150,8 +208,9 @@ def wan_1_3b_stage2() -> TrainConfig:
     return dataclasses.replace(wan_1_3b_stage1(), stage="stage2", steps=500, guidance=5.0)
 
 
-PRESETS = {"toy-teacher": toy_teacher, "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
-           "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
+PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
+           "toy-stage1": toy_stage1, "toy-stage2": toy_stage2, "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
+           "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 
 
 def preset(name: str) -> TrainConfig:
@@ -186,6 +245,10 @@ def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(text)
             return text.lower() in ("true", "1")
+        if typing.get_origin(kind) is typing.Literal:
+            if text not in typing.get_args(kind):
+                raise ValueError(text)
+            return text
         if typing.get_origin(kind) is tuple:
             return tuple(int(v) for v in text.replace("x", ",").split(","))
         return kind(text)

@@ -1,12 +1,16 @@
-"""Training CLI of Context Forcing.
+"""Training CLI of Context Forcing: one command, one stage at a time.
 
+    python -m training.run prepare-data --videos DIR --captions captions.csv --vae VAE --text-encoder UMT5 --out DIR
     python -m training.run teacher --config toy-teacher --out outputs/toy-teacher
-    python -m training.run stage1 --config toy-stage1 --dry-run
+    python -m training.run context-teacher --config toy-context-teacher --init outputs/toy-teacher/latest/...
+    python -m training.run ode-init --config toy-ode-init --teacher TEACHER.safetensors --out outputs/toy-ode
+    python -m training.run stage1 --config toy-stage1 --init ODE_EMA.safetensors --teacher TEACHER.safetensors
+    python -m training.run stage2 --config toy-stage2 --init STAGE1_EMA.safetensors --teacher CONTEXT_TEACHER.safetensors
     python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
-    python -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1 [--resume]   # trains on CPU
-    python -m training.run stage2 --config toy-stage2 --init outputs/toy-stage1/step_000200/student_ema.safetensors
     torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-dp  # 2 CPU ranks
+
+``python -m training.pipeline`` runs the whole toy recipe in order and exports the bundled student.
 
 ``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
 ``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
@@ -122,7 +126,7 @@ def dry_run(cfg: TrainConfig) -> DryRunReport:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a stage (or its dry run)."""
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=(*STAGES, "export"))
+    parser.add_argument("stage", choices=("prepare-data", *STAGES, "export"))
     parser.add_argument("--config", help="preset name or a resolved-config JSON file (training stages)")
     parser.add_argument("--run", type=Path, help="export: the run folder whose latest checkpoint is exported")
     parser.add_argument("--no-ema", action="store_true", help="export: the raw student instead of its EMA")
@@ -132,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", default=None, help="student initialisation checkpoint (e.g. the ODE init)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     args, rest = parser.parse_known_args(argv)
+    if args.stage == "prepare-data":  # its own options (videos, captions, VAE, text encoder): see training.data.prepare
+        from .data.prepare import main as prepare_main
+
+        extra = ["--out", str(args.out)] if args.out else []
+        return prepare_main(rest + extra, prog="python -m training.run prepare-data")
     if args.stage == "export":
         if args.run is None or args.out is None or rest:
             parser.error("export needs --run RUN_DIR --out FILE.safetensors and nothing else")

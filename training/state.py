@@ -2,10 +2,10 @@
 
 A checkpoint is a folder ``step_NNNNNN/`` holding ``student.safetensors``, ``critic.safetensors`` and
 ``student_ema.safetensors`` (plain Wan keys + config metadata, loadable by ``context_forcing_core.load_model`` and
-ComfyUI) and ``state.pt`` (optimisers, step, data cursor; read back with ``weights_only=True``). No generator state is saved:
-the loop's draws are a pure function of (seed, step, micro-batch), see ``training.rng``. The folder is
-written under a temporary name and renamed, then ``latest`` is replaced atomically, so a crash never leaves a
-half-written checkpoint that a resume would pick up.
+ComfyUI) and ``state.pt`` (optimisers, step, data cursor, ERFT banks; read back with ``weights_only=True``).
+No generator state is saved: the loop's draws are a pure function of (seed, step, micro-batch), see
+``training.rng``. The folder is written under a temporary name and renamed, then ``latest`` is replaced
+atomically, so a crash never leaves a half-written checkpoint that a resume would pick up.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from torch import nn
 
 from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
+from context_forcing_core.objectives.erft import ErrorBank
 
 
 @dataclass(kw_only=True, slots=True)
@@ -35,6 +36,8 @@ class TrainState:
     critic: WanModel | None = None
     """Fake score of the DMD stages; None in single-network stages."""
     critic_optim: torch.optim.Optimizer | None = None
+    bank: ErrorBank | None = None
+    """ERFT error banks of the context-teacher stage (this rank's; rank 0's are checkpointed)."""
     step: int = 0
     """Completed optimiser steps."""
     data_cursor: int = 0
@@ -77,6 +80,7 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
             "data_cursor": state.data_cursor,
             "student_optim": state.student_optim.state_dict(),
             "critic_optim": None if state.critic_optim is None else state.critic_optim.state_dict(),
+            "bank": None if state.bank is None else state.bank.state_dict(),
         },
         tmp / "state.pt",
     )
@@ -106,3 +110,5 @@ def load_checkpoint(state: TrainState, folder: Path) -> None:
     state.student_optim.load_state_dict(saved["student_optim"])
     if state.critic_optim is not None:
         state.critic_optim.load_state_dict(saved["critic_optim"])
+    if state.bank is not None and saved.get("bank") is not None:
+        state.bank.load_state_dict(saved["bank"])

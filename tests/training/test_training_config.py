@@ -42,7 +42,7 @@ def test_overrides_are_typed_and_validated():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"stage": "stage3"}, "allowed: teacher, stage1, stage2"),
+    ({"stage": "stage3"}, "allowed: teacher, context-teacher, ode-init, stage1, stage2"),
     ({"target_frames": 24}, "target <= rollout"),
     ({"ema_decay": 1.0}, r"\(0, 1\)"),
     ({"dtype": "float16"}, "allowed: float32, bfloat16"),

@@ -1,0 +1,74 @@
+"""The context-teacher and ODE-init stages through the CLI, the Stage 2 context layout, and the whole toy pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from context_forcing_core import load_model
+from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
+from training import pipeline, run
+from training.config import apply_overrides, preset
+from training.loop import _noised_target, build_run
+
+
+def weights(folder, name="student"):
+    return [p.detach() for p in load_model(folder / f"{name}.safetensors").parameters()]
+
+
+def _kill_and_resume(tmp_path, common):
+    assert run.main(common + ["--out", str(tmp_path / "a"), "--steps", "3"]) == 0
+    assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "2"]) == 0  # killed after step 2
+    assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "3", "--resume"]) == 0
+    for name in ("student", "student_ema"):
+        a, b = weights(tmp_path / "a" / "step_000003", name), weights(tmp_path / "b" / "step_000003", name)
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), name
+    first = weights(tmp_path / "a" / "step_000001")
+    assert any(not torch.equal(x, y) for x, y in zip(first, weights(tmp_path / "a" / "step_000003")))
+    return [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
+    """The banks feed injections from step 1 on; a resume that lost them would inject differently."""
+    common = ["context-teacher", "--config", "toy-context-teacher", "--save_every", "1", "--batch_size", "2",
+              "--rollout_frames", "6", "--target_frames", "6", "--context_min", "6", "--context_max", "12",
+              "--erft.clean_prob", "0", "--erft.capacity", "4"]
+    lines = _kill_and_resume(tmp_path, common)
+    assert [m["step"] for m in lines] == [0, 1, 2]
+    assert lines[0]["bank_size"] > 0 and lines[-1]["injected"] == 1.0
+    saved = torch.load(tmp_path / "b" / "step_000002" / "state.pt", weights_only=True)
+    assert sum(s.shape[0] for s in saved["bank"]["x0"] if s is not None) > 0
+
+
+def test_ode_init_caches_pairs_and_resumes_exactly(tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(teacher_dir), "--steps", "1",
+                     "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "1"]) == 0
+    teacher = str(teacher_dir / "step_000001" / "student_ema.safetensors")
+    common = ["ode-init", "--config", "toy-ode-init", "--teacher", teacher, "--save_every", "1", "--batch_size", "2",
+              "--rollout_frames", "6", "--target_frames", "6", "--ode_pairs", "3", "--ode_steps", "8"]
+    lines = _kill_and_resume(tmp_path, common)
+    assert all(m["ode_loss"] > 0 for m in lines)
+    assert len(list((tmp_path / "b" / "ode_pairs").glob("shard_*.safetensors"))) == 1
+
+
+def test_stage2_scores_the_target_given_the_layout_context():
+    cfg = apply_overrides(preset("toy-stage2"), {"layout.recent": "2", "layout.sink": "1", "layout.slow": "2",
+                                                 "layout.slow_stride_frames": "3"})
+    r = build_run(cfg)
+    x = torch.arange(63, dtype=torch.float32).reshape(1, 1, 63, 1, 1).expand(1, 48, 63, 8, 8)
+    context, _, _, x_t = _noised_target(r, x, torch.Generator().manual_seed(0))
+    expected = context_indices(42, ContextLayout(sink=1, slow=2, slow_stride_frames=3, recent=2))
+    assert context[0, 0, :, 0, 0].tolist() == [float(i) for i in expected] == [0.0, 34.0, 37.0, 40.0, 41.0]
+    assert x_t.shape[2] == 21
+
+
+def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_path):
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.01)
+    assert list(seconds) == list(pipeline.ORDER)
+    student = load_model(tmp_path / "toy_student.safetensors")
+    ema = load_model(tmp_path / "stage2" / "step_000002" / "student_ema.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(student.parameters(), ema.parameters()))
+    cfg = json.loads((tmp_path / "stage2" / "config.json").read_text())
+    assert cfg["stage"] == "stage2" and cfg["steps"] == 2
