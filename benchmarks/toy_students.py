@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,7 @@ def score(path: str, memory: str, videos: int, seconds: float, seed: int) -> Stu
         sharp.append(d.sharpness_change)
         pal.append(d.palette_distance_change)
     pooled = np.concatenate(long_err)
+    warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # a gap bin no video populates: NaN
     return StudentScore(
         revisit=[float(v) for v in np.nanmean(np.stack(per_bin), axis=0)],
         relative=[float(v) for v in np.nanmean(np.stack(rel_bin), axis=0)],

@@ -112,13 +112,17 @@ def dry_run(cfg: TrainConfig) -> DryRunReport:
               (("student", student), ("critic", critic), ("teacher", teacher))}
     size = torch.finfo(dtype).bits // 8
     cache = mem.nbytes() // chunk * (mem_cfg.capacity or cfg.rollout_frames)
+    trained = ["student"] + (["critic"] if cfg.stage in ("stage1", "stage2") else [])
+    held = trained + (["teacher"] if cfg.stage in ("ode-init", "stage1", "stage2") else [])
+    n_trained = sum(counts[k] for k in trained)
     memory = {
-        "weights (student + critic + teacher)": sum(counts.values()) * size,
-        "AdamW states, fp32 (student + critic)": 8 * (counts["student"] + counts["critic"]),
-        "gradients (student + critic)": (counts["student"] + counts["critic"]) * size,
+        f"weights ({' + '.join(held)})": sum(counts[k] for k in held) * size,
+        f"AdamW states, fp32 ({' + '.join(trained)})": 8 * n_trained,
+        f"gradients ({' + '.join(trained)})": n_trained * size,
         "EMA of the student": counts["student"] * size,
-        "student KV cache (bounded memory)": cache,
     }
+    if cfg.stage not in ("teacher", "context-teacher"):  # the causal student runs through its memory
+        memory["student KV cache (bounded memory)"] = cache
     return DryRunReport(device=str(device), parameters=counts, memory_bytes=memory, student_chunk=tuple(flow.shape),
                         teacher_clip=tuple(teacher_flow.shape))
 
