@@ -293,13 +293,13 @@ def train_step(run: Run) -> dict[str, float]:
 
 def prepare_pairs(run: Run, out: Path) -> None:
     """ODE init: generate (rank 0, resumable) and load the teacher's trajectory pairs into ``run.pairs``."""
-    cfg, encoder = run.cfg, run.prompts
+    cfg, prompts = run.cfg, run.prompts
     shape = (run.teacher.config.in_channels, cfg.rollout_frames, *cfg.latent_size)
     kw = dict(num_pairs=cfg.ode_pairs, batch_size=16, shape=shape, timesteps_guidance=(cfg.ode_steps, cfg.guidance),
               seed=cfg.seed)
     folder = out / "ode_pairs"
     if run.dist.is_main:
-        generate_pairs(run.teacher, lambda i: encoder[i % len(encoder)][1], run.uncond, folder, **kw)
+        generate_pairs(run.teacher, lambda i: prompts[i % len(prompts)][1], run.uncond, folder, **kw)
     barrier(run.dist)
     run.pairs = OdePairs(sorted(folder.glob("shard_*.safetensors")))
 
