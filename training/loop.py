@@ -130,10 +130,15 @@ def _micro_batches(run: Run, purpose: str) -> Iterator[tuple[int, torch.Generato
         yield g, micro_generator(run.cfg.seed, run.state.step, g, purpose)
 
 
-def _items(run: Run, data: Sequence, g: int) -> list:
-    """The ``batch_size`` items of global micro-batch g: ``cursor + g * batch_size + j``, wrapping around."""
+def _indices(run: Run, size: int, g: int) -> list[int]:
+    """Indices of the ``batch_size`` items of global micro-batch g: ``cursor + g * batch_size + j``, wrapping around."""
     start = run.state.data_cursor + g * run.cfg.batch_size
-    return [data[(start + j) % len(data)] for j in range(run.cfg.batch_size)]
+    return [(start + j) % size for j in range(run.cfg.batch_size)]
+
+
+def _items(run: Run, data: Sequence, g: int) -> list:
+    """The ``batch_size`` items of global micro-batch g."""
+    return [data[i] for i in _indices(run, len(data), g)]
 
 
 def _advance_cursor(run: Run) -> None:
@@ -169,6 +174,17 @@ def _clip_and_step(run: Run, model: WanModel, optim: torch.optim.Optimizer, clip
     return float(norm)
 
 
+def _student_step(run: Run) -> float:
+    """Close an update of the trained network: advance the cursor, average, clip and step, then the EMA (a copy until
+    ``ema_start``); returns the pre-clip gradient norm.
+    """
+    st, cfg = run.state, run.cfg
+    _advance_cursor(run)
+    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
+    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    return norm
+
+
 def generator_update(run: Run, frames: int) -> dict[str, float]:
     """One student step of (contextual) DMD, CF Eq. 4-6, accumulated over micro-batches."""
     st, cfg = run.state, run.cfg
@@ -183,10 +199,8 @@ def generator_update(run: Run, frames: int) -> dict[str, float]:
         dmd = contextual_dmd_loss(x, x0_real, x0_fake, target_frames=cfg.target_frames)
         (dmd.loss / cfg.grad_accum).backward()
         loss += dmd.loss.item() / cfg.grad_accum
-    _advance_cursor(run)
     st.critic.requires_grad_(True)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)  # copy until ema_start
+    norm = _student_step(run)
     return average_metrics({"dmd_loss": loss}, run.dist) | {"student_grad_norm": norm}
 
 
@@ -221,9 +235,7 @@ def teacher_update(run: Run) -> dict[str, float]:
         step_loss = flow_matching_loss(flow, x0, noise, t)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
-    _advance_cursor(run)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    norm = _student_step(run)
     return average_metrics({"flow_loss": loss}, run.dist) | {"grad_norm": norm}
 
 
@@ -242,9 +254,7 @@ def context_teacher_update(run: Run) -> dict[str, float]:
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum
         injected += float((~step.injection.clean).float().mean()) / cfg.grad_accum
-    _advance_cursor(run)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    norm = _student_step(run)
     return average_metrics({"flow_loss": loss, "injected": injected}, run.dist) | {"grad_norm": norm,
                                                                                      "bank_size": len(st.bank)}
 
@@ -254,14 +264,11 @@ def ode_update(run: Run) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     loss = 0.0
     for g, gen in _micro_batches(run, "ode-init"):
-        start = st.data_cursor + g * cfg.batch_size
-        traj, text = run.pairs.batch([(start + j) % len(run.pairs) for j in range(cfg.batch_size)])
+        traj, text = run.pairs.batch(_indices(run, len(run.pairs), g))
         step_loss = ode_regression_loss(st.student, traj, text, run.memory, gen)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
-    _advance_cursor(run)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    norm = _student_step(run)
     return average_metrics({"ode_loss": loss}, run.dist) | {"grad_norm": norm}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -87,7 +87,12 @@ class OdePairs(Dataset):
         parts: dict[str, list[Tensor]] = {k: [] for k in KEYS}
         timesteps = None
         for path in paths:
-            data = load_file(str(path))
+            with safe_open(str(path), "pt") as f:  # one read: tensors and metadata
+                data = {k: f.get_tensor(k) for k in f.keys()}
+                meta = f.metadata() or {}
+            if "timesteps" not in meta:
+                raise ValueError(f"{path}: metadata has no 'timesteps' (not an ODE pair shard)")
+            steps = tuple(float(v) for v in meta["timesteps"].split(","))
             missing = [k for k in KEYS if k not in data]
             if missing:
                 raise ValueError(f"{path}: missing key {missing[0]!r} (an ODE pair shard has {', '.join(KEYS)})")
@@ -95,8 +100,6 @@ class OdePairs(Dataset):
             if states.shape[0] != x0.shape[0] or text.shape[0] != x0.shape[0] or states.shape[2:] != x0.shape[1:]:
                 raise ValueError(f"{path}: key 'states' {tuple(data['states'].shape)} does not match "
                                  f"'x0' {tuple(data['x0'].shape)} and 'text' {tuple(data['text'].shape)}")
-            with safe_open(str(path), "pt") as f:
-                steps = tuple(float(v) for v in f.metadata()["timesteps"].split(","))
             if timesteps is not None and steps != timesteps:
                 raise ValueError(f"{path}: timesteps {steps} differ from the first shard's {timesteps}")
             timesteps = steps
