@@ -103,6 +103,12 @@ class TrainConfig:
     """Recompute block activations in backward (student and critic)."""
     sample_every: int = 0
     """Toy presets: write sample videos of the EMA student every this many steps (0: never)."""
+    text_dropout: float = 0.1
+    """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
+    unconditional branch to subtract."""
+    data: str = ""
+    """Folder written by ``prepare-data``: a latent cache (teacher, context teacher) or a prompt cache (ODE init,
+    Stage 1, Stage 2); empty = the toy world."""
     latent_size: tuple[int, int] = (8, 8)
     """Latent (H, W): 8 x 8 for the toy codec, 60 x 104 for 480 x 832 Wan video."""
     dtype: str = "float32"
@@ -137,6 +143,10 @@ class TrainConfig:
             raise ValueError("context-teacher needs 0 < context_min <= context_max, whole 3-frame chunks")
         if self.ode_steps % 4:
             raise ValueError(f"ode_steps must be a multiple of the student's 4 steps, got {self.ode_steps}")
+        if not 0 <= self.text_dropout < 1:
+            raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
+        if self.sample_every and self.data:
+            raise ValueError("sample_every writes toy-world sample videos; set it to 0 when training on --data")
         if self.timestep_shift <= 0 or self.sample_every < 0:
             raise ValueError("timestep_shift must be positive and sample_every non-negative")
         if not 0 < self.ema_decay < 1:

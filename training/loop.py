@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from context_forcing_core.diffusion.schedule import DEFAULT_STEPS, add_noise
 from context_forcing_core.memory.config import MemoryConfig, memory_preset
@@ -35,10 +36,9 @@ from context_forcing_core.objectives.erft import ErrorBank
 from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_loss, sample_timesteps
 from context_forcing_core.objectives.ode import ode_regression_loss
 from context_forcing_core.objectives.rollout import self_rollout
-from context_forcing_core.toyworld.dataset import ToyClip, ToyClipDataset, ToyPromptDataset
-from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from .config import OptimConfig, TrainConfig
+from .datasets import CLIP_STAGES, clip_frames, load_training_data
 from .distributed import DistContext, all_reduce_gradients, average_metrics, barrier, broadcast_parameters
 from .ode_pairs import OdePairs, generate_pairs
 from .precision import autocast_context
@@ -47,8 +47,6 @@ from .samples import toy_samples
 from .state import TrainState, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 from .telemetry import MetricsLogger
 
-CLIP_STAGES = ("teacher", "context-teacher")
-"""Stages that train on video clips; the others are data-free (prompts only)."""
 DMD_STAGES = ("stage1", "stage2")
 
 
@@ -60,12 +58,12 @@ class Run:
     state: TrainState
     teacher: WanModel | None
     """Frozen real score of the DMD stages, or the ODE-init stage's trajectory source; None in the teacher stages."""
-    prompts: ToyPromptDataset
-    """Prompt-only data (the DMD stages are data-free)."""
-    clips: ToyClipDataset | None
+    prompts: Dataset | None
+    """Prompt-only data of the data-free stages (toy runs: also the sample videos' prompts)."""
+    clips: Dataset | None
     """Video clips of the teacher stages; None in the data-free stages."""
     uncond: Tensor
-    """(1, L, D) text states of the empty prompt (the guidance's unconditional branch)."""
+    """(1, L, D) text states of the negative prompt (the guidance's unconditional branch), on the model's device."""
     memory: MemoryConfig
     curriculum: RolloutCurriculum | None
     """Stage 2 rollout lengths; None in Stage 1."""
@@ -86,13 +84,15 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     On several ranks (``dist``), rank 0's student and teacher weights are broadcast so every replica starts equal.
     """
     dist = dist or DistContext()
-    if model_preset(cfg.model).text_len != 16 or cfg.device != "cpu":
-        raise ValueError("the training loop currently runs the toy presets on CPU; use --dry-run for the Wan presets")
+    device = torch.device(dist.device if dist.world_size > 1 else cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} but this machine has no CUDA device; pass --device cpu")
+    data = load_training_data(cfg, model_preset(cfg.model))
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     real = None
     if cfg.stage not in CLIP_STAGES:  # the DMD real score, or the ODE-init trajectory source
-        real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(dtype)
+        real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(device, dtype)
         real.eval().requires_grad_(False)
         broadcast_parameters(real, dist)
     if student_init:
@@ -101,17 +101,11 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
         student = copy.deepcopy(real)
     else:
         student = WanModel(model_preset(cfg.model))
-    student = student.to(dtype).train().requires_grad_(True)
+    student = student.to(device, dtype).train().requires_grad_(True)
     student.enable_gradient_checkpointing(cfg.gradient_checkpointing)
     broadcast_parameters(student, dist)
     distil = cfg.stage in DMD_STAGES
     critic = copy.deepcopy(student) if distil else None
-    encoder = ToyTextEncoder(width=student.config.text_dim, max_tokens=student.config.text_len)
-    prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)
-    clip_frames = cfg.rollout_frames if cfg.stage == "teacher" else cfg.context_max + cfg.target_frames
-    clips = None
-    if cfg.stage in CLIP_STAGES:
-        clips = ToyClipDataset(1_000_000, num_latent_frames=clip_frames, seed=cfg.seed, encoder=encoder)
     state = TrainState(student=student, critic=critic, ema=new_ema(student),
                        student_optim=_adamw(student.parameters(), cfg.generator_optim),
                        critic_optim=_adamw(critic.parameters(), cfg.critic_optim) if distil else None,
@@ -120,7 +114,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     if cfg.stage == "stage2":
         curriculum = RolloutCurriculum(k_min=cfg.target_frames, n_start=cfg.curriculum_start, n_end=cfg.curriculum_end,
                                        ramp_steps=cfg.curriculum_ramp_steps, target_frames=cfg.target_frames)
-    return Run(cfg=cfg, state=state, teacher=real, prompts=prompts, clips=clips, uncond=encoder.encode([""]),
+    return Run(cfg=cfg, state=state, teacher=real, prompts=data.prompts, clips=data.clips, uncond=data.uncond.to(device),
                memory=memory_preset(cfg.memory), curriculum=curriculum, dist=dist)
 
 
@@ -139,6 +133,35 @@ def _indices(run: Run, size: int, g: int) -> list[int]:
 def _items(run: Run, data: Sequence, g: int) -> list:
     """The ``batch_size`` items of global micro-batch g."""
     return [data[i] for i in _indices(run, len(data), g)]
+
+
+def _device(run: Run) -> torch.device:
+    return run.state.student.device
+
+
+def _prompt_batch(run: Run, g: int) -> Tensor:
+    """(B, L, D) text states of global micro-batch g's prompts, on the model's device."""
+    return torch.stack([item[1] for item in _items(run, run.prompts, g)]).to(_device(run))
+
+
+def _clip_batch(run: Run, g: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Latents (B, C, clip_frames, H, W) and text (B, L, D) of micro-batch g's clips, on the model's device.
+
+    Clips longer than the stage needs are cropped at one random start per micro-batch; the teacher stages' text is
+    replaced by the negative prompt with probability ``text_dropout`` per clip (guidance's unconditional branch).
+    """
+    items = _items(run, run.clips, g)
+    batch = type(items[0]).collate(items)
+    latents, text = batch["latents"], batch["text"]  # (B, C, F, H, W), (B, L, D)
+    need, have = clip_frames(run.cfg), latents.shape[2]
+    if have > need:
+        start = int(torch.randint(have - need + 1, (1,), generator=gen))
+        latents = latents[:, :, start : start + need]
+    if run.cfg.text_dropout > 0:
+        drop = torch.rand(text.shape[0], generator=gen) < run.cfg.text_dropout  # (B,)
+        text = torch.where(drop[:, None, None], run.uncond.cpu().to(text.dtype), text)
+    dev = _device(run)
+    return latents.to(dev), text.to(dev)
 
 
 def _advance_cursor(run: Run) -> None:
@@ -160,8 +183,9 @@ def _noised_target(run: Run, x: Tensor, gen: torch.Generator) -> tuple[Tensor, T
     n = run.cfg.target_frames
     target = x[:, :, -n:].detach()
     t = dmd_timesteps(x.shape[0], gen)  # CF / SF: shift 5, clamped to [20, 980]
-    noise = torch.randn(target.shape, generator=gen)
+    noise = torch.randn(target.shape, generator=gen).to(target)
     idx = torch.tensor(context_indices(x.shape[2] - n, run.cfg.layout), dtype=torch.long, device=x.device)
+    t = t.to(target.device)
     return x[:, :, :-n].detach().index_select(2, idx), noise, t, add_noise(target, noise, t / 1000)
 
 
@@ -191,7 +215,7 @@ def generator_update(run: Run, frames: int) -> dict[str, float]:
     st.critic.requires_grad_(False)
     loss = 0.0
     for g, gen in _micro_batches(run, "generator"):
-        text = torch.stack([item[1] for item in _items(run, run.prompts, g)])  # (B, L, D)
+        text = _prompt_batch(run, g)  # (B, L, D)
         x = _rollout(run, frames, text, gen, requires_grad=True)
         context, _, t, x_t = _noised_target(run, x, gen)
         x0_real, x0_fake = contextual_scores(run.teacher, st.critic, context, x_t, t, text,
@@ -209,7 +233,7 @@ def critic_update(run: Run, frames: int) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     loss = 0.0
     for g, gen in _micro_batches(run, "critic"):
-        text = torch.stack([item[1] for item in _items(run, run.prompts, g)])  # (B, L, D)
+        text = _prompt_batch(run, g)  # (B, L, D)
         with torch.no_grad():
             x = _rollout(run, frames, text, gen, requires_grad=False)
         context, noise, t, x_t = _noised_target(run, x, gen)
@@ -227,10 +251,9 @@ def teacher_update(run: Run) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     loss = 0.0
     for g, gen in _micro_batches(run, "teacher"):
-        batch = ToyClip.collate(_items(run, run.clips, g))
-        x0, text = batch["latents"], batch["text"]  # (B, C, F, H, W), (B, L, D)
-        t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.timestep_shift)
-        noise = torch.randn(x0.shape, generator=gen)
+        x0, text = _clip_batch(run, g, gen)  # (B, C, F, H, W), (B, L, D)
+        t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.timestep_shift).to(x0.device)
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
         flow = st.student(add_noise(x0, noise, t / 1000), t, text)
         step_loss = flow_matching_loss(flow, x0, noise, t)
         (step_loss / cfg.grad_accum).backward()
@@ -247,9 +270,9 @@ def context_teacher_update(run: Run) -> dict[str, float]:
     loss, injected, chunk = 0.0, 0.0, 3
     choices = range(cfg.context_min, cfg.context_max + 1, chunk)
     for g, gen in _micro_batches(run, "context-teacher"):
-        batch = ToyClip.collate(_items(run, run.clips, g))
+        latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
         frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.target_frames
-        step = erft_step(st.student, batch["latents"][:, :, :frames], batch["text"], target_frames=cfg.target_frames,
+        step = erft_step(st.student, latents[:, :, :frames], text, target_frames=cfg.target_frames,
                          layout=cfg.layout, bank=st.bank, erft=cfg.erft, generator=gen, shift=cfg.timestep_shift)
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum
@@ -264,7 +287,7 @@ def ode_update(run: Run) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     loss = 0.0
     for g, gen in _micro_batches(run, "ode-init"):
-        traj, text = run.pairs.batch(_indices(run, len(run.pairs), g))
+        traj, text = run.pairs.batch(_indices(run, len(run.pairs), g), _device(run))
         step_loss = ode_regression_loss(st.student, traj, text, run.memory, gen)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
@@ -306,7 +329,7 @@ def prepare_pairs(run: Run, out: Path) -> None:
               seed=cfg.seed)
     folder = out / "ode_pairs"
     if run.dist.is_main:
-        generate_pairs(run.teacher, lambda i: prompts[i % len(prompts)][1], run.uncond, folder, **kw)
+        generate_pairs(run.teacher, lambda i: prompts[i % len(prompts)][1], run.uncond.cpu(), folder, **kw)
     barrier(run.dist)
     run.pairs = OdePairs(sorted(folder.glob("shard_*.safetensors")))
 

@@ -112,8 +112,8 @@ class OdePairs(Dataset):
         """Number of pairs."""
         return self.x0.shape[0]
 
-    def batch(self, indices: list[int]) -> tuple[OdeTrajectory, Tensor]:
-        """A batch of pairs: the trajectory (B, K, C, F, H, W) / (B, C, F, H, W) and (B, L, D) text."""
+    def batch(self, indices: list[int], device: torch.device | str = "cpu") -> tuple[OdeTrajectory, Tensor]:
+        """A batch of pairs on ``device``: the trajectory (B, K, C, F, H, W) / (B, C, F, H, W) and (B, L, D) text."""
         idx = torch.tensor(indices, dtype=torch.long)
-        traj = OdeTrajectory(states=self.states[idx], timesteps=self.timesteps, x0=self.x0[idx])
-        return traj, self.text[idx]
+        traj = OdeTrajectory(states=self.states[idx].to(device), timesteps=self.timesteps, x0=self.x0[idx].to(device))
+        return traj, self.text[idx].to(device)

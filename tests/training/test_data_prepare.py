@@ -16,6 +16,7 @@ from data_tiny_models import LATENTS_MEAN, LATENTS_STD, noise_frames, ramp_frame
 
 from training.data.cache import LatentClip, LatentClipDataset  # noqa: E402
 from training.data.encoders import UMT5TextEncoder, WanVideoEncoder  # noqa: E402
+from training.data.negative import negative_is_current, read_negative  # noqa: E402
 from training.data.prepare import PrepareConfig, main, prepare_prompts, prepare_videos  # noqa: E402
 from training.data.prompt_cache import EncodedPromptDataset  # noqa: E402
 from training.data.videos import VideoConfig, load_clip, to_unit_range  # noqa: E402
@@ -93,7 +94,7 @@ def test_prepare_videos_counts_skips_and_caches_direct_encodes(wan_root, videos,
     for cls in (WanVideoEncoder, UMT5TextEncoder):  # a fully cached re-run loads no model
         monkeypatch.setattr(cls, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
     again = prepare_videos(root, table, out, vae_dir=wan_root, text_encoder_dir=wan_root, cfg=CFG)
-    assert (again.encoded, again.cached, again.skipped) == (0, 2, report.skipped)
+    assert (again.encoded, again.cached, again.skipped) == (0, 2, report.skipped)  # negative prompt too
     assert {p: p.stat().st_mtime_ns for p in (out / "clips").iterdir()} == files
     assert len(LatentClipDataset(out)) == 2
 
@@ -127,6 +128,11 @@ def test_prepare_prompts_dedups_encodes_in_shards_and_resumes(wan_root, tmp_path
             direct = model(input_ids=tok(text, return_tensors="pt").input_ids).last_hidden_state[0]  # (n, 16)
         assert states.shape == (512, 16) and not states[len(direct) :].any()
         torch.testing.assert_close(states[: len(direct)], direct, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # the default negative prompt, encoded beside the prompts for guidance
+        empty = model(input_ids=tok("", return_tensors="pt").input_ids).last_hidden_state[0]  # (1, 16)
+    negative = read_negative(out, text_len=512, text_dim=16)  # (1, 512, 16)
+    torch.testing.assert_close(negative[0, : len(empty)], empty, rtol=1e-4, atol=1e-5)
+    assert not negative[0, len(empty) :].any()
     again = prepare_prompts(prompts, out, text_encoder_dir=wan_root / "text_encoder", cfg=cfg)
     assert (again.encoded, again.cached) == (0, 4)
     prompts.write_text("a cat runs\na dog walks\nthe blue car\n")  # shard 0 unchanged, shard 1 changed and shorter
@@ -140,9 +146,10 @@ def test_command_line(wan_root, tmp_path, capsys):
     prompts.write_text("a cat\na cat\n")
     out = tmp_path / "cli"
     assert main(["--out", str(out), "--prompts", str(prompts), "--text-encoder", str(wan_root), "--device", "cpu",
-                 "--text-dtype", "float32", "--text-len", "16"]) == 0
+                 "--text-dtype", "float32", "--text-len", "16", "--negative-prompt", "blurry, static"]) == 0
     printed = capsys.readouterr().out
     assert "prompts -> " in printed and "1 encoded, 0 already cached, 1 skipped (duplicate 1)" in printed
     assert EncodedPromptDataset(out)[0][1].shape == (16, 16)
+    assert negative_is_current(out, "blurry, static") and not negative_is_current(out, "")
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--videos", str(tmp_path), "--text-encoder", str(wan_root)])

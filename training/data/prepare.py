@@ -25,6 +25,7 @@ import torch
 
 from .cache import CacheSpec, ClipCache, clip_key
 from .encoders import UMT5TextEncoder, WanVideoEncoder, component_dir
+from .negative import negative_is_current, write_negative
 from .prompt_cache import PromptCacheSpec, open_prompt_cache, shard_is_current, shard_path, write_prompt_shard
 from .prompts import read_prompts
 from .report import PrepareReport, SkipItem, logger
@@ -59,6 +60,8 @@ class PrepareConfig:
     """This process's shard in [0, num_shards) when several processes share one output folder."""
     num_shards: int = 1
     """Processes sharing the output folder."""
+    negative_prompt: str = ""
+    """Prompt of the guidance's unconditional branch, encoded into ``negative.safetensors`` beside the data."""
 
     def __post_init__(self) -> None:
         for name in ("vae_dtype", "text_dtype", "save_dtype"):
@@ -108,6 +111,13 @@ class _Encoders:
         return self._text
 
 
+def _encode_negative(folder: Path, encoders: _Encoders, cfg: PrepareConfig) -> None:
+    """Encode ``cfg.negative_prompt`` into ``folder`` (shard 0 alone; skipped when already current)."""
+    if cfg.shard == 0 and not negative_is_current(folder, cfg.negative_prompt):
+        enc = encoders.text.encode([cfg.negative_prompt])
+        write_negative(folder, cfg.negative_prompt, enc.states[0, : int(enc.lengths[0])], getattr(torch, cfg.save_dtype))
+
+
 def clip_spec(cfg: PrepareConfig, vae_dir: Path, text_encoder_dir: Path) -> CacheSpec:
     """What each clip will hold, from the VAE and text encoder configs (no weights loaded)."""
     vae, text = _config(vae_dir, "vae"), _config(text_encoder_dir, "text_encoder")
@@ -147,6 +157,7 @@ def prepare_videos(videos_dir: str | Path, captions: str | Path, out_dir: str | 
     sources = read_captions(Path(captions), Path(videos_dir), report if cfg.shard == 0 else PrepareReport())
     cache = ClipCache(out_dir, clip_spec(cfg, vae_dir, text_dir), shard=cfg.shard, num_shards=cfg.num_shards)
     encoders = _Encoders(cfg, vae_dir, text_dir, None if tokenizer_dir is None else Path(tokenizer_dir))
+    _encode_negative(Path(out_dir), encoders, cfg)
     seen: set[str] = set()
     for i, src in enumerate(sources):
         key = clip_key(src.name, src.caption)
@@ -200,6 +211,7 @@ def prepare_prompts(prompt_file: str | Path, out_dir: str | Path, *, text_encode
                            save_dtype=cfg.save_dtype, shard_size=cfg.shard_size)
     folder = open_prompt_cache(out_dir, spec, found.prompts)
     encoders = _Encoders(cfg, None, text_dir, None if tokenizer_dir is None else Path(tokenizer_dir))
+    _encode_negative(folder, encoders, cfg)
     num = -(-len(found.prompts) // cfg.shard_size)
     for k in range(cfg.shard, num, cfg.num_shards):
         prompts = found.prompts[k * cfg.shard_size : (k + 1) * cfg.shard_size]
@@ -248,6 +260,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=int, default=d.log_every, help="progress line every N clips")
     g.add_argument("--shard", type=int, default=d.shard, help="this process's shard (several processes, one --out)")
     g.add_argument("--num-shards", type=int, default=d.num_shards)
+    g.add_argument("--negative-prompt", default=d.negative_prompt,
+                   help="unconditional prompt of guidance, encoded beside the data (default: empty)")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -266,7 +280,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(video=video, device=args.device, vae_dtype=args.vae_dtype, text_dtype=args.text_dtype,
                         save_dtype=args.save_dtype, text_len=args.text_len, prompt_batch=args.prompt_batch,
                         shard_size=args.shard_size, log_every=args.log_every, shard=args.shard,
-                        num_shards=args.num_shards)
+                        num_shards=args.num_shards, negative_prompt=args.negative_prompt)
     if args.videos is not None:
         report = prepare_videos(args.videos, args.captions, args.out, vae_dir=args.vae, text_encoder_dir=args.text_encoder,
                                 tokenizer_dir=args.tokenizer, cfg=cfg)
