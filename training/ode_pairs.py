@@ -1,13 +1,14 @@
 """ODE-regression pairs: teacher trajectories generated once and cached on disk as safetensors shards.
 
-A shard holds one batch: ``states`` (N, K, C, F, H, W) at the student's K timesteps, ``x0`` (N, C, F, H, W) and the
-prompt ``text`` states (N, L, D). Shards are written atomically and skipped when present, so an interrupted
-generation resumes where it stopped; shard i draws its noise from seed (seed, i), so the cache does not depend on
-how often it was interrupted.
+A shard holds one batch, in the teacher's dtype: ``states`` (N, K, C, F, H, W) at the student's K timesteps,
+``x0`` (N, C, F, H, W) and the prompt ``text`` states (N, L, D). Shards are written atomically and skipped when
+present, so an interrupted generation resumes where it stopped; shard i draws its noise from seed (seed, i), so the
+cache does not depend on how often it was interrupted. Training reads the pairs of each batch from disk.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections.abc import Callable
@@ -68,7 +69,8 @@ def generate_pairs(
         g = torch.Generator().manual_seed(seed * 1_000_003 + shard)
         noise = torch.randn((n, *shape), generator=g)
         traj = teacher_trajectory(teacher, noise, text, uncond.expand(n, -1, -1), num_steps=num_steps, guidance=guidance)
-        tensors = {"states": traj.states.cpu(), "x0": traj.x0.cpu(), "text": text.float().cpu()}
+        stored = teacher.dtype  # bfloat16 for a 1.3B teacher halves the cache
+        tensors = {"states": traj.states.to("cpu", stored), "x0": traj.x0.to("cpu", stored), "text": text.to("cpu", stored)}
         meta = {"timesteps": ",".join(f"{t:.6f}" for t in traj.timesteps)}
         tmp = path.with_suffix(".tmp")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
@@ -78,42 +80,49 @@ def generate_pairs(
 
 
 class OdePairs(Dataset):
-    """Every cached pair in memory; item i -> (OdeTrajectory of one pair, (L, D) text)."""
+    """The cached pairs, read from disk per batch (a 1.3B run's pairs do not fit in memory); item i -> batch([i])."""
 
     def __init__(self, paths: list[Path]) -> None:
-        """Load and validate the shards."""
+        """Index and validate the shards (shapes and metadata only; no tensor is read)."""
         if not paths:
             raise ValueError("no ODE pair shards given")
-        parts: dict[str, list[Tensor]] = {k: [] for k in KEYS}
+        self.paths, self.starts = list(paths), [0]
         timesteps = None
-        for path in paths:
-            with safe_open(str(path), "pt") as f:  # one read: tensors and metadata
-                data = {k: f.get_tensor(k) for k in f.keys()}
-                meta = f.metadata() or {}
-            if "timesteps" not in meta:
-                raise ValueError(f"{path}: metadata has no 'timesteps' (not an ODE pair shard)")
+        for path in self.paths:
+            with safe_open(str(path), "pt") as f:
+                meta, names = f.metadata() or {}, set(f.keys())
+                if "timesteps" not in meta:
+                    raise ValueError(f"{path}: metadata has no 'timesteps' (not an ODE pair shard)")
+                missing = [k for k in KEYS if k not in names]
+                if missing:
+                    raise ValueError(f"{path}: missing key {missing[0]!r} (an ODE pair shard has {', '.join(KEYS)})")
+                states, x0, text = (tuple(f.get_slice(k).get_shape()) for k in KEYS)
+            if states[0] != x0[0] or text[0] != x0[0] or states[2:] != x0[1:]:
+                raise ValueError(f"{path}: key 'states' {states} does not match 'x0' {x0} and 'text' {text}")
             steps = tuple(float(v) for v in meta["timesteps"].split(","))
-            missing = [k for k in KEYS if k not in data]
-            if missing:
-                raise ValueError(f"{path}: missing key {missing[0]!r} (an ODE pair shard has {', '.join(KEYS)})")
-            states, x0, text = data["states"], data["x0"], data["text"]
-            if states.shape[0] != x0.shape[0] or text.shape[0] != x0.shape[0] or states.shape[2:] != x0.shape[1:]:
-                raise ValueError(f"{path}: key 'states' {tuple(data['states'].shape)} does not match "
-                                 f"'x0' {tuple(data['x0'].shape)} and 'text' {tuple(data['text'].shape)}")
             if timesteps is not None and steps != timesteps:
                 raise ValueError(f"{path}: timesteps {steps} differ from the first shard's {timesteps}")
             timesteps = steps
-            for k in KEYS:
-                parts[k].append(data[k])
+            self.starts.append(self.starts[-1] + x0[0])
         self.timesteps: tuple[float, ...] = timesteps or ()
-        self.states, self.x0, self.text = (torch.cat(parts[k]) for k in KEYS)
 
     def __len__(self) -> int:
         """Number of pairs."""
-        return self.x0.shape[0]
+        return self.starts[-1]
+
+    def _read(self, index: int) -> dict[str, Tensor]:
+        shard = bisect.bisect_right(self.starts, index) - 1
+        row = index - self.starts[shard]
+        with safe_open(str(self.paths[shard]), "pt") as f:
+            return {k: f.get_slice(k)[row : row + 1].float() for k in KEYS}
+
+    def __getitem__(self, index: int) -> tuple[OdeTrajectory, Tensor]:
+        return self.batch([index])
 
     def batch(self, indices: list[int], device: torch.device | str = "cpu") -> tuple[OdeTrajectory, Tensor]:
-        """A batch of pairs on ``device``: the trajectory (B, K, C, F, H, W) / (B, C, F, H, W) and (B, L, D) text."""
-        idx = torch.tensor(indices, dtype=torch.long)
-        traj = OdeTrajectory(states=self.states[idx].to(device), timesteps=self.timesteps, x0=self.x0[idx].to(device))
-        return traj, self.text[idx].to(device)
+        """A batch of pairs on ``device``: the trajectory (B, K, C, F, H, W) / (B, C, F, H, W) and (B, L, D) text,
+        float32 whatever the stored dtype.
+        """
+        rows = [self._read(range(len(self))[i]) for i in indices]
+        states, x0, text = (torch.cat([r[k] for r in rows]).to(device) for k in KEYS)
+        return OdeTrajectory(states=states, timesteps=self.timesteps, x0=x0), text
