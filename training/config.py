@@ -99,6 +99,9 @@ class TrainConfig:
     """ODE init: teacher trajectories generated and cached before training."""
     ode_steps: int = 48
     """ODE init: Euler steps of the teacher's ODE (a multiple of the student's 4 steps)."""
+    fsdp: bool = False
+    """Shard student, critic and EMA with FSDP2 across the ranks (memory / world size; the teacher stays whole). All
+    rollouts of an update then share one exit step (drawn per step), so results still do not depend on the ranks."""
     gradient_checkpointing: bool = False
     """Recompute block activations in backward (student and critic)."""
     sample_every: int = 0

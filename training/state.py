@@ -15,9 +15,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
@@ -65,21 +67,45 @@ def new_ema(model: WanModel) -> WanModel:
     return copy.deepcopy(model).requires_grad_(False).eval()
 
 
-def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
-    """Write ``run_dir/step_NNNNNN`` atomically and point ``run_dir/latest`` at it; returns the folder."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _full(value: Any) -> Any:
+    """A DTensor gathered to a full tensor (a collective), anything else as it is."""
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+def full_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The model's weights as full tensors; a collective when FSDP-sharded (every rank calls it, in the same order)."""
+    return {k: _full(v) for k, v in model.state_dict().items()}
+
+
+def full_optimizer_state(optim: torch.optim.Optimizer) -> dict:
+    """``optim.state_dict()`` with sharded moments gathered (a collective when the parameters are FSDP-sharded)."""
+    saved = optim.state_dict()
+    saved["state"] = {i: {k: _full(v) for k, v in s.items()} for i, s in saved["state"].items()}
+    return saved
+
+
+def save_checkpoint(state: TrainState, run_dir: Path, *, write: bool = True) -> Path:
+    """Write ``run_dir/step_NNNNNN`` atomically and point ``run_dir/latest`` at it; returns the folder.
+
+    With FSDP-sharded networks every rank must call this (the shards are gathered) and only one passes ``write``.
+    """
     final = run_dir / f"step_{state.step:06d}"
+    weights = {name: full_state_dict(model) for name, model in state.networks()}
+    optims = {"student_optim": full_optimizer_state(state.student_optim),
+              "critic_optim": None if state.critic_optim is None else full_optimizer_state(state.critic_optim)}
+    if not write:
+        return final
+    run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".tmp_step_{state.step:06d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, model in state.networks():
-        save_model(model, tmp / f"{name}.safetensors")
+        save_model(model, tmp / f"{name}.safetensors", state_dict=weights[name])
     torch.save(
         {
             "step": state.step,
             "data_cursor": state.data_cursor,
-            "student_optim": state.student_optim.state_dict(),
-            "critic_optim": None if state.critic_optim is None else state.critic_optim.state_dict(),
+            **optims,
             "bank": None if state.bank is None else state.bank.state_dict(),
         },
         tmp / "state.pt",
@@ -104,11 +130,29 @@ def load_checkpoint(state: TrainState, folder: Path) -> None:
         loaded = load_model(folder / f"{name}.safetensors", dtype=next(model.parameters()).dtype)
         with torch.no_grad():
             for p, q in zip(model.parameters(), loaded.parameters()):
-                p.copy_(q)
+                p.copy_(_like(p, q))
     saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
     state.step, state.data_cursor = int(saved["step"]), int(saved["data_cursor"])
-    state.student_optim.load_state_dict(saved["student_optim"])
+    _load_optimizer(state.student_optim, saved["student_optim"])
     if state.critic_optim is not None:
-        state.critic_optim.load_state_dict(saved["critic_optim"])
+        _load_optimizer(state.critic_optim, saved["critic_optim"])
     if state.bank is not None and saved.get("bank") is not None:
         state.bank.load_state_dict(saved["bank"])
+
+
+def _like(param: Tensor, full: Tensor) -> Tensor:
+    """``full`` laid out as ``param``: sharded the same way when ``param`` is an FSDP DTensor."""
+    full = full.detach().to(param.device)
+    if isinstance(param, DTensor):
+        return distribute_tensor(full, param.device_mesh, param.placements)
+    return full
+
+
+def _load_optimizer(optim: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a :func:`full_optimizer_state`, re-sharding moments of FSDP parameters."""
+    params = [p for group in optim.param_groups for p in group["params"]]
+    for i, entry in saved["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor) and value.shape == params[i].shape and value.ndim > 0:
+                entry[key] = _like(params[i], value)
+    optim.load_state_dict(saved)

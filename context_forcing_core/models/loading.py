@@ -113,7 +113,8 @@ def load_model(
     return model.eval()
 
 
-def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None) -> None:
+def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None,
+               state_dict: Mapping[str, Tensor] | None = None) -> None:
     """Save official-key weights and the config to a safetensors file, atomically.
 
     The file loads with :func:`load_model` (config from metadata) and with ComfyUI's ``UNETLoader``.
@@ -122,6 +123,7 @@ def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mappi
         model: the model; a ``torch.compile`` wrapper is unwrapped by key.
         path: destination ending in ``.safetensors``; parent folders are created.
         metadata: extra string metadata; ``context_forcing.config`` is reserved.
+        state_dict: weights to write instead of ``model.state_dict()`` (e.g. gathered from FSDP shards).
 
     Raises:
         ValueError: bad suffix or metadata.
@@ -136,7 +138,8 @@ def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mappi
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
         raise ValueError("safetensors metadata keys and values must be strings")
     header = {"format": "pt", **extra, CONFIG_METADATA_KEY: model.config.to_json()}
-    tensors = {key: value.detach().cpu().contiguous() for key, value in to_official_keys(model.state_dict()).items()}
+    weights = to_official_keys(state_dict or model.state_dict())
+    tensors = {key: value.detach().cpu().contiguous() for key, value in weights.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder, so os.replace is atomic
     try:
