@@ -163,11 +163,12 @@ class TrainConfig:
 
 
 def toy_teacher() -> TrainConfig:
-    """The toy world's bidirectional teacher: flow matching on 21-frame clips (uniform timesteps: the toy model
-    learns the low-noise end far too slowly under shift 5).
+    """The toy world's bidirectional teacher: flow matching on 21-frame clips, 6,000 steps of batch 4 (about 20 min
+    on two CPU cores). Timestep shift 3: under shift 5 the toy model learns the low-noise end too slowly (samples
+    stay grainy); under shift 1 it learns no coherent colours at the high-noise end within 3,000 steps.
     """
-    return TrainConfig(stage="teacher", steps=300, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=1e-3),
-                       ema_start=0, ema_decay=0.99, save_every=100, timestep_shift=1.0)
+    return TrainConfig(stage="teacher", steps=6000, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=1e-3),
+                       ema_start=0, ema_decay=0.999, save_every=1000, log_every=100, timestep_shift=3.0)
 
 
 def toy_context_teacher() -> TrainConfig:
@@ -175,7 +176,8 @@ def toy_context_teacher() -> TrainConfig:
     like the student's memory, with ERFT (small banks: 50 buckets x 32 errors).
     """
     return dataclasses.replace(toy_teacher(), stage="context-teacher", steps=200, generator_optim=OptimConfig(lr=3e-4),
-                               context_min=21, context_max=84, erft=ErftConfig(capacity=32))
+                               ema_decay=0.99, save_every=100, log_every=10, context_min=21, context_max=84,
+                               erft=ErftConfig(capacity=32))
 
 
 def toy_ode_init() -> TrainConfig:

@@ -65,7 +65,7 @@ def test_stage2_scores_the_target_given_the_layout_context():
 
 
 def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_path):
-    seconds = pipeline.run_pipeline(tmp_path, scale=0.01)
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.01)  # teacher: 60 steps
     assert list(seconds) == list(pipeline.ORDER)
     student = load_model(tmp_path / "toy_student.safetensors")
     ema = load_model(tmp_path / "stage2" / "step_000002" / "student_ema.safetensors")
