@@ -37,8 +37,6 @@ class TrainingData:
     """Items with ``latents`` (C, F, h, w) and ``text`` and a ``collate``; None in the data-free stages."""
     uncond: Tensor
     """(1, text_len, D) states of the negative (toy: empty) prompt."""
-    clip_frames: int
-    """Latent frames one clip item needs (0 in the data-free stages)."""
 
 
 def clip_frames(cfg: TrainConfig) -> int:
@@ -63,7 +61,7 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
         clips = ToyClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
         prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)  # also the sample videos' prompts
-        return TrainingData(prompts=prompts, clips=clips, uncond=encoder.encode([""]), clip_frames=need)
+        return TrainingData(prompts=prompts, clips=clips, uncond=encoder.encode([""]))
     folder = Path(cfg.data)
     if need:
         if not (folder / MANIFEST).is_file():
@@ -87,4 +85,4 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
     if (len(clips) if clips is not None else len(prompts)) == 0:
         raise ValueError(f"{folder} holds no items")
     uncond = read_negative(folder, text_len=text_len, text_dim=text_dim)
-    return TrainingData(prompts=prompts, clips=clips, uncond=uncond, clip_frames=need)
+    return TrainingData(prompts=prompts, clips=clips, uncond=uncond)

@@ -207,6 +207,21 @@ def networks(folder: Path) -> list[torch.Tensor]:
             for p in load_model(folder / f"{name}.safetensors").parameters()]
 
 
+def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Largest absolute difference between matching tensors."""
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def resume_after_step_2(source: Path, out: Path, args: list[str]) -> Path:
+    """Copy ``source``'s step-2 checkpoint into ``out`` as if killed there, resume on two ranks; the step-3 folder."""
+    (out / "step_000002").mkdir(parents=True)
+    for item in (source / "step_000002").iterdir():
+        (out / "step_000002" / item.name).write_bytes(item.read_bytes())
+    (out / "latest").write_text("step_000002")
+    launch(["-m", "training.run", *args, "--grad_accum", "1", "--out", str(out), "--resume"])
+    return out / "step_000003"
+
+
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory) -> Path:
     """Three Stage 1 steps on two gloo ranks, one micro-batch each (global batch 2)."""
@@ -221,14 +236,14 @@ def test_two_ranks_equal_one_process_accumulating_the_same_global_batch(two_rank
     assert run.main([*COMMON, "--grad_accum", "2", "--out", str(tmp_path)]) == 0
     single, dp = networks(tmp_path / "step_000003"), networks(two_rank_run / "step_000003")
     scale = max(p.abs().max().item() for p in single)
-    diff = max((a - b).abs().max().item() for a, b in zip(single, dp))
+    diff = max_diff(single, dp)
     print(f"2 ranks x grad_accum 1 vs 1 process x grad_accum 2: max |param diff| {diff:.2e} (max |param| {scale:.2f})")
     assert diff <= 1e-5 * (1 + scale)  # float32; only the order of the gradient sums differs
     start = networks(tmp_path / "step_000001")
-    assert max((a - b).abs().max().item() for a, b in zip(start, single)) > 1e-4, "steps 2-3 changed the weights"
+    assert max_diff(start, single) > 1e-4, "steps 2-3 changed the weights"
     assert run.main([*COMMON, "--grad_accum", "1", "--out", str(tmp_path / "half")]) == 0
     half = networks(tmp_path / "half" / "step_000003")
-    assert max((a - b).abs().max().item() for a, b in zip(half, dp)) > 1e-4, "the global batch matters"
+    assert max_diff(half, dp) > 1e-4, "the global batch matters"
     logs = [[json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             for folder in (tmp_path, two_rank_run)]
     assert [m["step"] for m in logs[1]] == [0, 1, 2]  # rank 0 alone logs
@@ -241,12 +256,8 @@ def test_two_ranks_equal_one_process_accumulating_the_same_global_batch(two_rank
 
 
 def test_two_ranks_resume_exactly(two_rank_run, tmp_path):
-    (tmp_path / "step_000002").mkdir()
-    for item in (two_rank_run / "step_000002").iterdir():
-        (tmp_path / "step_000002" / item.name).write_bytes(item.read_bytes())
-    (tmp_path / "latest").write_text("step_000002")  # as if killed after step 2
-    launch(["-m", "training.run", *COMMON, "--grad_accum", "1", "--out", str(tmp_path), "--resume"])
-    resumed, straight = networks(tmp_path / "step_000003"), networks(two_rank_run / "step_000003")
+    resumed = networks(resume_after_step_2(two_rank_run, tmp_path, COMMON))
+    straight = networks(two_rank_run / "step_000003")
     assert all(torch.equal(a, b) for a, b in zip(resumed, straight))
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [2]
 
@@ -271,17 +282,12 @@ def test_fsdp_ranks_equal_one_process_and_resume_exactly(fsdp_run, tmp_path, mon
     assert run.main([*FSDP, "--grad_accum", "2", "--out", str(tmp_path / "single")]) == 0
     single, sharded = networks(tmp_path / "single" / "step_000003"), networks(fsdp_run / "step_000003")
     scale = max(p.abs().max().item() for p in single)
-    diff = max((a - b).abs().max().item() for a, b in zip(single, sharded))
+    diff = max_diff(single, sharded)
     print(f"FSDP 2 ranks x grad_accum 1 vs 1 process x grad_accum 2: max |param diff| {diff:.2e} (max |param| "
           f"{scale:.2f})")
     assert diff <= 1e-5 * (1 + scale)
     saved = torch.load(fsdp_run / "step_000003" / "state.pt", weights_only=True)
     moments = [s["exp_avg"] for s in saved["student_optim"]["state"].values()]
     assert all(type(m) is torch.Tensor for m in moments)  # gathered: full tensors, loadable anywhere
-    resumed = tmp_path / "resumed"
-    (resumed / "step_000002").mkdir(parents=True)
-    for item in (fsdp_run / "step_000002").iterdir():
-        (resumed / "step_000002" / item.name).write_bytes(item.read_bytes())
-    (resumed / "latest").write_text("step_000002")  # as if killed after step 2
-    launch(["-m", "training.run", *FSDP, "--grad_accum", "1", "--out", str(resumed), "--resume"])
-    assert all(torch.equal(a, b) for a, b in zip(networks(resumed / "step_000003"), sharded))
+    resumed = networks(resume_after_step_2(fsdp_run, tmp_path / "resumed", FSDP))
+    assert all(torch.equal(a, b) for a, b in zip(resumed, sharded))
