@@ -1,13 +1,15 @@
 # The two commands of the README:
-#   make demo   runs the main job (a 60-s rollout through the Slow-Fast Memory, CPU only)
-#   make test   runs the test suite
-# Each creates the virtual environment .venv and installs the pinned versions first.
+#   make demo   runs the main job: the toy long-video workflow in a real ComfyUI (CPU only), prints the video's path
+#   make test   runs the test suite (including the real-ComfyUI tests)
+# Each creates the virtual environment .venv and installs the pinned versions first; both provision ComfyUI 0.3.75
+# once into COMFYUI_HOME (tools/provision_comfyui.sh). `make demo COMFYUI_DIR=... COMFYUI_PYTHON=...` uses an
+# existing ComfyUI instead.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean comfyui
 
 $(STAMP): requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -15,12 +17,18 @@ $(STAMP): requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m ruff check context_forcing_core training tests benchmarks
-	$(PY) -m pytest -q
+COMFYUI_HOME ?= $(HOME)/.cache/context-forcing/comfyui-0.3.75
+
+comfyui:
+	bash tools/provision_comfyui.sh $(COMFYUI_HOME)
+
+test: $(STAMP) comfyui
+	$(PY) -m ruff check context_forcing_core training tests benchmarks nodes tools __init__.py
+	COMFYUI_HOME=$(COMFYUI_HOME) $(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m context_forcing_core.demo
+	$(PY) -m tools.run_workflow workflows/toy_long_video.json --comfyui-home $(COMFYUI_HOME) \
+		$(if $(COMFYUI_DIR),--comfyui $(COMFYUI_DIR)) $(if $(COMFYUI_PYTHON),--python $(COMFYUI_PYTHON))
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.memory_scaling

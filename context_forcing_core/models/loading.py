@@ -65,6 +65,7 @@ def load_model(
     device: str | torch.device | None = None,
     config: WanConfig | None = None,
     use_ema: bool | None = None,
+    share: bool = False,
 ) -> WanModel:
     """Load Wan2.1 T2V weights into a new :class:`WanModel` in eval mode.
 
@@ -79,6 +80,8 @@ def load_model(
         device: parameter device; None is CPU.
         config: architecture; None infers it from the shapes plus stored metadata (see :func:`.keys.infer_config`).
         use_ema: for training dicts, True takes ``generator_ema``, False ``generator``, None the EMA when present.
+        share: for an in-memory state dict, use the caller's tensors themselves where dtype and device already
+            match (e.g. the weights of a model ComfyUI has loaded), so they are not held twice.
 
     Returns:
         The model in eval mode.
@@ -94,23 +97,44 @@ def load_model(
     device = torch.device("cpu" if device is None else device)
     with ExitStack() as stack:
         opened = _open(source, stack)
-        try:
-            raw = select_state_dict(opened.obj, use_ema=use_ema)
-            names = official_key_map(raw)
-            sd = {names[key]: value for key, value in raw.items()}
-            cfg = config if config is not None else infer_config(sd, hint=opened.hint)
-        except ValueError as err:
-            raise ValueError(f"{opened.name}: {err}") from err
-        with torch.device("meta"):
-            model = WanModel(cfg)
-        _check_keys(opened.name, model, sd)
+        raw, names, sd, model = _validated(opened, config, use_ema)
         target = dtype or _stored_dtype(sd.values())
         fetch = opened.fetch or raw.__getitem__
         # File-backed (mmap) or caller-owned tensors are copied; safetensors reads are fresh and only cast if needed.
-        copy = opened.fetch is None
+        copy = opened.fetch is None and not share
         weights = {names[key]: fetch(key).to(device=device, dtype=target, copy=copy).contiguous() for key in raw}
     model.load_state_dict(weights, strict=True, assign=True)
     return model.eval()
+
+
+def inspect_checkpoint(source: Source, *, config: WanConfig | None = None, use_ema: bool | None = None) -> WanConfig:
+    """Validate a checkpoint as :func:`load_model` does, without reading its weights (safetensors: header only).
+
+    Returns:
+        The architecture it holds.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_model`, naming the file and the first offending key.
+
+    """
+    with ExitStack() as stack:
+        return _validated(_open(source, stack), config, use_ema)[3].config
+
+
+def _validated(opened: _Opened, config: WanConfig | None, use_ema: bool | None
+               ) -> tuple[Mapping[str, Any], dict[str, str], dict[str, Any], WanModel]:
+    """Select the weights, map them to official keys, infer the config, check keys and shapes on a meta model."""
+    try:
+        raw = select_state_dict(opened.obj, use_ema=use_ema)
+        names = official_key_map(raw)
+        sd = {names[key]: value for key, value in raw.items()}
+        cfg = config if config is not None else infer_config(sd, hint=opened.hint)
+    except ValueError as err:
+        raise ValueError(f"{opened.name}: {err}") from err
+    with torch.device("meta"):
+        model = WanModel(cfg)
+    _check_keys(opened.name, model, sd)
+    return raw, names, sd, model
 
 
 def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None,

@@ -1,0 +1,17 @@
+"""Context Forcing node pack for ComfyUI (the repository root is the pack folder).
+
+ComfyUI imports this file; the nodes use the library ``context_forcing_core`` that sits beside it. The pack folder
+is appended to ``sys.path`` (after ComfyUI's own modules, so a name like ``nodes`` still means ComfyUI's).
+"""
+
+import os
+import sys
+
+_PACK = os.path.dirname(os.path.abspath(__file__))
+if _PACK not in sys.path:
+    sys.path.append(_PACK)
+
+from .nodes import comfy_entrypoint  # noqa: E402
+
+WEB_DIRECTORY = "./web"
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -1,0 +1,98 @@
+"""A loaded student with what inference needs around it: time scale, latent size, and for toy-world models the
+bundled text encoder and codec.
+
+Wan students take umT5 states from outside (ComfyUI's text encoder); toy-world students carry their own (the
+toy text encoder and codec are deterministic functions, nothing is stored besides the DiT weights).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .latents import wan_denormalize
+from .memory.config import MemoryConfig
+from .models.config import WanConfig
+from .models.loading import Source, load_model
+from .models.wan import WanModel
+from .toyworld.codec import ToyCodec
+from .toyworld.text import ToyTextEncoder
+from .toyworld.world import FRAMES_PER_SECOND
+
+BUNDLED_TOY_STUDENT = Path(__file__).parent / "toyworld" / "assets" / "toy_student.safetensors"
+"""The toy student shipped with the package (exported by ``python -m training.pipeline``)."""
+
+WAN_LATENT_FRAMES_PER_SECOND = 4
+"""Wan2.1 video: 16 fps, 4 video frames per latent frame."""
+
+
+@dataclass(kw_only=True, slots=True)
+class Student:
+    """A causal student ready for :func:`~context_forcing_core.diffusion.sampler.stream`."""
+
+    model: WanModel
+    """The DiT in eval mode."""
+    name: str
+    """Where it came from (file name), for messages."""
+    toy: bool
+    """True for a toy-world model (48-channel toy-codec latents, bundled toy text encoder)."""
+
+    @property
+    def latent_frames_per_second(self) -> int:
+        """Latent frames per second of output video."""
+        return FRAMES_PER_SECOND if self.toy else WAN_LATENT_FRAMES_PER_SECOND
+
+    def latent_size(self, width: int, height: int) -> tuple[int, int]:
+        """Latent (H, W) for a requested pixel size; toy models have one fixed size."""
+        if self.toy:
+            side = ToyCodec().latent_size
+            return side, side
+        if width % 16 or height % 16 or width <= 0 or height <= 0:
+            raise ValueError(f"Wan video width and height must be positive multiples of 16, got {width} x {height}")
+        return height // 8, width // 8
+
+    def latent_frames(self, seconds: float, chunk_frames: int) -> int:
+        """Latent frames for ``seconds`` of video, rounded up to whole chunks (at least one)."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"length must be a positive number of seconds, got {seconds}")
+        frames = math.ceil(seconds * self.latent_frames_per_second - 1e-9)
+        return max(1, math.ceil(frames / chunk_frames)) * chunk_frames
+
+    def kv_cache_bytes(self, memory: MemoryConfig, latent_size: tuple[int, int], num_latent_frames: int) -> int:
+        """Bytes of K/V the memory holds at most over a rollout (all layers), for a memory manager's budget."""
+        cfg = self.model.config
+        frames = memory.capacity or num_latent_frames
+        tokens = (latent_size[0] // cfg.patch_size[1]) * (latent_size[1] // cfg.patch_size[2])
+        element = torch.finfo(self.model.dtype).bits // 8
+        return 2 * cfg.num_layers * frames * tokens * cfg.dim * element
+
+    def encode_prompt(self, text: str) -> Tensor:
+        """(1, L, D) text states from the bundled encoder; only toy-world models bundle one."""
+        if not self.toy:
+            raise ValueError(f"{self.name} is a Wan model: connect a CONDITIONING from CLIP Text Encode (umT5)")
+        cfg = self.model.config
+        return ToyTextEncoder(width=cfg.text_dim, max_tokens=cfg.text_len).encode([text])
+
+    def raw_latents(self, latents: Tensor) -> Tensor:
+        """Normalised model-space latents -> the codec / VAE's raw latents."""
+        return ToyCodec().denormalize(latents) if self.toy else wan_denormalize(latents)
+
+
+def is_toy_config(model: WanModel) -> bool:
+    """Whether a model works on toy-codec latents (48 channels in and out) rather than Wan VAE latents (16)."""
+    cfg = model.config
+    return cfg.in_channels == cfg.out_channels == ToyCodec.latent_channels
+
+
+def load_student(source: Source | os.PathLike[str], *, dtype: torch.dtype | None = None,
+                 device: str | torch.device | None = None, share: bool = False, config: WanConfig | None = None
+                 ) -> Student:
+    """Load a student checkpoint (any format :func:`load_model` accepts) and tell toy from Wan models."""
+    model = load_model(source, dtype=dtype, device=device, share=share, config=config)
+    name = Path(source).name if isinstance(source, (str, os.PathLike)) else "state dict"
+    return Student(model=model, name=name, toy=is_toy_config(model))

@@ -1,0 +1,83 @@
+"""Context Forcing Memory Config."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from context_forcing_core.memory.config import MemoryConfig, memory_preset
+
+from .types import CATEGORY, CFMemory
+
+PRESETS = ["context_forcing", "longlive", "self_forcing", "infinity_rope", "uniform"]
+KEEP = -1
+"""Widget value meaning "the preset's value"."""
+INT_FIELDS = ("sink_frames", "slow_frames", "fast_frames", "consolidate_every")
+CHOICES = {"positions": ["bounded", "absolute", "slot"], "similarity_reference": ["previous", "last_consolidated"]}
+
+
+def build_memory(preset: str, threshold: float = KEEP, **fields: int | str) -> MemoryConfig:
+    """The preset with every field that is not -1 / "preset" replaced; raises ValueError with a readable message."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown memory preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    changes: dict[str, object] = {k: v for k, v in fields.items() if v not in (KEEP, "preset")}
+    if threshold != KEEP:
+        changes["tau"] = threshold
+    try:
+        return memory_preset(preset).replace(**changes)
+    except (TypeError, ValueError) as err:
+        message = str(err).replace("MemoryConfig.tau", "threshold").replace("MemoryConfig.", "")
+        raise ValueError(f"memory preset {preset!r} with {changes}: {message}") from None
+
+
+class MemoryConfigNode(io.ComfyNode):
+    """Pick a memory preset and optionally override its fields (-1 / "preset" keeps the preset's value)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        keep = "-1 keeps the preset's value."
+        return io.Schema(
+            node_id="CF_MemoryConfig",
+            display_name="Context Forcing Memory Config",
+            category=CATEGORY,
+            description="What the student keeps in its KV cache, in latent frames (4 per second of video): an "
+                        "attention sink, a slow memory filled with surprising chunks, and a rolling fast window; "
+                        "bounded positions keep RoPE time inside the trained range.",
+            inputs=[
+                io.Combo.Input("preset", options=PRESETS, default="context_forcing",
+                               tooltip="context_forcing: sink 3 + slow 12 + fast 6 (bounded positions); longlive: "
+                                       "sink 3 + recent 9; self_forcing: window of 21; infinity_rope: sink 1 + 4; "
+                                       "uniform: Context Forcing with slow memory every 2nd chunk."),
+                io.Int.Input("sink_frames", default=KEEP, min=KEEP, max=64, tooltip=f"Attention sink frames. {keep}"),
+                io.Int.Input("slow_frames", default=KEEP, min=KEEP, max=256,
+                             tooltip=f"Slow memory capacity (consolidated frames). {keep}"),
+                io.Int.Input("fast_frames", default=KEEP, min=KEEP, max=256,
+                             tooltip=f"Rolling window incl. the chunk being generated (>= 3). {keep}"),
+                io.Float.Input("threshold", default=KEEP, min=-1.0, max=1.0, step=0.005,
+                               tooltip="Surprisal threshold tau: a checked chunk whose key similarity to the "
+                                       f"reference is below it enters slow memory. {keep}"),
+                io.Int.Input("consolidate_every", default=KEEP, min=KEEP, max=64,
+                             tooltip=f"Chunks between consolidation checks. {keep}"),
+                io.Combo.Input("positions", options=["preset", *CHOICES["positions"]], default="preset",
+                               tooltip="RoPE time: bounded (Context Forcing), absolute frame index, or slot order."),
+                io.Combo.Input("similarity_reference", options=["preset", *CHOICES["similarity_reference"]],
+                               default="preset", tooltip="Compare each chunk with the previous one or with the "
+                                                         "last consolidated one."),
+            ],
+            outputs=[CFMemory.Output(display_name="memory")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, preset: str, sink_frames: int, slow_frames: int, fast_frames: int, threshold: float,
+                        consolidate_every: int, positions: str, similarity_reference: str) -> bool | str:
+        # Named arguments, not **kwargs: with **kwargs ComfyUI would skip its own range and list checks.
+        try:
+            build_memory(preset, threshold, sink_frames=sink_frames, slow_frames=slow_frames, fast_frames=fast_frames,
+                         consolidate_every=consolidate_every, positions=positions,
+                         similarity_reference=similarity_reference)
+        except ValueError as err:
+            return f"Memory Config: {err}"
+        return True
+
+    @classmethod
+    def execute(cls, preset: str, **fields: object) -> io.NodeOutput:
+        return io.NodeOutput(build_memory(preset, **fields))

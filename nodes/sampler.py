@@ -1,0 +1,172 @@
+"""Context Forcing Long Rollout Sampler: chunk-by-chunk generation through the bounded memory."""
+
+from __future__ import annotations
+
+import math
+
+import comfy.latent_formats
+import comfy.utils
+import torch
+import torch.nn.functional as F
+from comfy import model_management
+from comfy_api.v0_0_2 import io
+from PIL import Image
+from torch import Tensor
+
+from context_forcing_core import MemoryConfig, MemoryTrace, PromptSchedule, memory_preset, stream
+from context_forcing_core.student import Student
+from context_forcing_core.toyworld.codec import ToyCodec
+from context_forcing_core.toyworld.prompts import all_prompts
+
+from .types import CATEGORY, CFMemory, CFModel, CFSchedule, CFTrace, ModelHandle, ScheduledPrompt
+
+PREVIEW_SIZE = 512
+
+
+def step_list(steps: int) -> list[float]:
+    """``steps`` evenly spaced timesteps from 1000 down (4 -> 1000, 750, 500, 250), warped by the shift later."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return [1000.0 * (1 - i / steps) for i in range(steps)]
+
+
+def conditioning_states(conditioning: list, student: Student) -> Tensor:
+    """(1, text_len, text_dim) umT5 states from a ComfyUI CONDITIONING ([[states (1, L, D), {...}], ...])."""
+    if student.toy:
+        raise ValueError("the toy model has its own text encoder: type the prompt into the sampler instead of "
+                         "connecting a CONDITIONING")
+    if not conditioning:
+        raise ValueError("the CONDITIONING is empty")
+    states = conditioning[0][0]
+    cfg = student.model.config
+    if states.ndim != 3 or states.shape[-1] != cfg.text_dim:
+        raise ValueError(f"the CONDITIONING holds text states of shape {tuple(states.shape)}, but {student.name} "
+                         f"expects width {cfg.text_dim}: encode with CLIPLoader type 'wan' (umT5-XXL)")
+    states = states[:1, : cfg.text_len].float()
+    return F.pad(states, (0, 0, 0, cfg.text_len - states.shape[1]))  # zero rows, as upstream pads
+
+
+def prompt_states(student: Student, prompt: str, conditioning: list | None) -> Tensor:
+    """One prompt's text states: the conditioning for Wan models, the bundled encoder's for toy models."""
+    if conditioning is not None:
+        return conditioning_states(conditioning, student)
+    if not student.toy:
+        raise ValueError(f"{student.name} is a Wan model: connect a CONDITIONING from CLIP Text Encode (umT5)")
+    return student.encode_prompt(prompt)
+
+
+def build_schedule(student: Student, prompt: str, conditioning: list | None,
+                   switches: tuple[ScheduledPrompt, ...]) -> PromptSchedule:
+    """The sampler's prompt from 0 s, then every switch at its latent frame."""
+    fps = student.latent_frames_per_second
+    texts = [prompt_states(student, prompt, conditioning)]
+    frames = []
+    for switch in switches:
+        texts.append(prompt_states(student, switch.text, switch.conditioning))
+        frames.append(max(1, round(switch.seconds * fps)))
+    device = student.model.device
+    return PromptSchedule(texts=[t.to(device) for t in texts], switch_frames=frames)
+
+
+def preview(student: Student, latents: Tensor) -> tuple[str, Image.Image, int]:
+    """ComfyUI preview tuple of the newest frame of a chunk (B, C, f, H, W) of normalised latents."""
+    last = latents[:1, :, -1:].float().cpu()  # (1, C, 1, H, W)
+    if student.toy:
+        rgb = ToyCodec().decode(last)[0, 0].clamp(0, 1)  # (3, 32, 32)
+    else:
+        fmt = comfy.latent_formats.Wan21()
+        raw = student.raw_latents(last)[0, :, 0]  # (16, H, W)
+        factors = torch.tensor(fmt.latent_rgb_factors)  # (16, 3)
+        bias = torch.tensor(fmt.latent_rgb_factors_bias)  # (3,)
+        rgb = ((torch.einsum("chw,cr->rhw", raw, factors) + bias[:, None, None] + 1) / 2).clamp(0, 1)
+    image = Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+    scale = max(1, 256 // max(image.size))
+    return "JPEG", image.resize((image.width * scale, image.height * scale), Image.NEAREST), PREVIEW_SIZE
+
+
+def reserve_memory(handle: ModelHandle, student: Student, cache_bytes: int) -> None:
+    """Tell ComfyUI's memory manager about the KV cache, which it cannot see, so it evicts other models first."""
+    if handle.patcher is not None:
+        model_management.load_models_gpu([handle.patcher], memory_required=cache_bytes)
+        return
+    weights = sum(p.numel() * p.element_size() for p in student.model.parameters())
+    model_management.free_memory(cache_bytes + weights, student.model.device)
+
+
+class LongRolloutSampler(io.ComfyNode):
+    """Generate a long video chunk by chunk with constant memory, with progress, previews and cancellation."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CF_LongRolloutSampler",
+            display_name="Context Forcing Long Rollout Sampler",
+            category=CATEGORY,
+            description="Autoregressive few-step rollout: each 3-latent-frame chunk is denoised against the bounded "
+                        "Slow-Fast Memory and committed to it; memory use stays constant however long the video. "
+                        "Outputs a LATENT for VAE Decode (Wan) or Context Forcing Toy Decode (toy model) and the "
+                        "memory trace for the Surprisal Inspector. Cancel stops it between chunks.",
+            inputs=[
+                CFModel.Input("model"),
+                io.Float.Input("seconds", default=60.0, min=0.25, max=3600.0, step=0.25,
+                               tooltip="Video length; rounded up to whole chunks (4 latent frames per second)."),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
+                io.Int.Input("steps", default=4, min=1, max=50, tooltip="Denoising steps per chunk (students: 4)."),
+                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1,
+                               tooltip="Timestep shift of the step list (students are trained with 5)."),
+                io.Int.Input("width", default=832, min=16, max=4096, step=16, tooltip="Wan models only."),
+                io.Int.Input("height", default=480, min=16, max=4096, step=16, tooltip="Wan models only."),
+                io.String.Input("prompt", multiline=True, default=all_prompts()[0].text,
+                                tooltip="For models with a bundled text encoder (the toy model); a connected "
+                                        "conditioning is used instead."),
+                CFMemory.Input("memory", optional=True, tooltip="Default: the Context Forcing preset."),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Wan models: CLIP Text Encode with the umT5-XXL encoder."),
+                CFSchedule.Input("schedule", optional=True, tooltip="Prompt switches (Context Forcing Prompt Switch)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent"), CFTrace.Output(display_name="memory_trace")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, seconds: float, steps: int, width: int, height: int) -> bool | str:
+        if not (math.isfinite(seconds) and 0 < seconds <= 3600):
+            return f"Long Rollout Sampler: seconds must lie in (0, 3600], got {seconds}"
+        if not 1 <= steps <= 50:
+            return f"Long Rollout Sampler: steps must lie in [1, 50], got {steps}"
+        if width % 16 or height % 16 or min(width, height) < 16:
+            return f"Long Rollout Sampler: width and height must be multiples of 16, got {width} x {height}"
+        return True
+
+    @classmethod
+    def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
+                prompt: str, memory: MemoryConfig | None = None, conditioning: list | None = None,
+                schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
+        student = model.resolve()
+        memory = memory or memory_preset("context_forcing")
+        try:  # input mistakes that only show once the inputs are connected: a message for the artist, no traceback
+            frames = student.latent_frames(seconds, memory.chunk_frames)
+            latent_size = student.latent_size(width, height)
+            texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))
+        except ValueError as err:
+            return io.NodeOutput(None, None, block_execution=f"Long Rollout Sampler: {err}")
+        reserve_memory(model, student, student.kv_cache_bytes(memory, latent_size, frames))
+        total = frames // memory.chunk_frames
+        bar = comfy.utils.ProgressBar(total)
+        out_device = model_management.intermediate_device()
+        chunks: list[Tensor] = []
+        trace = MemoryTrace()
+        rollout = stream(student.model, texts, num_latent_frames=frames, memory=memory, seed=seed,
+                         steps=step_list(steps), shift=shift, latent_size=latent_size,
+                         interrupt=model_management.throw_exception_if_processing_interrupted)
+        try:
+            for chunk in rollout:
+                chunks.append(chunk.latents.to(out_device))
+                trace.chunks.append(chunk.step)
+                bar.update_absolute(chunk.index + 1, total, preview(student, chunk.latents))
+        except BaseException:
+            chunks.clear()  # free the partial video and, through close(), the KV cache before ComfyUI reports
+            rollout.close()
+            model_management.soft_empty_cache()
+            raise
+        latents = student.raw_latents(torch.cat(chunks, dim=2))  # (1, C, F, H, W) codec / VAE space
+        return io.NodeOutput({"samples": latents}, trace)

@@ -1,0 +1,142 @@
+"""Just enough of ComfyUI's modules for node unit tests in the test venv (the real server is tested separately).
+
+Importing this module installs the stubs in ``sys.modules`` unless a real ComfyUI is importable. The stubs keep
+what the nodes pass to ComfyUI (progress ticks, previews, output values) so tests can check it.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import torch
+
+PROGRESS: list[tuple[int, int, object]] = []
+"""(value, total, preview) of every ProgressBar.update_absolute."""
+INTERRUPT = {"after_ticks": None}
+"""Raise InterruptProcessingException from the interrupt check once this many ticks were recorded."""
+MODELS = Path(tempfile.mkdtemp(prefix="cf-models-"))
+
+
+class InterruptProcessingException(Exception):
+    pass
+
+
+def _module(name: str, **attrs: object) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__dict__.update(attrs)
+    sys.modules[name] = mod
+    return mod
+
+
+class _Sock:
+    """A socket type: Input/Output constructors record their arguments."""
+
+    def __init__(self, io_type: str) -> None:
+        self.io_type = io_type
+
+        class Input:
+            def __init__(s, id: str, **kw: object) -> None:
+                s.id, s.kw = id, kw
+
+        class Output:
+            def __init__(s, id: str | None = None, **kw: object) -> None:
+                s.id, s.kw = id, kw
+
+        self.Input, self.Output = Input, Output
+
+
+class _NodeOutput:
+    def __init__(self, *args: object, ui: object = None, block_execution: str | None = None, **_: object) -> None:
+        self.args, self.ui, self.block_execution = args, ui, block_execution
+
+
+class _Schema:
+    def __init__(self, **kw: object) -> None:
+        self.__dict__.update(kw)
+
+
+class _UIOutput:
+    def __init__(self, value: object, **_: object) -> None:
+        self.value = value
+
+
+class _PreviewImage(_UIOutput):
+    def as_dict(self) -> dict:
+        return {"images": [{"shape": tuple(self.value.shape)}]}
+
+
+class _PreviewText(_UIOutput):
+    def as_dict(self) -> dict:
+        return {"text": (self.value,)}
+
+
+def _interrupt_check() -> None:
+    if INTERRUPT["after_ticks"] is not None and len(PROGRESS) >= INTERRUPT["after_ticks"]:
+        raise InterruptProcessingException()
+
+
+class _ProgressBar:
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def update_absolute(self, value: int, total: int | None = None, preview: object = None) -> None:
+        PROGRESS.append((value, total or self.total, preview))
+
+
+def install() -> None:
+    try:
+        import comfy_api.v0_0_2  # noqa: F401  (a real ComfyUI on the path: use it)
+        return
+    except ImportError:
+        pass
+    io = types.SimpleNamespace(
+        ComfyNode=type("ComfyNode", (), {}), Schema=_Schema, NodeOutput=_NodeOutput, Custom=_Sock,
+        **{name: _Sock(name.upper()) for name in ("Combo", "Int", "Float", "String", "Boolean", "Model",
+                                                   "Conditioning", "Latent", "Image")},
+    )
+    ui = types.SimpleNamespace(PreviewImage=_PreviewImage, PreviewText=_PreviewText)
+    _module("comfy_api")
+    _module("comfy_api.v0_0_2", io=io, ui=ui, ComfyExtension=type("ComfyExtension", (), {}))
+    folders: dict[str, list[Path]] = {"diffusion_models": [MODELS / "diffusion_models"]}
+
+    def add_model_folder_path(name: str, path: str) -> None:
+        folders.setdefault(name, []).append(Path(path))
+
+    def get_filename_list(name: str) -> list[str]:
+        return sorted(p.name for d in folders.get(name, []) if d.exists() for p in d.iterdir())
+
+    def get_full_path(name: str, filename: str) -> str | None:
+        hits = [d / filename for d in folders.get(name, []) if (d / filename).exists()]
+        return str(hits[0]) if hits else None
+
+    _module("folder_paths", models_dir=str(MODELS), folder_names_and_paths=folders,
+            add_model_folder_path=add_model_folder_path, get_filename_list=get_filename_list,
+            get_full_path=get_full_path)
+    mm = types.SimpleNamespace(
+        get_torch_device=lambda: torch.device("cpu"), intermediate_device=lambda: torch.device("cpu"),
+        throw_exception_if_processing_interrupted=_interrupt_check, soft_empty_cache=lambda: None,
+        free_memory=lambda *a, **k: None, load_models_gpu=lambda *a, **k: None,
+        InterruptProcessingException=InterruptProcessingException,
+    )
+    comfy = _module("comfy", model_management=mm)
+    comfy.utils = _module("comfy.utils", ProgressBar=_ProgressBar)
+    sys.modules["comfy.model_management"] = mm  # type: ignore[assignment]
+    comfy.latent_formats = _module("comfy.latent_formats", Wan21=comfy_latent_formats().Wan21)
+
+
+def comfy_latent_formats() -> types.ModuleType:
+    """ComfyUI's own comfy/latent_formats.py (it imports only torch), from the provisioned ComfyUI 0.3.75."""
+    import importlib.util
+
+    from tools.comfy_server import provision
+
+    spec = importlib.util.spec_from_file_location("_comfy_latent_formats", provision() / "comfy" / "latent_formats.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+install()

@@ -1,0 +1,182 @@
+"""Node adapters called directly (ComfyUI stubbed by comfy_stubs): they must only convert types around the core."""
+
+from __future__ import annotations
+
+import types
+
+import comfy_stubs
+import pytest
+import torch
+from comfy_stubs import INTERRUPT, MODELS, PROGRESS, InterruptProcessingException
+
+from context_forcing_core import generate, memory_preset, save_model
+from context_forcing_core.latents import wan_denormalize
+from context_forcing_core.models.config import WanConfig
+from context_forcing_core.models.wan import WanModel
+from context_forcing_core.student import Student, load_student
+from context_forcing_core.toyworld.codec import ToyCodec
+from context_forcing_core.toyworld.text import ToyTextEncoder
+from nodes.decode import ToyDecode
+from nodes.inspector import SurprisalInspector
+from nodes.loader import BUNDLED, LoadModel, checkpoint_names
+from nodes.memory import MemoryConfigNode, build_memory
+from nodes.prompts import PromptSwitch
+from nodes.sampler import LongRolloutSampler, conditioning_states, step_list
+from nodes.types import ModelHandle, ScheduledPrompt
+
+assert comfy_stubs  # installed on import
+
+TOY_SMALL = WanConfig(dim=32, ffn_dim=64, freq_dim=16, num_layers=2, num_heads=2, in_channels=48, out_channels=48,
+                      text_dim=4096, text_len=16)
+WAN_SMALL = WanConfig(dim=32, ffn_dim=64, freq_dim=16, num_layers=2, num_heads=2, in_channels=16, out_channels=16,
+                      text_dim=24, text_len=8)
+
+
+def _student(cfg: WanConfig, seed: int = 0) -> Student:
+    torch.manual_seed(seed)
+    return Student(model=WanModel(cfg).eval(), name="random", toy=cfg.in_channels == 48)
+
+
+def _run(handle: ModelHandle, **kw: object):
+    args = {"seconds": 3.0, "seed": 7, "steps": 4, "shift": 5.0, "width": 64, "height": 32,
+            "prompt": "a forest panorama, vertical bands, slow pan"} | kw
+    return LongRolloutSampler.execute(handle, **args)
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    PROGRESS.clear()
+    INTERRUPT["after_ticks"] = None
+
+
+def test_memory_node_keeps_the_preset_unless_a_field_is_set():
+    keep = dict(sink_frames=-1, slow_frames=-1, fast_frames=-1, consolidate_every=-1, positions="preset",
+                similarity_reference="preset")
+    for preset in ("context_forcing", "longlive", "self_forcing", "infinity_rope", "uniform"):
+        assert build_memory(preset, -1, **keep) == memory_preset(preset)
+    changed = build_memory("context_forcing", 0.9, **(keep | {"slow_frames": 6, "positions": "absolute"}))
+    assert changed == memory_preset("context_forcing").replace(tau=0.9, slow_frames=6, positions="absolute")
+
+
+def test_memory_node_rejects_bad_combinations_with_readable_messages():
+    msg = MemoryConfigNode.validate_inputs("context_forcing", -1, -1, 2, -1, -1, "preset", "preset")
+    assert isinstance(msg, str) and "fast_frames (2)" in msg and "MemoryConfig." not in msg
+    msg = MemoryConfigNode.validate_inputs("infinity_rope", -1, -1, -1, 1.5, -1, "preset", "preset")
+    assert isinstance(msg, str) and "threshold is a cosine similarity" in msg
+    assert MemoryConfigNode.validate_inputs("longlive", 1, -1, 6, -1, -1, "slot", "preset") is True
+    assert "unknown memory preset" in MemoryConfigNode.validate_inputs("nope", -1, -1, -1, -1, -1, "preset", "preset")
+
+
+def test_prompt_switch_chains_in_order_and_blocks_a_switch_going_back():
+    first = PromptSwitch.execute(10.0, "a").args[0]
+    both = PromptSwitch.execute(20.0, "b", None, first).args[0]
+    assert [(p.seconds, p.text) for p in both] == [(10.0, "a"), (20.0, "b")]
+    blocked = PromptSwitch.execute(5.0, "c", None, both)
+    assert "must come after the previous switch at 20.0 s" in blocked.block_execution
+
+
+def test_toy_decode_inverts_the_codec_and_upscales_by_nearest_neighbour():
+    codec = ToyCodec()
+    frames = torch.rand(1, 5, 3, 32, 32)
+    raw = codec.denormalize(codec.encode(frames))  # what the sampler outputs
+    images = ToyDecode.execute({"samples": raw}, 2).args[0]  # (5, 64, 64, 3)
+    assert images.shape == (5, 64, 64, 3)
+    torch.testing.assert_close(images[:, ::2, ::2].permute(0, 3, 1, 2), codec.snap(frames)[0], rtol=0, atol=1e-6)
+    assert "VAE Decode" in ToyDecode.execute({"samples": torch.zeros(1, 16, 2, 4, 4)}, 1).block_execution
+
+
+def test_toy_sampler_equals_core_generation_with_one_tick_and_preview_per_chunk():
+    student = _student(TOY_SMALL)
+    out = _run(ModelHandle(student=student))
+    latents, trace = out.args
+    text = ToyTextEncoder(width=4096, max_tokens=16).encode(["a forest panorama, vertical bands, slow pan"])
+    ref = generate(student.model, text, num_latent_frames=12, memory="context_forcing", seed=7, latent_size=(8, 8))
+    assert torch.equal(latents["samples"], ToyCodec().denormalize(ref.latents))
+    assert [p[0] for p in PROGRESS] == [1, 2, 3, 4] and {p[1] for p in PROGRESS} == {4}
+    assert all(p[2][0] == "JPEG" and p[2][1].size == (256, 256) for p in PROGRESS)
+    assert len(trace.chunks) == 4
+
+
+def test_interrupt_stops_between_chunks_and_the_next_run_is_unaffected():
+    handle = ModelHandle(student=_student(TOY_SMALL))
+    full = _run(handle, seconds=6.0).args[0]["samples"]
+    PROGRESS.clear()
+    INTERRUPT["after_ticks"] = 2
+    with pytest.raises(InterruptProcessingException):
+        _run(handle, seconds=6.0)
+    assert [p[0] for p in PROGRESS] == [1, 2]  # the third chunk never started
+    INTERRUPT["after_ticks"] = None
+    assert torch.equal(_run(handle, seconds=6.0).args[0]["samples"], full)
+
+
+def test_wan_sampler_outputs_raw_vae_latents_from_the_conditioning():
+    student = _student(WAN_SMALL)
+    states = torch.randn(1, 12, 24)  # longer than text_len: truncated, as the model attends to 8 rows
+    out = _run(ModelHandle(student=student), conditioning=[[states, {"pooled_output": None}]])
+    ref = generate(student.model, states[:, :8], num_latent_frames=12, memory="context_forcing", seed=7,
+                   latent_size=(4, 8))
+    assert torch.equal(out.args[0]["samples"], wan_denormalize(ref.latents))
+
+
+def test_wan_sampler_blocks_input_mistakes_with_a_message():
+    handle = ModelHandle(student=_student(WAN_SMALL))
+    assert "connect a CONDITIONING" in _run(handle).block_execution
+    wrong = [[torch.randn(1, 8, 4096), {}]]
+    assert "expects width 24" in _run(handle, conditioning=wrong).block_execution
+    switch = (ScheduledPrompt(seconds=1.0, text="", conditioning=None),)
+    assert "connect a CONDITIONING" in _run(handle, conditioning=[[torch.randn(1, 8, 24), {}]],
+                                            schedule=switch).block_execution
+    assert "multiples of 16" in _run(handle, width=70, conditioning=[[torch.randn(1, 8, 24), {}]]).block_execution
+    assert "own text encoder" in _run(ModelHandle(student=_student(TOY_SMALL)),
+                                      conditioning=[[torch.randn(1, 8, 4096), {}]]).block_execution
+
+
+def test_conditioning_is_padded_with_zero_rows_to_the_model_text_length():
+    student = _student(WAN_SMALL)
+    states = torch.randn(1, 3, 24)
+    padded = conditioning_states([[states, {}]], student)
+    assert padded.shape == (1, 8, 24) and torch.equal(padded[:, :3], states) and not padded[:, 3:].any()
+
+
+def test_step_list_matches_the_default_four_steps():
+    assert step_list(4) == [1000.0, 750.0, 500.0, 250.0] and step_list(1) == [1000.0]
+
+
+def test_loader_lists_files_validates_them_and_loads(tmp_path):
+    folder = MODELS / "context_forcing"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_model(WanModel(TOY_SMALL), folder / "small_toy.safetensors")
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    names = checkpoint_names()
+    assert names[0] == BUNDLED and "small_toy.safetensors" in names and "broken.safetensors" in names
+    assert LoadModel.validate_inputs("small_toy.safetensors") is True
+    msg = LoadModel.validate_inputs("broken.safetensors")
+    assert isinstance(msg, str) and "broken.safetensors" in msg
+    assert "no model file named" in LoadModel.validate_inputs("missing.safetensors")
+    handle = LoadModel.execute("small_toy.safetensors", "default").args[0]
+    assert handle.student.toy and handle.student.model.dtype == torch.float32
+    assert LoadModel.execute("small_toy.safetensors", "bfloat16").args[0].student.model.dtype == torch.bfloat16
+
+
+def test_a_comfyui_model_is_wrapped_without_copying_its_weights():
+    torch.manual_seed(0)
+    module = WanModel(TOY_SMALL)
+    patcher = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=module))
+    student = ModelHandle(patcher=patcher).resolve()
+    ours = dict(student.model.named_parameters())
+    for name, p in module.named_parameters():
+        assert ours[name].data_ptr() == p.data_ptr(), name
+    copied = load_student(module.state_dict(), config=TOY_SMALL).model  # the default copies
+    assert student.toy and copied.blocks[0].ffn[0].weight.data_ptr() != module.blocks[0].ffn[0].weight.data_ptr()
+
+
+def test_inspector_plots_and_summarises_and_clamps_a_missing_layer():
+    out = _run(ModelHandle(student=_student(TOY_SMALL)), seconds=12.0)
+    trace = out.args[1]
+    image, summary = SurprisalInspector.execute(trace, 0).args
+    assert image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] == 3 and 0 <= image.min() <= image.max() <= 1
+    assert summary.startswith("16 chunks, 48 latent frames; layer 0 of 2")
+    shown = SurprisalInspector.execute(trace, 5)
+    assert shown.args[1].startswith("layer 5 does not exist (layers 0..1); showing layer 1")
+    assert shown.ui["text"][0] == shown.args[1]

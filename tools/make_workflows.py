@@ -1,0 +1,171 @@
+"""Write the shipped workflows (UI format) in workflows/: python -m tools.make_workflows.
+
+Each graph is declared once here as nodes with widget values and links; the JSON files are what artists load
+(template browser or drag and drop). tests/nodes/test_workflows.py checks the files are current and that a real
+ComfyUI accepts each one converted to the API format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "workflows"
+TOY_PROMPT = "a desert panorama, vertical bands, slow pan"
+
+
+@dataclass
+class Node:
+    """One node: type, widget values, socket inputs (name, type) and outputs (name, type)."""
+
+    type: str
+    widgets: list
+    inputs: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    pos: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (320, 160)
+    title: str | None = None
+
+
+def graph(nodes: list[Node], edges: list[tuple[int, str, int, str]], note: str) -> dict:
+    """UI-format workflow; ``edges`` are (from node index, output name, to node index, input name)."""
+    ui_nodes, links = [], []
+    for i, n in enumerate(nodes, start=1):
+        ui_nodes.append({
+            "id": i, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {}, "order": i - 1, "mode": 0,
+            "inputs": [{"name": name, "type": kind, "link": None} for name, kind in n.inputs],
+            "outputs": [{"name": name, "type": kind, "links": [], "slot_index": s}
+                        for s, (name, kind) in enumerate(n.outputs)],
+            "properties": {"Node name for S&R": n.type}, "widgets_values": n.widgets,
+            **({"title": n.title} if n.title else {}),
+        })
+    for link_id, (src, out_name, dst, in_name) in enumerate(edges, start=1):
+        s_node, d_node = ui_nodes[src - 1], ui_nodes[dst - 1]
+        s_slot = [o["name"] for o in s_node["outputs"]].index(out_name)
+        d_slot = [x["name"] for x in d_node["inputs"]].index(in_name)
+        kind = s_node["outputs"][s_slot]["type"]
+        s_node["outputs"][s_slot]["links"].append(link_id)
+        d_node["inputs"][d_slot]["link"] = link_id
+        links.append([link_id, src, s_slot, dst, d_slot, kind])
+    note_id = len(ui_nodes) + 1
+    ui_nodes.append({"id": note_id, "type": "Note", "pos": [0, -260], "size": [520, 220], "flags": {}, "order": note_id,
+                     "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": [note]})
+    return {"last_node_id": note_id, "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [40, 300]}}, "version": 0.4}
+
+
+def loader(ckpt: str, pos: tuple[int, int]) -> Node:
+    return Node("CF_LoadModel", [ckpt, "default"], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos, (320, 110))
+
+
+def memory(preset: str, pos: tuple[int, int]) -> Node:
+    return Node("CF_MemoryConfig", [preset, -1, -1, -1, -1, -1, "preset", "preset"], [],
+                [("memory", "CF_MEMORY_CONFIG")], pos, (320, 260), title=f"Memory: {preset}")
+
+
+def sampler(seconds: float, prompt: str, pos: tuple[int, int], fps_note: str = "") -> Node:
+    return Node("CF_LongRolloutSampler", [seconds, 0, "fixed", 4, 5.0, 832, 480, prompt],
+                [("model", "CF_MODEL"), ("memory", "CF_MEMORY_CONFIG"), ("conditioning", "CONDITIONING"),
+                 ("schedule", "CF_PROMPT_SCHEDULE")],
+                [("latent", "LATENT"), ("memory_trace", "CF_MEMORY_TRACE")], pos, (340, 330), title=fps_note or None)
+
+
+def inspector(pos: tuple[int, int]) -> Node:
+    return Node("CF_SurprisalInspector", [0], [("memory_trace", "CF_MEMORY_TRACE")],
+                [("plot", "IMAGE"), ("summary", "STRING")], pos, (560, 480))
+
+
+def toy_decode(pos: tuple[int, int]) -> Node:
+    return Node("CF_ToyDecode", [8], [("latent", "LATENT")], [("images", "IMAGE")], pos, (260, 90))
+
+
+def video(fps: float, prefix: str, pos: tuple[int, int]) -> list[Node]:
+    return [Node("CreateVideo", [fps], [("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")], pos, (260, 80)),
+            Node("SaveVideo", [prefix, "auto", "auto"], [("video", "VIDEO")], [], (pos[0] + 300, pos[1]), (420, 460))]
+
+
+def toy_long_video() -> dict:
+    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
+             sampler(60.0, TOY_PROMPT, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
+                                                                                (1080, 0)),
+             inspector((780, 360))]
+    edges = [(1, "cf_model", 3, "model"), (2, "memory", 3, "memory"), (3, "latent", 4, "latent"),
+             (4, "images", 5, "images"), (5, "VIDEO", 6, "video"), (3, "memory_trace", 7, "memory_trace")]
+    note = ("Context Forcing toy demo (runs on CPU, no downloads): the bundled toy student generates 60 toy seconds "
+            "(240 frames of 32 x 32 pixels at 4 frames per second) chunk by chunk through the Slow-Fast Memory. "
+            "Toy prompts name a scene (desert, forest, ocean, city, ...), a layout (vertical bands, shapes on "
+            "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan).")
+    return graph(nodes, edges, note)
+
+
+WAN_CKPT = "context_forcing_wan2.1_t2v_1.3b.safetensors"
+
+
+def wan_long_video() -> dict:
+    nodes = [
+        loader(WAN_CKPT, (0, 0)), memory("context_forcing", (0, 160)),
+        Node("CLIPLoader", ["umt5_xxl_fp16.safetensors", "wan", "default"], [], [("CLIP", "CLIP")], (0, 460), (320, 110)),
+        Node("CLIPTextEncode", ["A red fox trots through a snowy birch forest, tracking shot, soft morning light."],
+             [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 460), (400, 160), title="Prompt from 0 s"),
+        Node("CLIPTextEncode", ["The fox reaches a frozen lake and looks across the ice, same forest, same light."],
+             [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 660), (400, 160), title="Prompt from 30 s"),
+        Node("CF_PromptSwitch", [30.0, ""], [("conditioning", "CONDITIONING"), ("schedule", "CF_PROMPT_SCHEDULE")],
+             [("schedule", "CF_PROMPT_SCHEDULE")], (820, 660), (320, 160)),
+        sampler(60.0, "", (820, 0)),
+        Node("VAELoader", ["wan_2.1_vae.safetensors"], [], [("VAE", "VAE")], (820, 380), (320, 60)),
+        Node("VAEDecode", [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1200, 0), (220, 50)),
+        *video(16.0, "context_forcing/wan_long_video", (1460, 0)),
+        inspector((1200, 380)),
+    ]
+    edges = [(1, "cf_model", 7, "model"), (2, "memory", 7, "memory"), (3, "CLIP", 4, "clip"), (3, "CLIP", 5, "clip"),
+             (4, "CONDITIONING", 7, "conditioning"), (5, "CONDITIONING", 6, "conditioning"),
+             (6, "schedule", 7, "schedule"), (7, "latent", 9, "samples"), (8, "VAE", 9, "vae"),
+             (9, "IMAGE", 10, "images"), (10, "VIDEO", 11, "video"), (7, "memory_trace", 12, "memory_trace")]
+    note = ("Wan2.1-T2V-1.3B long video with Context Forcing memory. Put these files in your ComfyUI models folder:\n"
+            f"- models/context_forcing/{WAN_CKPT} (a causal Context Forcing student, e.g. exported with "
+            "python -m training.run export; models/diffusion_models works too)\n"
+            "- models/text_encoders/umt5_xxl_fp16.safetensors (or the fp8 version)\n"
+            "- models/vae/wan_2.1_vae.safetensors\n"
+            "The prompt switches at 30 s; the recent frames are re-encoded under the new prompt so the scene carries "
+            "over. 60 s of 480p needs ~1 minute per 10 s on a recent GPU and constant memory.")
+    return graph(nodes, edges, note)
+
+
+def memory_comparison() -> dict:
+    nodes = [
+        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)), memory("self_forcing", (0, 460)),
+        sampler(60.0, TOY_PROMPT, (380, 0)), sampler(60.0, TOY_PROMPT, (380, 380)),
+        toy_decode((780, 0)), toy_decode((780, 380)),
+        Node("ImageStitch", ["right", True, 8, "black"], [("image1", "IMAGE"), ("image2", "IMAGE")],
+             [("IMAGE", "IMAGE")], (1080, 0), (270, 150)),
+        *video(4.0, "context_forcing/memory_comparison", (1400, 0)),
+        inspector((1080, 380)),
+    ]
+    edges = [(1, "cf_model", 4, "model"), (1, "cf_model", 5, "model"), (2, "memory", 4, "memory"),
+             (3, "memory", 5, "memory"), (4, "latent", 6, "latent"), (5, "latent", 7, "latent"),
+             (6, "images", 8, "image1"), (7, "images", 8, "image2"), (8, "IMAGE", 9, "images"),
+             (9, "VIDEO", 10, "video"), (4, "memory_trace", 11, "memory_trace")]
+    note = ("Same model, same seed, two memories side by side: Context Forcing's Slow-Fast Memory (left) and a "
+            "Self-Forcing rolling window (right). Revisited parts of the panorama should look the same again on the "
+            "left. Swap either Memory Config preset to compare others.")
+    return graph(nodes, edges, note)
+
+
+WORKFLOWS = {"toy_long_video.json": toy_long_video, "wan_long_video.json": wan_long_video,
+             "memory_comparison.json": memory_comparison}
+
+
+def render(name: str) -> str:
+    """The JSON text of one shipped workflow."""
+    return json.dumps(WORKFLOWS[name](), indent=1) + "\n"
+
+
+def main() -> None:
+    for name in WORKFLOWS:
+        (OUT / name).write_text(render(name))
+        print(f"wrote {OUT / name}")
+
+
+if __name__ == "__main__":
+    main()
