@@ -11,7 +11,10 @@ _PACK = os.path.dirname(os.path.abspath(__file__))
 if _PACK not in sys.path:
     sys.path.append(_PACK)
 
-from .nodes import comfy_entrypoint  # noqa: E402
-
 WEB_DIRECTORY = "./web"
-__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]
+__all__ = ["WEB_DIRECTORY"]
+
+if "folder_paths" in sys.modules:  # inside ComfyUI; elsewhere (e.g. pytest importing the repository) nothing to load
+    from .nodes import comfy_entrypoint  # noqa: F401
+
+    __all__ += ["comfy_entrypoint"]
