@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -74,6 +75,13 @@ def test_object_info_lists_every_node_with_its_inputs(server):
         assert [*order["required"], *order.get("optional", [])] == names, node
         assert info["category"] == "Context Forcing" and info["display_name"]
     assert "corrupt.safetensors" in server.object_info["CF_LoadModel"]["input"]["required"]["ckpt_name"][1]["options"]
+
+
+def test_frontend_extension_is_served(server):
+    listed = server.get("/extensions")
+    assert "/extensions/context_forcing/context_forcing.js" in listed
+    with urllib.request.urlopen(f"{server.url}/extensions/context_forcing/js/summary.js", timeout=30) as r:
+        assert "CF_SurprisalInspector" in r.read().decode()
 
 
 def test_shipped_workflows_are_current():
