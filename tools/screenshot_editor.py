@@ -1,0 +1,106 @@
+"""Open a shipped workflow in the real ComfyUI editor (headless Chromium), optionally run it, and save a screenshot.
+
+    python -m tools.screenshot_editor workflows/toy_long_video.json --run-seconds 30 --out docs/comfyui_toy_workflow.png
+
+Needs ``chromium`` (Debian package) and the provisioned ComfyUI. Drives the page over the Chrome DevTools protocol:
+load the workflow with the frontend's own ``app.loadGraphData``, close the first-run template dialog, queue it
+like the Run button does, wait until the queue is empty, capture. This is how the README's picture was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import websocket
+
+from .comfy_server import DEFAULT_HOME, ComfyServer, free_port, provision
+
+APP = "(window.app || window.comfyAPI.app.app)"
+
+
+class Page:
+    """One Chromium tab over the DevTools websocket."""
+
+    def __init__(self, port: int) -> None:
+        for _ in range(60):
+            try:
+                tabs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        tab = next(t for t in tabs if t["type"] == "page")
+        self.ws = websocket.create_connection(tab["webSocketDebuggerUrl"], timeout=120)
+        self.next_id = 0
+
+    def call(self, method: str, **params: object) -> dict:
+        """Send one DevTools command and return its answer."""
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                return msg
+
+    def js(self, expression: str) -> object:
+        """Evaluate (and await) JavaScript in the page; returns its value."""
+        answer = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        return answer.get("result", {}).get("result", {}).get("value")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start ComfyUI and Chromium, load (and run) the workflow, write the screenshot."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workflow", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("outputs/editor.png"))
+    parser.add_argument("--run-seconds", type=float, default=0.0, help="queue the workflow; wait at most this long")
+    parser.add_argument("--size", default="1800,1000")
+    args = parser.parse_args(argv)
+    comfy_dir = provision()
+    workflow = args.workflow.read_text()
+    with ComfyServer(comfy_dir, DEFAULT_HOME / "venv" / "bin" / "python", DEFAULT_HOME / "editor") as server:
+        port = free_port()
+        chrome = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                                   f"--remote-debugging-port={port}", f"--window-size={args.size}", "about:blank"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            page = Page(port)
+            page.call("Page.enable")
+            page.call("Page.navigate", url=server.url)
+            for _ in range(120):  # until the frontend's app object exists
+                if page.js("!!(window.app?.graph || window.comfyAPI?.app?.app?.graph)"):
+                    break
+                time.sleep(0.5)
+            nodes = page.js(f"(async () => {{ await {APP}.loadGraphData({workflow}); "
+                            f"return Object.keys({APP}.graph._nodes_by_id).length; }})()")
+            print(f"loaded {args.workflow.name}: {nodes} nodes")
+            page.js(f"{APP}.canvas.ds.scale = 0.62; {APP}.canvas.ds.offset = [60, 320]; {APP}.canvas.setDirty(true, true)")
+            if args.run_seconds > 0:
+                page.js(f"(async () => {{ await {APP}.queuePrompt(0); return 1; }})()")
+                deadline = time.monotonic() + args.run_seconds
+                time.sleep(2)
+                while time.monotonic() < deadline:
+                    queue = server.get("/queue")
+                    if not queue["queue_running"] and not queue["queue_pending"]:
+                        break
+                    time.sleep(1)
+            time.sleep(3)
+            for kind in ("keyDown", "keyUp"):  # close the first-run template dialog
+                page.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+            page.js("document.querySelectorAll('.p-dialog-close-button').forEach(b => b.click())")
+            time.sleep(1)
+            shot = page.call("Page.captureScreenshot", format="png")["result"]["data"]
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_bytes(base64.b64decode(shot))
+            print(f"wrote {args.out}")
+        finally:
+            chrome.kill()
+
+
+if __name__ == "__main__":
+    main()
