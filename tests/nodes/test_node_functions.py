@@ -9,7 +9,7 @@ import pytest
 import torch
 from comfy_stubs import INTERRUPT, MODELS, PROGRESS, InterruptProcessingException
 
-from context_forcing_core import generate, memory_preset, save_model
+from context_forcing_core import PromptSchedule, generate, memory_preset, save_model
 from context_forcing_core.latents import wan_denormalize
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.models.wan import WanModel
@@ -180,3 +180,16 @@ def test_inspector_plots_and_summarises_and_clamps_a_missing_layer():
     shown = SurprisalInspector.execute(trace, 5)
     assert shown.args[1].startswith("layer 5 does not exist (layers 0..1); showing layer 1")
     assert shown.ui["text"][0] == shown.args[1]
+
+
+def test_a_prompt_switch_reaches_the_core_schedule_at_its_latent_frame():
+    student = _student(TOY_SMALL)
+    a, b = "a forest panorama, vertical bands, slow pan", "an ocean panorama, shapes on plain ground, fast pan"
+    switches = PromptSwitch.execute(1.5, b).args[0]  # 1.5 s = latent frame 6 = the start of chunk 2
+    out = _run(ModelHandle(student=student), prompt=a, schedule=switches).args[0]["samples"]
+    enc = ToyTextEncoder(width=4096, max_tokens=16)
+    schedule = PromptSchedule(texts=[enc.encode([a]), enc.encode([b])], switch_frames=[6])
+    ref = generate(student.model, schedule, num_latent_frames=12, memory="context_forcing", seed=7, latent_size=(8, 8))
+    assert torch.equal(out, ToyCodec().denormalize(ref.latents))
+    unswitched = _run(ModelHandle(student=student), prompt=a).args[0]["samples"]
+    assert torch.equal(out[:, :, :6], unswitched[:, :, :6]) and not torch.equal(out[:, :, 6:], unswitched[:, :, 6:])
