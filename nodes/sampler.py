@@ -150,6 +150,9 @@ class LongRolloutSampler(io.ComfyNode):
         except ValueError as err:
             return io.NodeOutput(None, None, block_execution=f"Long Rollout Sampler: {err}")
         reserve_memory(model, student, student.kv_cache_bytes(memory, latent_size, frames))
+        if model.patcher is not None:  # ComfyUI may have moved the MODEL's weights while making room: wrap them anew
+            student = model.resolve()
+            texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))
         total = frames // memory.chunk_frames
         bar = comfy.utils.ProgressBar(total)
         out_device = model_management.intermediate_device()

@@ -193,3 +193,12 @@ def test_a_prompt_switch_reaches_the_core_schedule_at_its_latent_frame():
     assert torch.equal(out, ToyCodec().denormalize(ref.latents))
     unswitched = _run(ModelHandle(student=student), prompt=a).args[0]["samples"]
     assert torch.equal(out[:, :, :6], unswitched[:, :, :6]) and not torch.equal(out[:, :, 6:], unswitched[:, :, 6:])
+
+
+def test_the_sampler_on_a_comfyui_model_equals_the_sampler_on_the_same_weights_loaded_by_the_pack():
+    torch.manual_seed(1)
+    module = WanModel(TOY_SMALL).eval()
+    patcher = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=module))
+    via_model = _run(ModelHandle(patcher=patcher)).args[0]["samples"]
+    direct = _run(ModelHandle(student=Student(model=module, name="direct", toy=True))).args[0]["samples"]
+    assert torch.equal(via_model, direct)
