@@ -82,7 +82,13 @@ class LoadModel(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name: str, dtype: str, model: object | None = None) -> io.NodeOutput:
         if model is not None:
-            return io.NodeOutput(ModelHandle(patcher=model))
+            handle = ModelHandle(patcher=model)
+            try:
+                handle.resolve()  # only wraps the weights; refuses a MODEL that is not a Wan2.1 text-to-video DiT
+            except (AttributeError, ValueError) as err:
+                return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: the connected MODEL is not "
+                                                           f"a Wan2.1 T2V model ({err})")
+            return io.NodeOutput(handle)
         device = model_management.get_torch_device()
         student = load_student(checkpoint_path(ckpt_name), dtype=resolve_dtype(dtype, device), device=device)
         return io.NodeOutput(ModelHandle(student=student))

@@ -141,9 +141,9 @@ class LongRolloutSampler(io.ComfyNode):
     def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
                 prompt: str, memory: MemoryConfig | None = None, conditioning: list | None = None,
                 schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
-        student = model.resolve()
         memory = memory or memory_preset("context_forcing")
         try:  # input mistakes that only show once the inputs are connected: a message for the artist, no traceback
+            student = model.resolve()
             frames = student.latent_frames(seconds, memory.chunk_frames)
             latent_size = student.latent_size(width, height)
             texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))

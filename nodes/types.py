@@ -54,6 +54,6 @@ class ModelHandle:
         config = getattr(module, "config", None)  # ours; ComfyUI's Wan module keeps num_heads as an attribute
         if not isinstance(config, WanConfig):
             config = infer_config(to_official_keys(weights), hint={"num_heads": module.num_heads})
-        student = load_student(weights, share=True, config=config)
+        student = load_student(weights, share=True, config=config)  # ValueError: not a Wan2.1 T2V DiT
         student.name = f"MODEL {type(self.patcher.model).__name__}"
         return student

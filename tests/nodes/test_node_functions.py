@@ -202,3 +202,9 @@ def test_the_sampler_on_a_comfyui_model_equals_the_sampler_on_the_same_weights_l
     via_model = _run(ModelHandle(patcher=patcher)).args[0]["samples"]
     direct = _run(ModelHandle(student=Student(model=module, name="direct", toy=True))).args[0]["samples"]
     assert torch.equal(via_model, direct)
+
+
+def test_a_model_that_is_not_wan_is_refused_with_a_message():
+    other = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=torch.nn.Linear(4, 4)))
+    out = LoadModel.execute(BUNDLED, "default", other)
+    assert "is not a Wan2.1 T2V model" in out.block_execution
