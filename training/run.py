@@ -83,8 +83,10 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def dry_run(cfg: TrainConfig) -> DryRunReport:
-    """Build every network and run the shapes of one step; nothing is trained."""
+def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
+    """Build every network and run the shapes of one step; nothing is trained. ``world_size`` GPUs share the
+    sharded items when ``cfg.fsdp``.
+    """
     available = cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())
     device = torch.device(cfg.device if available else "meta")
     dtype = getattr(torch, cfg.dtype)
@@ -113,14 +115,17 @@ def dry_run(cfg: TrainConfig) -> DryRunReport:
     size = torch.finfo(dtype).bits // 8
     cache = mem.nbytes() // chunk * (mem_cfg.capacity or cfg.rollout_frames)
     trained = ["student"] + (["critic"] if cfg.stage in ("stage1", "stage2") else [])
-    held = trained + (["teacher"] if cfg.stage in ("ode-init", "stage1", "stage2") else [])
     n_trained = sum(counts[k] for k in trained)
+    shards = world_size if cfg.fsdp else 1  # FSDP shards what is trained (and the EMA); the frozen teacher stays whole
+    each = f", 1/{shards} per GPU (FSDP)" if shards > 1 else ""
     memory = {
-        f"weights ({' + '.join(held)})": sum(counts[k] for k in held) * size,
-        f"AdamW states, fp32 ({' + '.join(trained)})": 8 * n_trained,
-        f"gradients ({' + '.join(trained)})": n_trained * size,
-        "EMA of the student": counts["student"] * size,
+        f"weights ({' + '.join(trained)}{each})": n_trained * size // shards,
+        f"AdamW states, fp32 ({' + '.join(trained)}{each})": 8 * n_trained // shards,
+        f"gradients ({' + '.join(trained)}{each})": n_trained * size // shards,
+        f"EMA of the student{each}": counts["student"] * size // shards,
     }
+    if cfg.stage in ("ode-init", "stage1", "stage2"):
+        memory["frozen teacher weights"] = counts["teacher"] * size
     if cfg.stage not in ("teacher", "context-teacher"):  # the causal student runs through its memory
         memory["student KV cache (bounded memory)"] = cache
     return DryRunReport(device=str(device), parameters=counts, memory_bytes=memory, student_chunk=tuple(flow.shape),
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ema", action="store_true", help="export: the raw student instead of its EMA")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default outputs/<config>)")
     parser.add_argument("--dry-run", action="store_true", help="build and check shapes, no training")
+    parser.add_argument("--gpus", type=int, default=1, help="dry run: GPUs the memory estimate assumes (with --fsdp)")
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (real score); default: preset init")
     parser.add_argument("--init", default=None, help="student initialisation checkpoint (e.g. the ODE init)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
@@ -181,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             shutdown(ctx)
         return 0
     (out / "config.json").write_text(cfg.to_json())
-    report = dry_run(cfg)
+    if args.gpus < 1:
+        parser.error(f"--gpus must be positive, got {args.gpus}")
+    report = dry_run(cfg, world_size=args.gpus)
     print(f"{args.stage} dry run on {report.device}: student chunk {report.student_chunk}, "
           f"teacher clip {report.teacher_clip}")
     for name, n in report.parameters.items():

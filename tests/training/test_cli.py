@@ -36,6 +36,12 @@ def test_wan_stage2_dry_run_validates_on_the_meta_device(tmp_path, capsys):
     assert report.device == "meta"
     kv = report.memory_bytes["student KV cache (bounded memory)"]
     assert kv == 21 * 30 * 2 * 1560 * 1536 * 2  # 21 frames x 30 layers x (k, v) x tokens x dim x bf16
+    sharded = run.dry_run(run.load_config("stage2", "wan-1.3b-stage2", {"fsdp": "true"}), world_size=8).memory_bytes
+    whole = report.memory_bytes
+    adam = [k for k in whole if k.startswith("AdamW")][0]
+    assert next(v for k, v in sharded.items() if k.startswith("AdamW")) == whole[adam] // 8
+    assert sharded["frozen teacher weights"] == whole["frozen teacher weights"] == report.parameters["teacher"] * 2
+    assert sharded["student KV cache (bounded memory)"] == kv
 
 
 def test_bad_command_lines_are_usage_errors(tmp_path):
