@@ -87,6 +87,8 @@ class TrainConfig:
     """Stage 2: steps of the linear ramp."""
     timestep_shift: float = 5.0
     """Shift of the flow-matching timesteps of the teacher stages (1 = uniform)."""
+    flow_weighting: str = "none"
+    """Teacher stage: per-timestep weight of the flow-matching loss, "none" or "bell" (``flow.timestep_weight``)."""
     context_min: int = 21
     """Context teacher: fewest context latents before the target (whole chunks)."""
     context_max: int = 84
@@ -150,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
         if self.sample_every and self.data:
             raise ValueError("sample_every writes toy-world sample videos; set it to 0 when training on --data")
+        if self.flow_weighting not in ("none", "bell"):
+            raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
         if self.timestep_shift <= 0 or self.sample_every < 0:
             raise ValueError("timestep_shift must be positive and sample_every non-negative")
         if not 0 < self.ema_decay < 1:

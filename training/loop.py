@@ -285,7 +285,7 @@ def teacher_update(run: Run) -> dict[str, float]:
         t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.timestep_shift).to(x0.device)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         flow = st.student(add_noise(x0, noise, t / 1000), t, text)
-        step_loss = flow_matching_loss(flow, x0, noise, t)
+        step_loss = flow_matching_loss(flow, x0, noise, t, weighting=cfg.flow_weighting)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
     norm = _student_step(run)

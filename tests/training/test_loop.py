@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import training.loop as loop
 from training.config import apply_overrides, preset
 from training.loop import build_run, train_step
 
@@ -26,3 +28,16 @@ def test_dmd_steps_follow_the_update_ratio():
     assert any(not torch.equal(a, b) for a, b in zip(student, after_first))
     assert all(torch.equal(a, b) for a, b in zip(after_first, run.state.student.parameters()))
     assert run.state.data_cursor == 3  # one prompt per update and micro-batch
+
+
+def test_the_teacher_loss_uses_the_configured_weighting(monkeypatch):
+    seen = []
+    real = loop.flow_matching_loss
+    monkeypatch.setattr(loop, "flow_matching_loss", lambda *a, **k: seen.append(k.get("weighting")) or real(*a, **k))
+    for scheme in ("bell", "none"):
+        run = build_run(apply_overrides(preset("toy-teacher"), {"flow_weighting": scheme, "rollout_frames": "6",
+                                                                 "target_frames": "6"}))
+        train_step(run)
+    assert seen == ["bell", "none"]
+    with pytest.raises(ValueError, match="flow_weighting"):
+        apply_overrides(preset("toy-teacher"), {"flow_weighting": "cosine"})
