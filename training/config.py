@@ -87,6 +87,9 @@ class TrainConfig:
     """Stage 2: steps of the linear ramp."""
     timestep_shift: float = 5.0
     """Shift of the flow-matching timesteps of the teacher stages (1 = uniform)."""
+    high_noise_fraction: float = 0.0
+    """Teacher stage: share of clips whose timestep is drawn at shift 50 (t mostly above 950), where only the prompt
+    tells the colours; the toy teacher otherwise learns its text pathway too slowly (see ``toy_teacher``)."""
     flow_weighting: str = "none"
     """Teacher stage: per-timestep weight of the flow-matching loss, "none" or "bell" (``flow.timestep_weight``)."""
     context_min: int = 21
@@ -152,6 +155,8 @@ class TrainConfig:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
         if self.sample_every and self.data:
             raise ValueError("sample_every writes toy-world sample videos; set it to 0 when training on --data")
+        if not 0.0 <= self.high_noise_fraction <= 1.0:
+            raise ValueError(f"high_noise_fraction must lie in [0, 1], got {self.high_noise_fraction}")
         if self.flow_weighting not in ("none", "bell"):
             raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
         if self.timestep_shift <= 0 or self.sample_every < 0:

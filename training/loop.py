@@ -57,6 +57,9 @@ from .telemetry import MetricsLogger
 
 DMD_STAGES = ("stage1", "stage2")
 
+HIGH_NOISE_SHIFT = 50.0
+"""Timestep shift of the teacher's high-noise share (``TrainConfig.high_noise_fraction``)."""
+
 
 @dataclass(kw_only=True, slots=True)
 class Run:
@@ -283,6 +286,10 @@ def teacher_update(run: Run) -> dict[str, float]:
     for g, gen in _micro_batches(run, "teacher"):
         x0, text = _clip_batch(run, g, gen)  # (B, C, F, H, W), (B, L, D)
         t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.timestep_shift).to(x0.device)
+        if cfg.high_noise_fraction > 0:
+            high = torch.rand(x0.shape[0], generator=gen) < cfg.high_noise_fraction  # (B,)
+            t = torch.where(high.to(x0.device), sample_timesteps(x0.shape[0], generator=gen, shift=HIGH_NOISE_SHIFT)
+                            .to(x0.device), t)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         flow = st.student(add_noise(x0, noise, t / 1000), t, text)
         step_loss = flow_matching_loss(flow, x0, noise, t, weighting=cfg.flow_weighting)

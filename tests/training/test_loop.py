@@ -41,3 +41,22 @@ def test_the_teacher_loss_uses_the_configured_weighting(monkeypatch):
     assert seen == ["bell", "none"]
     with pytest.raises(ValueError, match="flow_weighting"):
         apply_overrides(preset("toy-teacher"), {"flow_weighting": "cosine"})
+
+
+def test_the_high_noise_share_draws_teacher_timesteps_at_shift_50(monkeypatch):
+    seen = {}
+    real = loop.flow_matching_loss
+
+    def record(flow, x0, noise, t, **kw):
+        seen.setdefault(key, []).append(t.clone())
+        return real(flow, x0, noise, t, **kw)
+
+    monkeypatch.setattr(loop, "flow_matching_loss", record)
+    for key, fraction in (("none", "0"), ("all", "1"), ("default", None)):
+        overrides = {"rollout_frames": "6", "target_frames": "6", "batch_size": "64", "timestep_shift": "1"}
+        if fraction is not None:
+            overrides["high_noise_fraction"] = fraction
+        train_step(build_run(apply_overrides(preset("toy-teacher"), overrides)))
+    none, high, default = seen["none"][0], seen["all"][0], seen["default"][0]
+    assert torch.equal(none, default)  # fraction 0 leaves the random stream as it was
+    assert none.median() < 700 and high.median() > 950 and high.min() > 200  # uniform vs shift 50 (median 980)
