@@ -84,6 +84,13 @@ def test_frontend_extension_is_served(server):
         assert "CF_SurprisalInspector" in r.read().decode()
 
 
+def test_template_browser_offers_the_shipped_workflows(server):
+    offered = server.get("/workflow_templates")["context_forcing"]
+    assert sorted(offered) == sorted(name.removesuffix(".json") for name in WORKFLOWS)
+    with urllib.request.urlopen(f"{server.url}/api/workflow_templates/context_forcing/toy_long_video.json") as r:
+        assert json.loads(r.read()) == json.loads((REPO / "workflows" / "toy_long_video.json").read_text())
+
+
 def test_shipped_workflows_are_current():
     for name in WORKFLOWS:
         assert (REPO / "workflows" / name).read_text() == render(name), f"run python -m tools.make_workflows ({name})"
