@@ -4,8 +4,10 @@
 
 Per teacher: 21-frame samples of ``--videos`` held-out prompts (24-step guided Euler ODE, guidance 3, the same noise
 for every teacher), mean distance of every pixel to the prompt's palette, sharpness (mean neighbour difference),
-how many pass motion fidelity, and the flow's dependence on the text (|v_cond - v_uncond| at sigma 0.5 relative to
-|v_cond|). A ground-truth row shows the world's own values.
+how many pass motion fidelity, the flow's dependence on the text (|v_cond - v_uncond| at sigma 0.5 relative to
+|v_cond|), and the text pathway's use: at sigma ~1 only the prompt tells the colours, so the mean colour of the
+predicted x0 from pure noise should match the clip's (mean absolute RGB error). A ground-truth row shows the world's
+own values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import numpy as np
 import torch
 
+from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.objectives.ode import teacher_trajectory
 from context_forcing_core.toyworld.camera import camera_path
@@ -22,15 +25,16 @@ from context_forcing_core.toyworld.dataset import ToyClipDataset
 from context_forcing_core.toyworld.metrics import drift, motion_fidelity
 
 
-def _row(name: str, video: np.ndarray, data: ToyClipDataset, specs: list, text_effect: float | None) -> str:
+def _row(name: str, video: np.ndarray, data: ToyClipDataset, specs: list, text_effect: float | None = None,
+         colour_error: float | None = None) -> str:
     pal, sharp, ok = [], [], 0
     for i, (prompt, scene, camera) in enumerate(specs):
         d = drift(video[i], prompt.palette)
         pal.append(d.palette_distance.mean())
         sharp.append(d.sharpness.mean())
         ok += motion_fidelity(video[i], camera_path(camera, video.shape[1], scene.width)).ok
-    effect = "" if text_effect is None else f"{text_effect:10.4f}"
-    return f"{name:>14s} | {np.mean(pal):9.3f} | {np.mean(sharp):9.3f} | {ok}/{len(specs)}       | {effect}"
+    extra = "" if text_effect is None else f"{text_effect:11.4f} | {colour_error:14.3f}"
+    return f"{name:>14s} | {np.mean(pal):9.3f} | {np.mean(sharp):9.3f} | {ok}/{len(specs)}       | {extra}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,8 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     uncond = data.encoder.encode([""]).expand_as(text)  # the empty prompt (all-zero rows)
     noise = torch.randn((args.videos, 48, args.frames, 8, 8), generator=torch.Generator().manual_seed(args.seed))
     gt = data.codec.decode(torch.stack([c.latents for c in clips])).clamp(0, 1).numpy()
-    print("       teacher | palette d | sharpness | motion ok | text effect")
-    print(_row("ground truth", gt, data, specs, None))
+    gt_colour = gt.mean(axis=(1, 3, 4))  # (B, 3) mean RGB of every clip
+    print("       teacher | palette d | sharpness | motion ok | text effect | colour err s=1")
+    print(_row("ground truth", gt, data, specs))
     for item in args.teacher:
         name, path = item.split("=", 1)
         teacher = load_model(path).eval()
@@ -58,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
             t = torch.full((args.videos, args.frames), 500.0)
             v_c = teacher(probe, t, teacher.encode_text(text))
             v_u = teacher(probe, t, teacher.encode_text(uncond))
+            pure = teacher(noise, torch.full((args.videos, args.frames), 999.0), teacher.encode_text(text))
         effect = float((v_c - v_u).norm() / v_c.norm())
-        print(_row(name, data.codec.decode(x0).clamp(0, 1).numpy(), data, specs, effect))
+        colour = data.codec.decode(x0_from_flow(noise, pure, 0.999)).clamp(0, 1).numpy().mean(axis=(1, 3, 4))
+        error = float(np.abs(colour - gt_colour).mean())
+        print(_row(name, data.codec.decode(x0).clamp(0, 1).numpy(), data, specs, effect, error))
 
 
 if __name__ == "__main__":
