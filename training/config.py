@@ -12,9 +12,11 @@ import typing
 from dataclasses import dataclass, field
 
 from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
+from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.erft import ErftConfig
+from context_forcing_core.student import TOY_MEMORY_TAU
 
 STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
 
@@ -57,6 +59,9 @@ class TrainConfig:
     """Architecture preset of the frozen teacher (real score)."""
     memory: str = "context_forcing"
     """Student memory preset used in rollouts (as at inference)."""
+    memory_tau: float | None = None
+    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan). A model's key similarities set the
+    scale: the toy students' chunks are more alike than Wan's, so at 0.95 they never reach slow memory."""
     steps: int = 600
     """Optimiser steps of the critic (the generator steps every ``gen_update_every``)."""
     batch_size: int = 1
@@ -138,6 +143,7 @@ class TrainConfig:
                 raise ValueError(f"{name} preset {getattr(self, name)!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
         if self.memory not in MEMORY_PRESETS:
             raise ValueError(f"memory preset {self.memory!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
+        self.memory_config()  # validates memory_tau
         for name in ("steps", "batch_size", "grad_accum", "gen_update_every", "rollout_frames", "target_frames",
                      "log_every", "save_every", "ode_pairs", "ode_steps"):
             if getattr(self, name) <= 0:
@@ -166,6 +172,11 @@ class TrainConfig:
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype {self.dtype!r}; allowed: float32, bfloat16")
 
+    def memory_config(self) -> MemoryConfig:
+        """The student's memory: the preset ``memory`` with ``memory_tau`` when set."""
+        cfg = memory_preset(self.memory)
+        return cfg if self.memory_tau is None else cfg.replace(tau=self.memory_tau)
+
     def to_json(self) -> str:
         """The resolved configuration, saved beside every run."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -192,13 +203,14 @@ def toy_context_teacher() -> TrainConfig:
 def toy_ode_init() -> TrainConfig:
     """ODE-regression init of the toy student from 256 teacher trajectories (24 Euler steps, guidance 3)."""
     return TrainConfig(stage="ode-init", steps=200, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=3e-4),
-                       ema_start=0, save_every=100, ode_pairs=256, ode_steps=24)
+                       ema_start=0, save_every=100, ode_pairs=256, ode_steps=24, memory_tau=TOY_MEMORY_TAU)
 
 
 def toy_stage1() -> TrainConfig:
     """Stage 1 DMD on the toy world (CPU minutes)."""
     return TrainConfig(steps=200, grad_accum=1, generator_optim=OptimConfig(lr=1e-4),
-                       critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95), ema_start=50, save_every=50)
+                       critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95), ema_start=50, save_every=50,
+                       memory_tau=TOY_MEMORY_TAU)
 
 
 def toy_stage2() -> TrainConfig:
@@ -264,6 +276,9 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
 
 
 def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:
+    if type(None) in typing.get_args(kind):  # "X | None": the word none, or an X
+        inner = next(k for k in typing.get_args(kind) if k is not type(None))
+        return None if text.lower() == "none" else _parse(text, inner, key)
     try:
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from context_forcing_core.models.loading import load_model, save_model
 
 from .state import latest_checkpoint
 
 
-def export_student(run_dir: Path, out: Path, *, use_ema: bool = True) -> Path:
-    """Write the latest checkpoint's student (its EMA by default) to ``out`` with provenance metadata.
+def export_student(run_dir: Path, out: Path, *, use_ema: bool = True, dtype: torch.dtype | None = None) -> Path:
+    """Write the latest checkpoint's student (its EMA by default, in ``dtype`` if given) to ``out`` with provenance
+    metadata.
 
     The file holds official Wan keys plus ``context_forcing.config`` (architecture), ``context_forcing.run_config``
     (the resolved training config, when the run folder has one) and ``context_forcing.checkpoint`` (which step).
@@ -23,5 +26,5 @@ def export_student(run_dir: Path, out: Path, *, use_ema: bool = True) -> Path:
     config = run_dir / "config.json"
     if config.exists():
         metadata["context_forcing.run_config"] = config.read_text()
-    save_model(load_model(source), out, metadata=metadata)
+    save_model(load_model(source, dtype=dtype), out, metadata=metadata)
     return out

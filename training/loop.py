@@ -26,7 +26,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import Dataset
 
 from context_forcing_core.diffusion.schedule import DEFAULT_STEPS, add_noise
-from context_forcing_core.memory.config import MemoryConfig, memory_preset
+from context_forcing_core.memory.config import MemoryConfig
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.models.wan import WanModel
@@ -142,7 +142,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
         curriculum = RolloutCurriculum(k_min=cfg.target_frames, n_start=cfg.curriculum_start, n_end=cfg.curriculum_end,
                                        ramp_steps=cfg.curriculum_ramp_steps, target_frames=cfg.target_frames)
     return Run(cfg=cfg, state=state, teacher=real, prompts=data.prompts, clips=data.clips, uncond=data.uncond.to(device),
-               memory=memory_preset(cfg.memory), curriculum=curriculum, dist=dist)
+               memory=cfg.memory_config(), curriculum=curriculum, dist=dist)
 
 
 def _micro_batches(run: Run, purpose: str) -> Iterator[tuple[int, torch.Generator]]:

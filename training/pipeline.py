@@ -1,7 +1,7 @@
 """The whole toy recipe in order, each stage through the CLI: teacher, context teacher (ERFT), ODE init, Stage 1,
 Stage 2, export.
 
-    python -m training.pipeline --out outputs/toy-pipeline [--scale 1.0] [--export FILE]
+    python -m training.pipeline --out outputs/toy-pipeline [--scale 1.0] [--export FILE] [--device cuda]
 
 Stage k reads the EMA weights of the stages before it (method.md section 5). Every stage resumes from its latest
 checkpoint, so an interrupted pipeline continues where it stopped. ``--scale`` multiplies every stage's steps (and
@@ -26,8 +26,10 @@ def _ema(folder: Path) -> str:
     return str(folder / (folder / "latest").read_text().strip() / "student_ema.safetensors")
 
 
-def stage_commands(out: Path, scale: float) -> list[tuple[str, list[str]]]:
-    """The CLI argument lists of the five stages, in order (paths are filled in as earlier stages finish)."""
+def stage_commands(out: Path, scale: float, device: str | None = None) -> list[tuple[str, list[str]]]:
+    """The CLI argument lists of the five stages, in order (paths are filled in as earlier stages finish); ``device``
+    overrides every stage's device (the toy presets train on the CPU).
+    """
     cmds = []
     for stage in ORDER:
         cfg = preset(f"toy-{stage}")
@@ -35,11 +37,14 @@ def stage_commands(out: Path, scale: float) -> list[tuple[str, list[str]]]:
                 "--steps", str(max(1, round(cfg.steps * scale)))]
         if stage == "ode-init":
             args += ["--ode_pairs", str(max(1, round(cfg.ode_pairs * scale)))]
+        if device:
+            args += ["--device", device]
         cmds.append((stage, args))
     return cmds
 
 
-def run_pipeline(out: Path, *, scale: float = 1.0, export: Path | None = None) -> dict[str, float]:
+def run_pipeline(out: Path, *, scale: float = 1.0, export: Path | None = None,
+                 device: str | None = None) -> dict[str, float]:
     """Run every stage and export the student; returns seconds per stage."""
     out.mkdir(parents=True, exist_ok=True)
     inputs = {  # stage -> (flag, stage whose EMA it reads)
@@ -49,7 +54,7 @@ def run_pipeline(out: Path, *, scale: float = 1.0, export: Path | None = None) -
         "stage2": [("--init", "stage1"), ("--teacher", "context-teacher")],
     }
     seconds: dict[str, float] = {}
-    for stage, args in stage_commands(out, scale):
+    for stage, args in stage_commands(out, scale, device):
         for flag, source in inputs.get(stage, []):
             args += [flag, _ema(out / source)]
         print(f"== {stage}: python -m training.run {' '.join(args)}", flush=True)
@@ -71,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/toy-pipeline"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps by this")
     parser.add_argument("--export", type=Path, default=None, help="student file (default <out>/toy_student.safetensors)")
+    parser.add_argument("--device", default=None, help="device of every stage, e.g. cuda (default: the presets' cpu)")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be positive")
-    run_pipeline(args.out, scale=args.scale, export=args.export)
+    run_pipeline(args.out, scale=args.scale, export=args.export, device=args.device)
     return 0
 
 

@@ -6,7 +6,7 @@
     python -m training.run ode-init --config toy-ode-init --teacher TEACHER.safetensors --out outputs/toy-ode
     python -m training.run stage1 --config toy-stage1 --init ODE_EMA.safetensors --teacher TEACHER.safetensors
     python -m training.run stage2 --config toy-stage2 --init STAGE1_EMA.safetensors --teacher CONTEXT_TEACHER.safetensors
-    python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors
+    python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors [--dtype bfloat16]
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
     torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-dp  # 2 CPU ranks
 
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 
-from context_forcing_core.memory.config import memory_preset
 from context_forcing_core.memory.slow_fast import SlowFastMemory
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
@@ -97,7 +96,7 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
     s_cfg, t_cfg = student.config, teacher.config
     if t_cfg.in_channels != s_cfg.in_channels or t_cfg.text_dim != s_cfg.text_dim:
         raise ValueError("teacher and student must share latent channels and text width")
-    mem_cfg = memory_preset(cfg.memory)
+    mem_cfg = cfg.memory_config()
     chunk = mem_cfg.chunk_frames
     with torch.no_grad(), device:
         text = torch.randn(cfg.batch_size, s_cfg.text_len, s_cfg.text_dim)
@@ -152,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--out", str(args.out)] if args.out else []
         return prepare_main(rest + extra, prog="python -m training.run prepare-data")
     if args.stage == "export":
-        if args.run is None or args.out is None or rest:
-            parser.error("export needs --run RUN_DIR --out FILE.safetensors and nothing else")
+        dtype = rest[1] if rest[:1] == ["--dtype"] and len(rest) == 2 else None
+        if args.run is None or args.out is None or (rest and dtype not in ("float32", "bfloat16")):
+            parser.error("export needs --run RUN_DIR --out FILE.safetensors, optionally --dtype float32|bfloat16, "
+                         "and nothing else")
         try:
-            print(f"wrote {export_student(args.run, args.out, use_ema=not args.no_ema)}")
+            exported = export_student(args.run, args.out, use_ema=not args.no_ema,
+                                      dtype=getattr(torch, dtype) if dtype else None)
+            print(f"wrote {exported}")
         except (ValueError, FileNotFoundError) as err:
             parser.error(str(err))
         return 0

@@ -95,5 +95,11 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
         meta = f.metadata()
     assert meta["context_forcing.checkpoint"] == "step_000001/student_ema.safetensors"
     assert json.loads(meta["context_forcing.run_config"])["stage"] == "teacher"
+    half = tmp_path / "half.safetensors"
+    assert run.main(["export", "--run", str(run_dir), "--out", str(half), "--dtype", "bfloat16"]) == 0
+    assert all(a.dtype == torch.bfloat16 and torch.equal(a, b.to(torch.bfloat16))
+               for a, b in zip(load_model(half).parameters(), ema.parameters()))
     with pytest.raises(SystemExit):
         run.main(["export", "--run", str(tmp_path / "missing"), "--out", str(out)])
+    with pytest.raises(SystemExit):
+        run.main(["export", "--run", str(run_dir), "--out", str(half), "--dtype", "float16"])

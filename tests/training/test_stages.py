@@ -72,3 +72,10 @@ def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_pa
     assert all(torch.equal(a, b) for a, b in zip(student.parameters(), ema.parameters()))
     cfg = json.loads((tmp_path / "stage2" / "config.json").read_text())
     assert cfg["stage"] == "stage2" and cfg["steps"] == 2
+
+
+def test_the_pipeline_passes_a_device_to_every_stage(tmp_path):
+    assert all(args[-2:] != ["--device", "cuda"] for _, args in pipeline.stage_commands(tmp_path, 1.0))
+    commands = pipeline.stage_commands(tmp_path, 1.0, "cuda")
+    assert [stage for stage, _ in commands] == list(pipeline.ORDER)
+    assert all(args[-2:] == ["--device", "cuda"] and args.count("--device") == 1 for _, args in commands)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from context_forcing_core.memory.config import memory_preset
 from training.config import PRESETS, TrainConfig, apply_overrides, preset
 from training.run import load_config
 
@@ -56,3 +57,13 @@ def test_invalid_configs(kwargs, message):
 def test_the_resolved_config_lists_every_setting():
     data = json.loads(preset("toy-stage2").to_json())
     assert set(data) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_memory_tau_overrides_the_presets_threshold_and_nothing_else():
+    cfg = apply_overrides(preset("wan-1.3b-stage2"), {"memory_tau": "0.999"})
+    assert cfg.memory_config() == memory_preset("context_forcing").replace(tau=0.999)
+    assert apply_overrides(cfg, {"memory_tau": "none"}).memory_config() == memory_preset("context_forcing")
+    with pytest.raises(ValueError, match="tau is a cosine similarity"):
+        apply_overrides(cfg, {"memory_tau": "1.5"})
+    with pytest.raises(ValueError, match="cannot read 'high' as float"):
+        apply_overrides(cfg, {"memory_tau": "high"})
