@@ -1,9 +1,12 @@
 """Toy students side by side: revisit consistency, motion fidelity and drift of 60-s rollouts (toy-world oracle).
 
 Run: python -m benchmarks.toy_students --student stage1=RUN1.safetensors --student stage2=RUN2.safetensors
-     [--memory context_forcing] [--videos 8] [--seconds 60] [--seed 0] [--json out.json]
+     [--memory context_forcing] [--tau 0.95] [--videos 8] [--seconds 60] [--seed 0] [--json out.json]
 
-Every student generates the same prompts with the same seeds through the same memory. Revisit errors are mean
+Every student generates the same prompts with the same seeds through the same memory, one video at a time (so each
+video makes its own consolidation decisions, as it does for an artist). ``--tau`` overrides the memory's surprisal
+threshold; the table reports how many of the checked chunks were consolidated and how far back (toy seconds) the
+oldest slow-memory frame reached on average over the second half of each video. Revisit errors are mean
 absolute RGB differences (0..1) between what a video shows when the camera comes back to a place and what it showed
 there before, per gap bin; ``relative`` divides by the video's own column contrast (the mean difference between
 random pairs of its columns), so that a flat, blurry video cannot look consistent just by having no detail.
@@ -21,6 +24,8 @@ import numpy as np
 import torch
 
 from context_forcing_core.diffusion.sampler import generate
+from context_forcing_core.memory.config import memory_preset
+from context_forcing_core.memory.trace import MemoryTrace
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.toyworld.camera import camera_path
 from context_forcing_core.toyworld.dataset import ToyClipDataset
@@ -53,6 +58,10 @@ class StudentScore:
     """Mean late - early sharpness (negative: blurs over time)."""
     palette_change: float
     """Mean late - early distance to the prompt's palette."""
+    consolidated: float
+    """Fraction of the checked chunks consolidated (mean over layers and videos)."""
+    slow_reach_s: float
+    """Mean age (toy seconds) of the oldest slow-memory frame over the second half of each video (0: empty)."""
     seconds: float
     """Generation wall time of all videos."""
 
@@ -65,17 +74,35 @@ def column_contrast(frames: np.ndarray, rng: np.random.Generator, pairs: int = 4
     return float(np.abs(a - b).mean())
 
 
-def score(path: str, memory: str, videos: int, seconds: float, seed: int) -> StudentScore:
-    """Generate ``videos`` toy videos of ``seconds`` with the student at ``path`` and score them."""
+def memory_use(trace: MemoryTrace) -> tuple[float, float]:
+    """(fraction of checked chunks consolidated, mean age in toy seconds of the oldest slow frame over the second
+    half of the video), both averaged over layers."""
+    rates, reach = [], []
+    for layer in range(len(trace.chunks[0].layers)):
+        checked = [c.layers[layer] for c in trace.chunks if c.layers[layer].checked]
+        rates.append(np.mean([s.consolidated for s in checked]) if checked else 0.0)
+        for c in trace.chunks[len(trace.chunks) // 2:]:
+            slow = [f for f, role in c.layers[layer].roles.items() if role == "slow"]
+            reach.append((c.frames[0] - min(slow)) / FRAMES_PER_SECOND if slow else 0.0)
+    return float(np.mean(rates)), float(np.mean(reach))
+
+
+def score(path: str, memory: str, videos: int, seconds: float, seed: int, tau: float | None = None) -> StudentScore:
+    """Generate ``videos`` toy videos of ``seconds`` with the student at ``path``, one at a time, and score them."""
     frames_n = int(round(seconds * FRAMES_PER_SECOND / 3)) * 3
     data = ToyClipDataset(videos, num_latent_frames=frames_n, seed=10_000 + seed)
     specs = [data.spec(i) for i in range(videos)]
-    text = torch.stack([data.encoder.encode([p.text])[0] for p, _, _ in specs])
+    config = memory_preset(memory) if tau is None else memory_preset(memory).replace(tau=tau)
     model = load_model(path).eval()
     start = time.perf_counter()
-    latents = generate(model, text, num_latent_frames=frames_n, memory=memory, seed=seed, latent_size=(8, 8)).latents
+    latents, use = [], []
+    for i, (prompt, _, _) in enumerate(specs):
+        out = generate(model, data.encoder.encode([prompt.text]), num_latent_frames=frames_n, memory=config,
+                       seed=seed + i, latent_size=(8, 8))
+        latents.append(out.latents)
+        use.append(memory_use(out.trace))
     elapsed = time.perf_counter() - start
-    video = data.codec.decode(latents).clamp(0, 1).numpy()  # (B, T, 3, 32, 32)
+    video = data.codec.decode(torch.cat(latents)).clamp(0, 1).numpy()  # (B, T, 3, 32, 32)
     rng = np.random.default_rng(seed)
     per_bin, rel_bin, long_err, long_rel, cont, ok, ratio, sharp, pal = [], [], [], [], [], [], [], [], []
     for i, (prompt, scene, camera) in enumerate(specs):
@@ -107,6 +134,8 @@ def score(path: str, memory: str, videos: int, seconds: float, seed: int) -> Stu
         travel_ratio=float(np.median(ratio)),
         sharpness_change=float(np.mean(sharp)),
         palette_change=float(np.mean(pal)),
+        consolidated=float(np.mean([u[0] for u in use])),
+        slow_reach_s=float(np.mean([u[1] for u in use])),
         seconds=elapsed,
     )
 
@@ -116,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--student", action="append", required=True, help="NAME=checkpoint (repeat)")
     parser.add_argument("--memory", default="context_forcing")
+    parser.add_argument("--tau", type=float, default=None, help="surprisal threshold (default: the memory's)")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -125,15 +155,17 @@ def main() -> None:
     scores = {}
     for item in args.student:
         name, _, path = item.partition("=")
-        scores[name] = score(path, args.memory, args.videos, args.seconds, args.seed)
+        scores[name] = score(path, args.memory, args.videos, args.seconds, args.seed, args.tau)
     bins = [f"{a:g}-{b:g}s" for a, b in zip(BINS_S[:-1], BINS_S[1:])]
-    print(f"memory {args.memory}, {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
+    tau = memory_preset(args.memory).tau if args.tau is None else args.tau
+    print(f"memory {args.memory} (tau {tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
     print(f"{'student':<12}" + "".join(f"{b:>10}" for b in bins) + f"{'>10s':>8}{'>10s rel':>10}{'cont':>8}"
-          f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'gen s':>7}")
+          f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'consol':>8}{'slow s':>8}{'gen s':>7}")
     for name, s in scores.items():
         print(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in s.revisit) + f"{s.long_gap:>8.4f}"
               f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}"
-              f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.seconds:>7.1f}")
+              f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.consolidated:>8.2f}{s.slow_reach_s:>8.1f}"
+              f"{s.seconds:>7.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({k: vars(v) if hasattr(v, "__dict__") else {f: getattr(v, f) for f in v.__slots__}
