@@ -52,9 +52,11 @@ class MemoryConfigNode(io.ComfyNode):
                              tooltip=f"Slow memory capacity (consolidated frames). {keep}"),
                 io.Int.Input("fast_frames", default=KEEP, min=KEEP, max=256,
                              tooltip=f"Rolling window incl. the chunk being generated (>= 3). {keep}"),
-                io.Float.Input("threshold", default=KEEP, min=-1.0, max=1.0, step=0.005,
+                io.Float.Input("threshold", default=KEEP, min=-1.0, max=1.0, step=0.001,
                                tooltip="Surprisal threshold tau: a checked chunk whose key similarity to the "
-                                       f"reference is below it enters slow memory. {keep}"),
+                                       "reference is below it enters slow memory (0.95 for Wan as in the paper; the "
+                                       "toy students' chunks are more alike and need about 0.999: the Surprisal "
+                                       f"Inspector shows the similarities). {keep}"),
                 io.Int.Input("consolidate_every", default=KEEP, min=KEEP, max=64,
                              tooltip=f"Chunks between consolidation checks. {keep}"),
                 io.Combo.Input("positions", options=["preset", *CHOICES["positions"]], default="preset",

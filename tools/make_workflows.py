@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from context_forcing_core.student import TOY_MEMORY_TAU
+
 OUT = Path(__file__).resolve().parent.parent / "workflows"
 TOY_PROMPT = "a desert panorama, vertical bands, slow pan"
 
@@ -59,8 +61,8 @@ def loader(ckpt: str, pos: tuple[int, int]) -> Node:
     return Node("CF_LoadModel", [ckpt, "default"], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos, (320, 110))
 
 
-def memory(preset: str, pos: tuple[int, int]) -> Node:
-    return Node("CF_MemoryConfig", [preset, -1, -1, -1, -1, -1, "preset", "preset"], [],
+def memory(preset: str, pos: tuple[int, int], threshold: float = -1) -> Node:
+    return Node("CF_MemoryConfig", [preset, -1, -1, -1, threshold, -1, "preset", "preset"], [],
                 [("memory", "CF_MEMORY_CONFIG")], pos, (320, 260), title=f"Memory: {preset}")
 
 
@@ -86,7 +88,7 @@ def video(fps: float, prefix: str, pos: tuple[int, int]) -> list[Node]:
 
 
 def toy_long_video() -> dict:
-    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
+    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160), TOY_MEMORY_TAU),
              sampler(60.0, TOY_PROMPT, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
                                                                                 (1080, 0)),
              inspector((780, 360))]
@@ -95,7 +97,9 @@ def toy_long_video() -> dict:
     note = ("Context Forcing toy demo (runs on CPU, no downloads): the bundled toy student generates 60 toy seconds "
             "(240 frames of 32 x 32 pixels at 4 frames per second) chunk by chunk through the Slow-Fast Memory. "
             "Toy prompts name a scene (desert, forest, ocean, city, ...), a layout (vertical bands, shapes on "
-            "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan).")
+            "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan). The memory's "
+            f"threshold is {TOY_MEMORY_TAU}: the toy student's chunks are much alike, so at Wan's 0.95 nothing would "
+            "enter slow memory (see the Surprisal Inspector).")
     return graph(nodes, edges, note)
 
 
@@ -134,7 +138,8 @@ def wan_long_video() -> dict:
 
 def memory_comparison() -> dict:
     nodes = [
-        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)), memory("self_forcing", (0, 460)),
+        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160), TOY_MEMORY_TAU),
+        memory("self_forcing", (0, 460)),
         sampler(60.0, TOY_PROMPT, (380, 0)), sampler(60.0, TOY_PROMPT, (380, 380)),
         toy_decode((780, 0)), toy_decode((780, 380)),
         Node("ImageStitch", ["right", True, 8, "black"], [("image1", "IMAGE"), ("image2", "IMAGE")],

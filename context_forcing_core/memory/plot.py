@@ -87,9 +87,9 @@ def surprisal_plot(trace: MemoryTrace, layer: int = 0, *, width: int = 720) -> I
     # Top panel: similarity against tau.
     y0, y1 = label_h, label_h + top_h
     sims = [s.similarity for s in steps if s.similarity is not None]
-    lo = min([*sims, *(s.threshold for s in steps)], default=0.0)
-    lo = min(lo, 1.0) - 0.02
-    hi = 1.0
+    lowest = min([*sims, *(s.threshold for s in steps)], default=0.0)
+    lo, hi = min(lowest, 1.0) - max(0.1 * (1.0 - lowest), 0.0005), 1.0  # a margin of a tenth of the span
+    digits = 2 if hi - lo >= 0.1 else 3 if hi - lo >= 0.01 else 4  # labels that tell 0.998 from 0.999
 
     def y_of(value: float) -> float:
         return y1 - (value - lo) / (hi - lo) * (y1 - y0)
@@ -106,9 +106,9 @@ def surprisal_plot(trace: MemoryTrace, layer: int = 0, *, width: int = 720) -> I
         draw.line(points, fill=(66, 133, 244), width=1)
     for x, y in points:
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(66, 133, 244))
-    draw.text((2, y0 - 2), f"{hi:.2f}", fill=(0, 0, 0), font=font)
-    draw.text((2, y1 - 10), f"{lo:.2f}", fill=(0, 0, 0), font=font)
-    draw.text((left, 2), f"key similarity per checked chunk (blue), tau = {steps[-1].threshold:.3f} (red dashes), "
+    draw.text((2, y0 - 2), f"{hi:.{digits}f}", fill=(0, 0, 0), font=font)
+    draw.text((2, y1 - 10), f"{lo:.{digits}f}", fill=(0, 0, 0), font=font)
+    draw.text((left, 2), f"key similarity per checked chunk (blue), tau = {steps[-1].threshold:.4g} (red dashes), "
               "consolidated chunks shaded", fill=(0, 0, 0), font=font)
 
     # Bottom panel: occupancy by RoPE position.
