@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     with ComfyServer(comfy_dir, DEFAULT_HOME / "venv" / "bin" / "python", DEFAULT_HOME / "editor") as server:
         port = free_port()
         chrome = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
-                                   f"--remote-debugging-port={port}", f"--window-size={args.size}", "about:blank"],
+                                   f"--remote-debugging-port={port}", f"--remote-allow-origins=http://127.0.0.1:{port}",
+                                   f"--window-size={args.size}", "about:blank"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             page = Page(port)
@@ -92,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(3)
             for kind in ("keyDown", "keyUp"):  # close the first-run template dialog
                 page.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
-            page.js("document.querySelectorAll('.p-dialog-close-button').forEach(b => b.click())")
-            time.sleep(1)
+            for _ in range(3):  # the close button's class differs between frontend versions
+                page.js("document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close, "
+                        "[aria-label=\\'Close\\']').forEach(b => b.click())")
+                time.sleep(1)
             shot = page.call("Page.captureScreenshot", format="png")["result"]["data"]
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_bytes(base64.b64decode(shot))
