@@ -5,8 +5,9 @@ Run: python -m benchmarks.toy_students --student stage1=RUN1.safetensors --stude
 
 Every student generates the same prompts with the same seeds through the same memory, one video at a time (so each
 video makes its own consolidation decisions, as it does for an artist). ``--tau`` overrides the memory's surprisal
-threshold; the table reports how many of the checked chunks were consolidated and how far back (toy seconds) the
-oldest slow-memory frame reached on average over the second half of each video. Revisit errors are mean
+threshold; the table reports the 5th and 95th percentiles of the checked chunks' key similarities, how many of them
+were consolidated and how far back (toy seconds) the oldest slow-memory frame reached on average over the second
+half of each video. Revisit errors are mean
 absolute RGB differences (0..1) between what a video shows when the camera comes back to a place and what it showed
 there before, per gap bin; ``relative`` divides by the video's own column contrast (the mean difference between
 random pairs of its columns), so that a flat, blurry video cannot look consistent just by having no detail.
@@ -58,6 +59,8 @@ class StudentScore:
     """Mean late - early sharpness (negative: blurs over time)."""
     palette_change: float
     """Mean late - early distance to the prompt's palette."""
+    similarity_range: tuple[float, float]
+    """5th and 95th percentiles of the key similarities of every checked chunk (all layers and videos pooled)."""
     consolidated: float
     """Fraction of the checked chunks consolidated (mean over layers and videos)."""
     slow_reach_s: float
@@ -74,17 +77,19 @@ def column_contrast(frames: np.ndarray, rng: np.random.Generator, pairs: int = 4
     return float(np.abs(a - b).mean())
 
 
-def memory_use(trace: MemoryTrace) -> tuple[float, float]:
+def memory_use(trace: MemoryTrace) -> tuple[float, float, list[float]]:
     """(fraction of checked chunks consolidated, mean age in toy seconds of the oldest slow frame over the second
-    half of the video), both averaged over layers."""
-    rates, reach = [], []
+    half of the video), both averaged over layers, and the key similarities of the checked chunks of every layer.
+    """
+    rates, reach, sims = [], [], []
     for layer in range(len(trace.chunks[0].layers)):
         checked = [c.layers[layer] for c in trace.chunks if c.layers[layer].checked]
         rates.append(np.mean([s.consolidated for s in checked]) if checked else 0.0)
+        sims += [s.similarity for s in checked if s.similarity is not None]
         for c in trace.chunks[len(trace.chunks) // 2:]:
             slow = [f for f, role in c.layers[layer].roles.items() if role == "slow"]
             reach.append((c.frames[0] - min(slow)) / FRAMES_PER_SECOND if slow else 0.0)
-    return float(np.mean(rates)), float(np.mean(reach))
+    return float(np.mean(rates)), float(np.mean(reach)), sims
 
 
 def score(path: str, memory: str, videos: int, seconds: float, seed: int, tau: float | None = None) -> StudentScore:
@@ -134,6 +139,7 @@ def score(path: str, memory: str, videos: int, seconds: float, seed: int, tau: f
         travel_ratio=float(np.median(ratio)),
         sharpness_change=float(np.mean(sharp)),
         palette_change=float(np.mean(pal)),
+        similarity_range=tuple(float(v) for v in np.percentile([s for u in use for s in u[2]] or [np.nan], [5, 95])),
         consolidated=float(np.mean([u[0] for u in use])),
         slow_reach_s=float(np.mean([u[1] for u in use])),
         seconds=elapsed,
@@ -160,11 +166,13 @@ def main() -> None:
     tau = memory_preset(args.memory).tau if args.tau is None else args.tau
     print(f"memory {args.memory} (tau {tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
     print(f"{'student':<12}" + "".join(f"{b:>10}" for b in bins) + f"{'>10s':>8}{'>10s rel':>10}{'cont':>8}"
-          f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'consol':>8}{'slow s':>8}{'gen s':>7}")
+          f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}{'sim p95':>8}{'consol':>8}"
+          f"{'slow s':>8}{'gen s':>7}")
     for name, s in scores.items():
         print(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in s.revisit) + f"{s.long_gap:>8.4f}"
               f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}"
-              f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.consolidated:>8.2f}{s.slow_reach_s:>8.1f}"
+              f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.similarity_range[0]:>8.4f}"
+              f"{s.similarity_range[1]:>8.4f}{s.consolidated:>8.2f}{s.slow_reach_s:>8.1f}"
               f"{s.seconds:>7.1f}")
     if args.json:
         with open(args.json, "w") as f:
