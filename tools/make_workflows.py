@@ -98,8 +98,8 @@ def toy_long_video() -> dict:
             "(240 frames of 32 x 32 pixels at 4 frames per second) chunk by chunk through the Slow-Fast Memory. "
             "Toy prompts name a scene (desert, forest, ocean, city, ...), a layout (vertical bands, shapes on "
             "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan). The memory's "
-            f"threshold is {TOY_MEMORY_TAU}: the toy student's chunks are much alike, so at Wan's 0.95 nothing would "
-            "enter slow memory (see the Surprisal Inspector).")
+            f"threshold is {TOY_MEMORY_TAU}: the toy student's chunks are much alike, so at Wan's 0.95 almost nothing "
+            "would enter slow memory (see the Surprisal Inspector).")
     return graph(nodes, edges, note)
 
 
