@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from context_forcing_core.diffusion.sampler import generate
-from context_forcing_core.memory.config import memory_preset
+from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.memory.trace import MemoryTrace
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.toyworld.camera import camera_path
@@ -92,17 +92,16 @@ def memory_use(trace: MemoryTrace) -> tuple[float, float, list[float]]:
     return float(np.mean(rates)), float(np.mean(reach)), sims
 
 
-def score(path: str, memory: str, videos: int, seconds: float, seed: int, tau: float | None = None) -> StudentScore:
+def score(path: str, memory: MemoryConfig, videos: int, seconds: float, seed: int) -> StudentScore:
     """Generate ``videos`` toy videos of ``seconds`` with the student at ``path``, one at a time, and score them."""
     frames_n = int(round(seconds * FRAMES_PER_SECOND / 3)) * 3
     data = ToyClipDataset(videos, num_latent_frames=frames_n, seed=10_000 + seed)
     specs = [data.spec(i) for i in range(videos)]
-    config = memory_preset(memory) if tau is None else memory_preset(memory).replace(tau=tau)
     model = load_model(path).eval()
     start = time.perf_counter()
     latents, use = [], []
     for i, (prompt, _, _) in enumerate(specs):
-        out = generate(model, data.encoder.encode([prompt.text]), num_latent_frames=frames_n, memory=config,
+        out = generate(model, data.encoder.encode([prompt.text]), num_latent_frames=frames_n, memory=memory,
                        seed=seed + i, latent_size=(8, 8))
         latents.append(out.latents)
         use.append(memory_use(out.trace))
@@ -158,13 +157,13 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the scores here")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    memory = memory_preset(args.memory) if args.tau is None else memory_preset(args.memory).replace(tau=args.tau)
     scores = {}
     for item in args.student:
         name, _, path = item.partition("=")
-        scores[name] = score(path, args.memory, args.videos, args.seconds, args.seed, args.tau)
+        scores[name] = score(path, memory, args.videos, args.seconds, args.seed)
     bins = [f"{a:g}-{b:g}s" for a, b in zip(BINS_S[:-1], BINS_S[1:])]
-    tau = memory_preset(args.memory).tau if args.tau is None else args.tau
-    print(f"memory {args.memory} (tau {tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
+    print(f"memory {args.memory} (tau {memory.tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
     print(f"{'student':<12}" + "".join(f"{b:>10}" for b in bins) + f"{'>10s':>8}{'>10s rel':>10}{'cont':>8}"
           f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}{'sim p95':>8}{'consol':>8}"
           f"{'slow s':>8}{'gen s':>7}")
