@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import FRAME_SIZE
+from .world import CELL, FRAME_SIZE
 
 MOTIONS = ("slow_pan", "fast_pan", "pan_with_pauses", "loop")
-"""slow_pan / fast_pan: ping-pong between the panorama's ends at ~1 / ~3 px per frame; pan_with_pauses: ping-pong
-with random speeds (1-4 px per frame) and pauses; loop: always the same direction, wrapping around the panorama."""
+"""The camera steps one cell (8 px) at a time. slow_pan / fast_pan: ping-pong between the panorama's ends with a step
+every 4th / every frame (2 / 8 px per frame); pan_with_pauses: ping-pong with a step every 1-4 frames (changing at
+random) and pauses; loop: a step every 2nd frame, always the same direction, wrapping around the panorama."""
+HOLD_FRAMES = {"slow_pan": 4, "fast_pan": 1, "loop": 2}
+"""Frames between steps of the steady motions."""
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -28,7 +31,7 @@ class CameraSpec:
 
 
 def camera_path(spec: CameraSpec, num_frames: int, panorama_width: int) -> np.ndarray:
-    """Left edge of the view, in panorama pixels, for every frame.
+    """Left edge of the view, in panorama pixels (a multiple of :data:`~.world.CELL`), for every frame.
 
     Ping-pong motions stay within [0, width - 32]; ``loop`` grows without bound (the renderer wraps it).
 
@@ -38,13 +41,17 @@ def camera_path(spec: CameraSpec, num_frames: int, panorama_width: int) -> np.nd
     """
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if panorama_width % CELL or panorama_width < 2 * FRAME_SIZE:
+        raise ValueError(f"panorama width must be a multiple of {CELL} px and at least {2 * FRAME_SIZE} px, "
+                         f"got {panorama_width}")
     rng = np.random.default_rng(spec.seed)
-    span = panorama_width - FRAME_SIZE
-    x, direction = float(rng.integers(0, span + 1)), 1 if rng.random() < 0.5 else -1
-    speed = {"slow_pan": 1.0, "fast_pan": 3.0, "loop": 2.0}.get(spec.motion, 2.0)
+    span = (panorama_width - FRAME_SIZE) // CELL  # last left edge, in cells
+    x, direction = int(rng.integers(0, span + 1)), 1 if rng.random() < 0.5 else -1
+    hold = HOLD_FRAMES.get(spec.motion, 2)
+    phase = int(rng.integers(hold))
     pause, out = 0, np.empty(num_frames, dtype=np.int64)
     for t in range(num_frames):
-        out[t] = round(x)
+        out[t] = x * CELL
         if spec.motion == "pan_with_pauses":
             if pause > 0:
                 pause -= 1
@@ -52,11 +59,14 @@ def camera_path(spec: CameraSpec, num_frames: int, panorama_width: int) -> np.nd
             if rng.random() < 0.03:
                 pause = int(rng.integers(2, 13))  # 0.5-3 toy seconds
             if rng.random() < 0.05:
-                speed = float(rng.integers(1, 5))
-        x += direction * speed
-        if spec.motion != "loop" and not 0 <= x <= span:  # bounce off the ends
-            x = min(max(x, 0.0), float(span))
+                hold = int(rng.integers(1, 5))
+        phase += 1
+        if phase < hold:
+            continue
+        phase = 0
+        if spec.motion != "loop" and not 0 <= x + direction <= span:  # bounce off the ends
             direction = -direction
+        x += direction
     return out
 
 

@@ -2,6 +2,12 @@
 
 Toy time scale: one latent frame is one 32 x 32 RGB frame, and 4 of them make a toy second, so the 21-frame
 cache of a Wan student covers ~5 s here as it does for Wan video.
+
+Panoramas are mosaics of flat 8 x 8-px cells, the area of one model token (toy codec 4 px x Wan patch 2), and the
+camera moves by whole cells, so every frame is 4 x 4 whole tokens. In the first version of this world (pixel detail,
+1-4 px steps) the 2-layer toy teacher's samples never panned within the CPU pipeline's budget; on this grid the memory
+questions stay the same and the same teacher learns the palettes, the cells and whole-cell steps (see
+``benchmarks/toy_teacher.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ FRAME_SIZE = 32
 """Height and width of a toy video frame in pixels."""
 FRAMES_PER_SECOND = 4
 """Latent (= RGB) frames per toy second."""
+CELL = 8
+"""Side of a panorama cell in pixels; the camera moves by whole cells."""
 
 PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "desert": ((237, 201, 175), (194, 150, 95), (160, 82, 45), (250, 230, 160), (120, 90, 60)),
@@ -25,7 +33,7 @@ PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
 }
 """Five RGB colours per palette name."""
 STYLES = ("bands", "shapes", "mixed")
-"""Scene styles: vertical colour bands, shapes on a plain ground, or shapes over bands."""
+"""Scene styles: vertical colour bands, blocks on a plain ground, or blocks over bands."""
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -37,7 +45,7 @@ class SceneSpec:
     style: str = "mixed"
     """One of :data:`STYLES`."""
     width: int = 8 * FRAME_SIZE
-    """Panorama width in pixels (it wraps around: column ``width`` is column 0)."""
+    """Panorama width in pixels, a multiple of :data:`CELL` (it wraps around: column ``width`` is column 0)."""
     seed: int = 0
     """Layout seed."""
 
@@ -46,57 +54,53 @@ class SceneSpec:
             raise ValueError(f"unknown palette {self.palette!r}; allowed: {', '.join(PALETTES)}")
         if self.style not in STYLES:
             raise ValueError(f"unknown style {self.style!r}; allowed: {', '.join(STYLES)}")
-        if self.width < 2 * FRAME_SIZE:
-            raise ValueError(f"panorama width must be at least {2 * FRAME_SIZE} px, got {self.width}")
+        if self.width < 2 * FRAME_SIZE or self.width % CELL:
+            raise ValueError(f"panorama width must be a multiple of {CELL} px and at least {2 * FRAME_SIZE} px, "
+                             f"got {self.width}")
 
 
-def _bands(rng: np.random.Generator, colours: np.ndarray, width: int) -> np.ndarray:
-    """(3, H, width) vertical bands of random widths 4..24 px, neighbours always differently coloured."""
-    img = np.empty((3, FRAME_SIZE, width), dtype=np.float32)
+def _bands(rng: np.random.Generator, colours: np.ndarray, cols: int) -> np.ndarray:
+    """(3, rows, cols) cell grid of vertical bands 1-3 cells wide, neighbours always differently coloured."""
+    grid = np.empty((3, FRAME_SIZE // CELL, cols), dtype=np.float32)
     x, last = 0, -1
-    while x < width:
-        w = int(rng.integers(4, 25))
+    while x < cols:
+        w = int(rng.integers(1, 4))
         c = int(rng.choice([i for i in range(len(colours)) if i != last]))
-        img[:, :, x:x + w] = colours[c][:, None, None]
+        grid[:, :, x:x + w] = colours[c][:, None, None]
         x, last = x + w, c
-    return img
+    return grid
 
 
-def _shapes(rng: np.random.Generator, colours: np.ndarray, img: np.ndarray) -> None:
-    """Draw one random shape (disc, box or triangle) every ~10 px of width, in place."""
-    _, h, width = img.shape
-    yy, xx = np.mgrid[0:h, 0:width]
-    for _ in range(width // 10):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, h)
-        r = rng.uniform(3, 8)
-        colour = colours[int(rng.integers(len(colours)))][:, None]
-        dx = (xx - cx + width / 2) % width - width / 2  # wrap-around distance
-        kind = int(rng.integers(3))
-        if kind == 0:
-            mask = dx**2 + (yy - cy) ** 2 <= r**2
-        elif kind == 1:
-            mask = (np.abs(dx) <= r) & (np.abs(yy - cy) <= r * 0.6)
-        else:
-            mask = (yy - cy <= r) & (yy - cy >= -r) & (np.abs(dx) <= (yy - cy + r) / 2)
-        img[:, mask] = colour
+def _blocks(rng: np.random.Generator, colours: np.ndarray, grid: np.ndarray) -> None:
+    """Paint one block (1-2 cells wide, 1-3 tall, any colour but the ground's) every ~2 cells of width, in place."""
+    _, rows, cols = grid.shape
+    for _ in range(cols // 2):
+        x, y = int(rng.integers(cols)), int(rng.integers(rows))
+        w, h = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        xs = np.arange(x, x + w) % cols  # wraps around like the panorama
+        ground = grid[:, y, xs[0]]
+        choices = [c for c in colours if not np.array_equal(c, ground)]
+        grid[:, y:y + h, xs] = choices[int(rng.integers(len(choices)))][:, None, None]
 
 
 def render_panorama(spec: SceneSpec) -> np.ndarray:
     """Render the scene.
 
     Returns:
-        (3, 32, width) float32 RGB in [0, 1] on a 1/256 grid, with a faint deterministic texture so flat areas
-        still register.
+        (3, 32, width) float32 RGB in [0, 1] on a 1/256 grid, flat over every 8 x 8-px cell, with a faint
+        deterministic shade per cell so that plain ground still registers.
 
     """
     rng = np.random.default_rng(spec.seed)
     colours = np.asarray(PALETTES[spec.palette], dtype=np.float32) / 255.0  # (5, 3)
+    cols = spec.width // CELL
     if spec.style == "shapes":
-        img = np.broadcast_to(colours[0][:, None, None], (3, FRAME_SIZE, spec.width)).copy()
+        grid = np.broadcast_to(colours[0][:, None, None], (3, FRAME_SIZE // CELL, cols)).copy()
     else:
-        img = _bands(rng, colours, spec.width)
+        grid = _bands(rng, colours, cols)
     if spec.style != "bands":
-        _shapes(rng, colours, img)
-    texture = rng.uniform(-0.04, 0.04, size=(1, FRAME_SIZE, spec.width)).astype(np.float32)
+        _blocks(rng, colours, grid)
+    shade = rng.uniform(-0.04, 0.04, size=(1, *grid.shape[1:])).astype(np.float32)  # every cell its own shade
+    img = np.clip(grid + shade, 0.0, 1.0).repeat(CELL, axis=1).repeat(CELL, axis=2)  # (3, 32, width)
     # on the 1/256 grid, so the toy codec's float32 (x - 0.5) * 4 is exact and its round trip is bit-exact
-    return np.round(np.clip(img + texture, 0.0, 1.0) * 256) / np.float32(256)
+    return np.round(img * 256) / np.float32(256)

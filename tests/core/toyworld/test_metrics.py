@@ -107,7 +107,8 @@ def test_drift_sees_blur_and_colour_shift():
     d, d_bad = drift(video, "desert"), drift(bad, "desert")
     assert d.palette_distance.shape == d.sharpness.shape == (T60,)
     assert 0 <= d.early_palette_distance < 0.1 and abs(d.sharpness_change) < 0.05
-    assert d_bad.palette_distance_change > 0.1 and d_bad.sharpness_change < -0.02
+    assert d_bad.palette_distance_change > 0.1
+    assert d_bad.sharpness_change < d.sharpness_change - 0.3 * d.sharpness[late].mean(), "late frames half as sharp"
     one_colour = drift(video, [(237, 201, 175)])  # a palette given as RGB 0..255; fewer colours = farther
     assert np.all(one_colour.palette_distance >= d.palette_distance)
 

@@ -22,7 +22,8 @@ def scene():
 
 @pytest.mark.parametrize("suffix", [".gif", ".png"])
 def test_save_video_writes_an_animation(scene, tmp_path, suffix):
-    path = save_video(scene[2][:12], tmp_path / f"clip{suffix}", fps=4, scale=3)
+    moving = render_video(scene[0], camera_path(CameraSpec(motion="fast_pan", seed=0), 12, 256))  # no equal frames
+    path = save_video(moving, tmp_path / f"clip{suffix}", fps=4, scale=3)
     with Image.open(path) as im:
         assert im.size == (96, 96) and im.n_frames == 12
 

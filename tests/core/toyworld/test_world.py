@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from context_forcing_core.toyworld.camera import MOTIONS, CameraSpec, camera_path, render_video
-from context_forcing_core.toyworld.world import FRAME_SIZE, PALETTES, STYLES, SceneSpec, render_panorama
+from context_forcing_core.toyworld.camera import HOLD_FRAMES, MOTIONS, CameraSpec, camera_path, render_video
+from context_forcing_core.toyworld.world import CELL, FRAME_SIZE, PALETTES, STYLES, SceneSpec, render_panorama
 
 
 def revisit_gaps_s(offsets: np.ndarray, width: int) -> np.ndarray:
@@ -33,6 +33,16 @@ def test_panoramas_are_deterministic_in_range_and_seed_dependent(palette, style)
     assert not np.array_equal(a, render_panorama(SceneSpec(palette=palette, style=style, seed=4)))
 
 
+def test_panoramas_are_flat_cells_of_the_palette_with_a_faint_shade():
+    pano = render_panorama(SceneSpec(palette="neon", seed=5))
+    cells = pano.reshape(3, FRAME_SIZE // CELL, CELL, -1, CELL)  # (3, rows, 8, cols, 8)
+    assert np.all(cells == cells[:, :, :1, :, :1]), "every 8 x 8 cell is flat"
+    palette = np.asarray(PALETTES["neon"]) / 255.0  # (5, 3)
+    colours = cells[:, :, 0, :, 0].reshape(3, -1).T  # (cells, 3)
+    nearest = np.abs(colours[:, None] - palette[None]).max(axis=-1).min(axis=1)
+    assert nearest.max() <= 0.04 + 1 / 256 and nearest.mean() > 0.005, "palette colour +- its cell's shade"
+
+
 def test_palette_drives_colour():
     desert = render_panorama(SceneSpec(palette="desert", seed=0)).mean(axis=(1, 2))
     ocean = render_panorama(SceneSpec(palette="ocean", seed=0)).mean(axis=(1, 2))
@@ -47,6 +57,17 @@ def test_camera_paths_move_stay_in_bounds_and_are_deterministic(motion):
     if motion != "loop":
         assert path.min() >= 0 and path.max() <= 256 - FRAME_SIZE
         assert (np.diff(np.sign(np.diff(path))[np.diff(path) != 0]) != 0).any(), "ping-pong turns around"
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_camera_steps_one_cell_at_the_motions_pace(motion):
+    steps = np.diff(camera_path(CameraSpec(motion=motion, seed=2), 240, 256))
+    assert set(np.unique(steps)) <= {-CELL, 0, CELL}
+    moving = np.flatnonzero(steps)
+    if motion in HOLD_FRAMES:  # steady pace: exactly one step every HOLD_FRAMES frames
+        assert np.all(np.diff(moving) == HOLD_FRAMES[motion])
+    else:  # a step every 1-4 frames, and pauses of up to 3 s
+        assert set(np.unique(np.diff(moving))) - {1, 2, 3, 4} and np.diff(moving).max() <= 4 + 12 + 1
 
 
 def test_revisit_gaps_span_one_to_forty_seconds():
