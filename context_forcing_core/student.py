@@ -28,8 +28,8 @@ BUNDLED_TOY_STUDENT = Path(__file__).parent / "toyworld" / "assets" / "toy_stude
 """The toy student shipped with the package (exported by ``python -m training.pipeline``)."""
 TOY_MEMORY_TAU = 0.999
 """Surprisal threshold for toy students. Their chunks' key summaries are far more alike than Wan's (bundled student,
-60-s toy videos: 90 % of the checked chunks' similarities lie in 0.97-1.0), so at the paper's 0.95 one checked chunk
-in 25 reaches slow memory, which then reaches ~10 s back; at 0.999 about one in three does and slow memory reaches ~32 s
+60-s toy videos: 90 % of the checked chunks' similarities lie in 0.96-1.0), so at the paper's 0.95 one checked chunk
+in 25 reaches slow memory, which then reaches ~10 s back; at 0.999 about one in three does and slow memory reaches ~34 s
 back (``python -m benchmarks.toy_students --tau ...`` prints these figures)."""
 
 WAN_LATENT_FRAMES_PER_SECOND = 4
