@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import CELL, FRAME_SIZE
+from .world import CELL, FRAME_SIZE, SceneSpec
 
 MOTIONS = ("slow_pan", "fast_pan", "pan_with_pauses", "loop")
 """The camera steps one cell (8 px) at a time. slow_pan / fast_pan: ping-pong between the panorama's ends with a step
@@ -41,9 +41,7 @@ def camera_path(spec: CameraSpec, num_frames: int, panorama_width: int) -> np.nd
     """
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
-    if panorama_width % CELL or panorama_width < 2 * FRAME_SIZE:
-        raise ValueError(f"panorama width must be a multiple of {CELL} px and at least {2 * FRAME_SIZE} px, "
-                         f"got {panorama_width}")
+    SceneSpec(width=panorama_width)  # validates the width
     rng = np.random.default_rng(spec.seed)
     span = (panorama_width - FRAME_SIZE) // CELL  # last left edge, in cells
     x, direction = int(rng.integers(0, span + 1)), 1 if rng.random() < 0.5 else -1
