@@ -61,7 +61,7 @@ class TrainConfig:
     """Student memory preset used in rollouts (as at inference)."""
     memory_tau: float | None = None
     """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan). A model's key similarities set the
-    scale: the toy students' chunks are more alike than Wan's, so at 0.95 they almost never reach slow memory."""
+    scale: the toy students' chunks are more alike than Wan's, so at 0.95 few reach slow memory (see TOY_MEMORY_TAU)."""
     steps: int = 600
     """Optimiser steps of the critic (the generator steps every ``gen_update_every``)."""
     batch_size: int = 1
