@@ -11,6 +11,9 @@ half of each video. Revisit errors are mean
 absolute RGB differences (0..1) between what a video shows when the camera comes back to a place and what it showed
 there before, per gap bin; ``relative`` divides by the video's own column contrast (the mean difference between
 random pairs of its columns), so that a flat, blurry video cannot look consistent just by having no detail.
+Revisits are found on a canvas stitched from the shifts estimated between consecutive frames; ``shift res`` is the
+mean cost of those shifts (0 when each frame is its predecessor moved rigidly) and ``res rel`` the same over the
+column contrast: near 1, frames hardly follow each other and the revisit errors say little about memory.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class StudentScore:
     """Fraction of videos whose motion passes :func:`motion_fidelity`."""
     travel_ratio: float
     """Median generated / reference camera travel."""
+    shift_residual: float
+    """Mean cost of the estimated shifts (:attr:`MotionFidelity.shift_residual`): 0 when frames follow each other by
+    rigid shifts. Revisits are found on a canvas stitched from those shifts, so they mean little when it is large."""
+    shift_residual_relative: float
+    """The same divided by the column contrast, per video, then averaged (near 1: frames hardly follow each other)."""
     sharpness_change: float
     """Mean late - early sharpness (negative: blurs over time)."""
     palette_change: float
@@ -108,7 +116,7 @@ def score(path: str, memory: MemoryConfig, videos: int, seconds: float, seed: in
     elapsed = time.perf_counter() - start
     video = data.codec.decode(torch.cat(latents)).clamp(0, 1).numpy()  # (B, T, 3, 32, 32)
     rng = np.random.default_rng(seed)
-    per_bin, rel_bin, long_err, long_rel, cont, ok, ratio, sharp, pal = [], [], [], [], [], [], [], [], []
+    per_bin, rel_bin, long_err, long_rel, cont, ok, ratio, resid, sharp, pal = [], [], [], [], [], [], [], [], [], []
     for i, (prompt, scene, camera) in enumerate(specs):
         frames = video[i]
         curve = revisit_curve(frames, bin_edges_s=BINS_S)
@@ -123,6 +131,7 @@ def score(path: str, memory: MemoryConfig, videos: int, seconds: float, seed: in
         motion = motion_fidelity(frames, camera_path(camera, frames_n, scene.width))
         ok.append(motion.ok)
         ratio.append(motion.travel_ratio)
+        resid.append((motion.shift_residual, motion.shift_residual / contrast))
         d = drift(frames, prompt.palette)
         sharp.append(d.sharpness_change)
         pal.append(d.palette_distance_change)
@@ -136,6 +145,8 @@ def score(path: str, memory: MemoryConfig, videos: int, seconds: float, seed: in
         continuous=float(np.nanmean(cont)),
         motion_ok=float(np.mean(ok)),
         travel_ratio=float(np.median(ratio)),
+        shift_residual=float(np.mean([r[0] for r in resid])),
+        shift_residual_relative=float(np.mean([r[1] for r in resid])),
         sharpness_change=float(np.mean(sharp)),
         palette_change=float(np.mean(pal)),
         similarity_range=tuple(float(v) for v in np.percentile([s for u in use for s in u[2]] or [np.nan], [5, 95])),
@@ -165,11 +176,11 @@ def main() -> None:
     bins = [f"{a:g}-{b:g}s" for a, b in zip(BINS_S[:-1], BINS_S[1:])]
     print(f"memory {args.memory} (tau {memory.tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
     print(f"{'student':<12}" + "".join(f"{b:>10}" for b in bins) + f"{'>10s':>8}{'>10s rel':>10}{'cont':>8}"
-          f"{'motion ok':>11}{'travel':>8}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}{'sim p95':>8}{'consol':>8}"
+          f"{'motion ok':>11}{'travel':>8}{'shift res':>10}{'res rel':>9}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}{'sim p95':>8}{'consol':>8}"
           f"{'slow s':>8}{'gen s':>7}")
     for name, s in scores.items():
         print(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in s.revisit) + f"{s.long_gap:>8.4f}"
-              f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}"
+              f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}{s.shift_residual:>10.4f}{s.shift_residual_relative:>9.3f}"
               f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.similarity_range[0]:>8.4f}"
               f"{s.similarity_range[1]:>8.4f}{s.consolidated:>8.2f}{s.slow_reach_s:>8.1f}"
               f"{s.seconds:>7.1f}")

@@ -4,8 +4,9 @@
 
 Per teacher: 21-frame samples of ``--videos`` held-out prompts (24-step guided Euler ODE, guidance 3, the same noise
 for every teacher), mean distance of every pixel to the prompt's palette, sharpness (mean neighbour difference),
-how many pass motion fidelity, the flow's dependence on the text (|v_cond - v_uncond| at sigma 0.5 relative to
-|v_cond|), and the text pathway's use: at sigma ~1 only the prompt tells the colours, so the mean colour of the
+how many pass motion fidelity, the shift residual (how far each frame is from its predecessor moved rigidly: 0 for a
+pan, and when it is large the motion-fidelity shifts are guesses), the flow's dependence on the text
+(|v_cond - v_uncond| at sigma 0.5 relative to |v_cond|), and the text pathway's use: at sigma ~1 only the prompt tells the colours, so the mean colour of the
 predicted x0 from pure noise should match the clip's (mean absolute RGB error). A ground-truth row shows the world's
 own values. ``context gain`` asks whether the teacher ties frames together: the x0 error of the middle frame at
 sigma 0.9 with the clip's other frames noised as usual, against the same with every other frame pure noise
@@ -29,14 +30,17 @@ from context_forcing_core.toyworld.metrics import drift, motion_fidelity
 
 def _row(name: str, video: np.ndarray, data: ToyClipDataset, specs: list, text_effect: float | None = None,
          colour_error: float | None = None, context_gain: float | None = None) -> str:
-    pal, sharp, ok = [], [], 0
+    pal, sharp, resid, ok = [], [], [], 0
     for i, (prompt, scene, camera) in enumerate(specs):
         d = drift(video[i], prompt.palette)
         pal.append(d.palette_distance.mean())
         sharp.append(d.sharpness.mean())
-        ok += motion_fidelity(video[i], camera_path(camera, video.shape[1], scene.width)).ok
+        motion = motion_fidelity(video[i], camera_path(camera, video.shape[1], scene.width))
+        ok += motion.ok
+        resid.append(motion.shift_residual)
     extra = "" if text_effect is None else f"{text_effect:11.4f} | {colour_error:14.3f} | {context_gain:12.3f}"
-    return f"{name:>14s} | {np.mean(pal):9.3f} | {np.mean(sharp):9.3f} | {ok}/{len(specs)}       | {extra}"
+    return (f"{name:>14s} | {np.mean(pal):9.3f} | {np.mean(sharp):9.3f} | {ok}/{len(specs)}       | "
+            f"{np.mean(resid):11.4f} | {extra}")
 
 
 def _context_gain(teacher, data: ToyClipDataset, clips: list, text: torch.Tensor, seed: int, sigma: float = 0.9
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     noise = torch.randn((args.videos, 48, args.frames, 8, 8), generator=torch.Generator().manual_seed(args.seed))
     gt = data.codec.decode(torch.stack([c.latents for c in clips])).clamp(0, 1).numpy()
     gt_colour = gt.mean(axis=(1, 3, 4))  # (B, 3) mean RGB of every clip
-    print("       teacher | palette d | sharpness | motion ok | text effect | colour err s=1 | context gain")
+    print("       teacher | palette d | sharpness | motion ok | shift resid | text effect | colour err s=1 | context gain")
     print(_row("ground truth", gt, data, specs))
     for item in args.teacher:
         name, path = item.split("=", 1)

@@ -51,22 +51,25 @@ def estimate_shifts(frames: Any, max_shift: int = 8) -> np.ndarray:
         (T - 1,) int64 shifts in pixels per frame.
 
     """
-    arr = as_frames(frames)
+    candidates, costs = _shift_costs(as_frames(frames), max_shift)
+    return candidates[np.argmin(costs, axis=1)]
+
+
+def _shift_costs(arr: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate shifts (K,) int64, ordered by (|d|, d), and the cost of each for every frame pair, (T - 1, K)."""
     width = arr.shape[-1]
     if not 0 <= max_shift < width:
         raise ValueError(f"max_shift must be in [0, {width - 1}], got {max_shift}")
-    if len(arr) < 2:
-        return np.zeros(0, dtype=np.int64)
+    candidates = np.asarray(sorted(range(-max_shift, max_shift + 1), key=lambda d: (abs(d), d)), dtype=np.int64)
     prev, nxt = arr[:-1], arr[1:]
-    candidates = sorted(range(-max_shift, max_shift + 1), key=lambda d: (abs(d), d))
-    costs = np.empty((len(arr) - 1, len(candidates)), dtype=np.float64)
+    costs = np.empty((max(len(arr) - 1, 0), len(candidates)), dtype=np.float64)
     for k, d in enumerate(candidates):
         if d >= 0:
             diff = nxt[..., : width - d] - prev[..., d:]
         else:
             diff = nxt[..., -d:] - prev[..., : width + d]
         costs[:, k] = np.abs(diff).mean(axis=(1, 2, 3))
-    return np.asarray(candidates, dtype=np.int64)[np.argmin(costs, axis=1)]
+    return candidates, costs
 
 
 def canvas_positions(shifts: np.ndarray, width: int, period: int | None = None) -> tuple[np.ndarray, int]:
@@ -244,6 +247,9 @@ class MotionFidelity:
     """mean over t of |estimated shift - reference shift|, pixels per frame."""
     travel_ratio: float
     """travel_px / reference_travel_px (1 if both are 0, inf if only the reference is 0)."""
+    shift_residual: float
+    """mean over t of the cost of the estimated shift (mean |RGB difference| over the overlap): how far frame t + 1
+    is from frame t moved rigidly. 0 for a rigid pan; when it is large the shifts are guesses, not camera motion."""
     ok: bool
     """0.5 <= travel_ratio <= 2 and |direction_changes - reference_direction_changes| <= max(2, reference / 2)."""
 
@@ -258,8 +264,9 @@ def motion_fidelity(frames: Any, reference_offsets: Any, *, max_shift: int = 8) 
 
     Shifts are estimated with :func:`estimate_shifts` and compared with ``diff(reference_offsets)``:
     travel = sum |shift| (px), direction changes = sign flips between consecutive non-zero shifts, shift error =
-    mean |shift - reference shift| (px per frame). ``ok`` when the travel ratio is within [0.5, 2] and the number of
-    direction changes is within max(2, half the reference's) of the reference.
+    mean |shift - reference shift| (px per frame), shift residual = mean cost of the chosen shifts (0 when every frame
+    is its predecessor moved rigidly). ``ok`` when the travel ratio is within [0.5, 2] and the number of direction
+    changes is within max(2, half the reference's) of the reference; the residual is reported, not part of ``ok``.
 
     Args:
         frames: (T, 3, H, W) RGB.
@@ -271,7 +278,8 @@ def motion_fidelity(frames: Any, reference_offsets: Any, *, max_shift: int = 8) 
     ref = np.asarray(reference_offsets, dtype=np.int64)
     if ref.shape != (len(arr),):
         raise ValueError(f"reference_offsets must have shape ({len(arr)},), got {ref.shape}")
-    est = estimate_shifts(arr, max_shift=max_shift)
+    candidates, costs = _shift_costs(arr, max_shift)
+    est = candidates[np.argmin(costs, axis=1)]
     ref_shifts = np.diff(ref)
     travel, ref_travel = int(np.abs(est).sum()), int(np.abs(ref_shifts).sum())
     changes, ref_changes = _direction_changes(est), _direction_changes(ref_shifts)
@@ -284,6 +292,7 @@ def motion_fidelity(frames: Any, reference_offsets: Any, *, max_shift: int = 8) 
         reference_direction_changes=ref_changes,
         mean_abs_shift_error_px=float(np.abs(est - ref_shifts).mean()) if len(est) else 0.0,
         travel_ratio=float(ratio),
+        shift_residual=float(costs.min(axis=1).mean()) if len(costs) else 0.0,
         ok=bool(ok),
     )
 

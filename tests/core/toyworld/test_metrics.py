@@ -43,7 +43,7 @@ def test_ground_truth_scores_zero_revisit_error_exact_shifts_and_good_motion(mot
     assert np.all(curve.error[curve.populated] < 1e-6) and curve.continuous_error < 1e-6
     assert np.all(np.isnan(curve.error[~curve.populated]))
     fid = motion_fidelity(video, offsets)
-    assert fid.ok and fid.travel_ratio == 1.0 and fid.mean_abs_shift_error_px == 0.0
+    assert fid.ok and fid.travel_ratio == 1.0 and fid.mean_abs_shift_error_px == 0.0 and fid.shift_residual == 0.0
     assert fid.direction_changes == fid.reference_direction_changes
     assert abs(drift(video, palette).palette_distance_change) < 0.01
 
@@ -87,6 +87,15 @@ def test_frozen_video_fails_motion_fidelity_but_looks_consistent():
     fid = motion_fidelity(frozen, offsets)
     assert not fid.ok and fid.travel_px == 0 and fid.travel_ratio == 0.0
     assert revisit_curve(frozen).continuous_error == 0.0
+
+
+def test_shift_residual_is_the_cost_of_the_chosen_shift():
+    """Flat frames 0.2 then 0.5: every shift costs 0.3. Frames from unrelated views leave a large residual."""
+    flat = np.concatenate([np.full((1, 3, 32, 32), 0.2), np.full((1, 3, 32, 32), 0.5)]).astype(np.float32)
+    assert motion_fidelity(flat, np.zeros(2, dtype=np.int64)).shift_residual == pytest.approx(0.3)
+    pano, offsets, _ = world("fast_pan", 0)
+    jumps = render_video(pano, (offsets * 5) % WIDTH)  # 40 px per frame: beyond the +-8 px search
+    assert motion_fidelity(jumps, offsets).shift_residual > 0.05
 
 
 def test_effective_context_rule():
