@@ -176,8 +176,8 @@ def main() -> None:
     bins = [f"{a:g}-{b:g}s" for a, b in zip(BINS_S[:-1], BINS_S[1:])]
     print(f"memory {args.memory} (tau {memory.tau:g}), {args.videos} videos x {args.seconds:g} s, seed {args.seed}")
     print(f"{'student':<12}" + "".join(f"{b:>10}" for b in bins) + f"{'>10s':>8}{'>10s rel':>10}{'cont':>8}"
-          f"{'motion ok':>11}{'travel':>8}{'shift res':>10}{'res rel':>9}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}{'sim p95':>8}{'consol':>8}"
-          f"{'slow s':>8}{'gen s':>7}")
+          f"{'motion ok':>11}{'travel':>8}{'shift res':>10}{'res rel':>9}{'sharp d':>9}{'palette d':>11}{'sim p5':>8}"
+          f"{'sim p95':>8}{'consol':>8}{'slow s':>8}{'gen s':>7}")
     for name, s in scores.items():
         print(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in s.revisit) + f"{s.long_gap:>8.4f}"
               f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}{s.shift_residual:>10.4f}{s.shift_residual_relative:>9.3f}"
