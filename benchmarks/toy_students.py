@@ -180,7 +180,8 @@ def main() -> None:
           f"{'sim p95':>8}{'consol':>8}{'slow s':>8}{'gen s':>7}")
     for name, s in scores.items():
         print(f"{name:<12}" + "".join(f"{v:>10.4f}" for v in s.revisit) + f"{s.long_gap:>8.4f}"
-              f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}{s.shift_residual:>10.4f}{s.shift_residual_relative:>9.3f}"
+              f"{s.long_gap_relative:>10.3f}{s.continuous:>8.4f}{s.motion_ok:>11.2f}{s.travel_ratio:>8.2f}"
+              f"{s.shift_residual:>10.4f}{s.shift_residual_relative:>9.3f}"
               f"{s.sharpness_change:>9.4f}{s.palette_change:>11.4f}{s.similarity_range[0]:>8.4f}"
               f"{s.similarity_range[1]:>8.4f}{s.consolidated:>8.2f}{s.slow_reach_s:>8.1f}"
               f"{s.seconds:>7.1f}")

@@ -8,10 +8,9 @@ how many pass motion fidelity, the shift residual (how far each frame is from it
 pan, and when it is large the motion-fidelity shifts are guesses), the flow's dependence on the text
 (|v_cond - v_uncond| at sigma 0.5 relative to |v_cond|), and the text pathway's use: at sigma ~1 only the prompt
 tells the colours, so the mean colour of the predicted x0 from pure noise should match the clip's (mean absolute RGB
-error). A ground-truth row shows the world's
-own values. ``context gain`` asks whether the teacher ties frames together: the x0 error of the middle frame at
-sigma 0.9 with the clip's other frames noised as usual, against the same with every other frame pure noise
-(1 - error with / error without; 0 = the frames are denoised independently).
+error). A ground-truth row shows the world's own values. ``context gain`` asks whether the teacher ties frames
+together: the x0 error of the middle frame at sigma 0.9 with the clip's other frames noised as usual, against the
+same with every other frame pure noise (1 - error with / error without; 0 = the frames are denoised independently).
 """
 
 from __future__ import annotations

@@ -119,8 +119,8 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
         broadcast_parameters(real, dist)
     if student_init:
         student = load_model(student_init)
-    elif cfg.stage == "ode-init" and real is not None:  # the causal student starts from the teacher's weights
-        student = copy.deepcopy(real)
+    elif cfg.stage == "ode-init" and real is not None and real.config == model_preset(cfg.model):
+        student = copy.deepcopy(real)  # the causal student starts from the teacher's weights when it can
     else:
         student = WanModel(model_preset(cfg.model))
     student = student.to(device, dtype).train().requires_grad_(True)

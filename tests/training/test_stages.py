@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
 
 from context_forcing_core import load_model
+from context_forcing_core.models.config import model_preset
+from context_forcing_core.models.loading import save_model
+from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
 from training import pipeline, run
 from training.config import apply_overrides, preset
@@ -51,6 +55,18 @@ def test_ode_init_caches_pairs_and_resumes_exactly(tmp_path):
     lines = _kill_and_resume(tmp_path, common)
     assert all(m["ode_loss"] > 0 for m in lines)
     assert len(list((tmp_path / "b" / "ode_pairs").glob("shard_*.safetensors"))) == 1
+
+
+def test_ode_init_copies_the_teacher_only_when_it_has_the_student_architecture(tmp_path):
+    toy = model_preset("toy")
+    same, deeper = WanModel(toy), WanModel(dataclasses.replace(toy, num_layers=3))
+    save_model(same, tmp_path / "same.safetensors")
+    save_model(deeper, tmp_path / "deeper.safetensors")
+    cfg = preset("toy-ode-init")
+    copied = build_run(cfg, teacher=str(tmp_path / "same.safetensors")).state.student
+    assert all(torch.equal(a, b) for a, b in zip(copied.parameters(), same.parameters()))
+    fresh = build_run(cfg, teacher=str(tmp_path / "deeper.safetensors")).state.student
+    assert fresh.config == toy and len(fresh.blocks) == 2
 
 
 def test_stage2_scores_the_target_given_the_layout_context():
