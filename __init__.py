@@ -14,7 +14,10 @@ if _PACK not in sys.path:
 WEB_DIRECTORY = "./web"
 __all__ = ["WEB_DIRECTORY"]
 
-if "folder_paths" in sys.modules:  # inside ComfyUI; elsewhere (e.g. pytest importing the repository) nothing to load
+# Inside ComfyUI (which imports this folder as a package) load the nodes. Elsewhere nothing: pytest imports this file
+# too, as a plain module without a package when the folder's name is not an identifier (a clone called
+# context-forcing-comfyui), possibly after a test has stubbed ``folder_paths``.
+if "folder_paths" in sys.modules and __package__:
     from .nodes import comfy_entrypoint  # noqa: F401
 
     __all__ += ["comfy_entrypoint"]
