@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from context_forcing_core.student import TOY_MEMORY_TAU
+from context_forcing_core.toyworld.world import PALETTES
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
 TOY_PROMPT = "a desert panorama, vertical bands, slow pan"
@@ -96,7 +97,7 @@ def toy_long_video() -> dict:
              (4, "images", 5, "images"), (5, "VIDEO", 6, "video"), (3, "memory_trace", 7, "memory_trace")]
     note = ("Context Forcing toy demo (runs on CPU, no downloads): the bundled toy student generates 60 toy seconds "
             "(240 frames of 32 x 32 pixels at 4 frames per second) chunk by chunk through the Slow-Fast Memory. "
-            "Toy prompts name a palette (desert, ocean, forest, neon, snow, sunset), a layout (vertical bands, shapes on "
+            f"Toy prompts name a palette ({', '.join(PALETTES)}), a layout (vertical bands, shapes on "
             "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan). The memory's "
             f"threshold is {TOY_MEMORY_TAU}: the toy student's chunks are much alike, so at Wan's 0.95 few chunks "
             "would enter slow memory (see the Surprisal Inspector).")
