@@ -173,6 +173,9 @@ def check_weights(weights_dir: str | Path, kind: str) -> Path:
     """
     if kind not in BACKBONES:
         raise ValueError(f"unknown backbone kind {kind!r}; expected one of {', '.join(BACKBONES)}")
+    if not Path(weights_dir).is_dir():
+        raise FileNotFoundError(f"weights directory not found: {weights_dir} (it should hold {', '.join(BACKBONES)} "
+                                "checkpoint folders, see context_forcing_core/eval/README.md)")
     folder = Path(weights_dir) / kind
     missing = [] if (folder / "config.json").is_file() else [str(folder / "config.json")]
     if not any((folder / f).is_file() for f in WEIGHT_FILES):

@@ -70,6 +70,8 @@ def test_missing_weights_name_the_path_and_the_download(tmp_path, weights_dir):
     (dino / "model.safetensors").rename(dino / "pytorch_model.bin")  # pickles are never loaded
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_backbone(tmp_path, "dino")
+    with pytest.raises(FileNotFoundError, match="weights directory not found: .*nowhere"):
+        load_backbone(tmp_path / "nowhere", "clip")
     with pytest.raises(ValueError, match="unknown backbone kind"):
         check_weights(tmp_path, "siglip")
 
