@@ -33,7 +33,7 @@ from context_forcing_core.memory.trace import MemoryTrace
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.toyworld.camera import camera_path
 from context_forcing_core.toyworld.dataset import ToyClipDataset
-from context_forcing_core.toyworld.metrics import drift, motion_fidelity, revisit_curve
+from context_forcing_core.toyworld.metrics import column_contrast, drift, motion_fidelity, revisit_curve
 from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 BINS_S = (0.5, 2.0, 10.0, 20.0, 80.0)
@@ -75,14 +75,6 @@ class StudentScore:
     """Mean age (toy seconds) of the oldest slow-memory frame over the second half of each video (0: empty)."""
     seconds: float
     """Generation wall time of all videos."""
-
-
-def column_contrast(frames: np.ndarray, rng: np.random.Generator, pairs: int = 4000) -> float:
-    """Mean abs difference between random pairs of columns of random frames (the scale of "different content")."""
-    t, _, _, w = frames.shape
-    a = frames[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]  # (pairs, 3, H)
-    b = frames[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]
-    return float(np.abs(a - b).mean())
 
 
 def memory_use(trace: MemoryTrace) -> tuple[float, float, list[float]]:

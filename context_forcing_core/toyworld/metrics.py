@@ -126,6 +126,7 @@ def revisit_curve(
     period: int | None = None,
     bin_edges_s: tuple[float, ...] = DEFAULT_BIN_EDGES_S,
     fps: float = FRAMES_PER_SECOND,
+    from_frame: int = 0,
 ) -> RevisitCurve:
     """Revisit consistency vs gap: how much a video disagrees with itself when the camera comes back.
 
@@ -145,6 +146,8 @@ def revisit_curve(
         period: canvas period in pixels (the panorama width, for motion that wraps around), at least W.
         bin_edges_s: increasing gap bin edges in toy seconds.
         fps: frames per toy second.
+        from_frame: count only revisits (and continuous columns) at frames t >= from_frame; earlier frames are still
+            what later ones are compared with (e.g. a continuation scored against the context it was given).
 
     Returns:
         The :class:`RevisitCurve`.
@@ -157,6 +160,8 @@ def revisit_curve(
         raise ValueError(f"bin_edges_s must be at least two increasing values, got {bin_edges_s}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if not 0 <= from_frame < num:
+        raise ValueError(f"from_frame must be in [0, {num - 1}], got {from_frame}")
     shifts = estimate_shifts(arr) if shifts is None else np.asarray(shifts, dtype=np.int64)
     if shifts.shape != (num - 1,):
         raise ValueError(f"shifts must have shape ({num - 1},), got {shifts.shape}")
@@ -172,8 +177,9 @@ def revisit_curve(
         seen_at = last_t[cols]
         cur = cols_of_frame[t]
         err = np.abs(cur - content[cols]).mean(axis=1)
-        continuous = seen_at == t - 1
-        revisit = (seen_at >= 0) & ~continuous
+        scored = t >= from_frame
+        continuous = (seen_at == t - 1) & scored
+        revisit = (seen_at >= 0) & (seen_at != t - 1) & scored
         cont_sum += float(err[continuous & (t > 0)].sum())
         cont_n += int((continuous & (t > 0)).sum())
         gaps.append((t - seen_at[revisit]) / fps)
@@ -182,7 +188,47 @@ def revisit_curve(
         content[cols] = cur
     gaps_s = np.concatenate(gaps) if gaps else np.zeros(0)
     errs = np.concatenate(errors).astype(np.float64) if errors else np.zeros(0)
+    return _binned(edges, gaps_s, errs, cont_sum, cont_n)
 
+
+def pooled_curve(curves: list[RevisitCurve]) -> RevisitCurve:
+    """One curve from the revisits of several videos: every revisit counts once (videos with more revisits weigh
+    more), and the continuous error is the mean over all their continuous columns.
+    """
+    if not curves:
+        raise ValueError("pooled_curve needs at least one curve")
+    edges = curves[0].bin_edges_s
+    if any(not np.array_equal(c.bin_edges_s, edges) for c in curves):
+        raise ValueError("curves must share their bin edges")
+    cont = [(c.continuous_error * c.continuous_count, c.continuous_count) for c in curves if c.continuous_count]
+    return _binned(edges, np.concatenate([c.gaps_s for c in curves]), np.concatenate([c.errors for c in curves]),
+                   sum(s for s, _ in cont), sum(n for _, n in cont))
+
+
+def rebin(curve: RevisitCurve, bin_edges_s: tuple[float, ...]) -> RevisitCurve:
+    """The same revisits averaged over other gap bins (e.g. coarse buckets for a table)."""
+    edges = np.asarray(bin_edges_s, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"bin_edges_s must be at least two increasing values, got {bin_edges_s}")
+    total = curve.continuous_error * curve.continuous_count if curve.continuous_count else 0.0
+    return _binned(edges, curve.gaps_s, curve.errors, total, curve.continuous_count)
+
+
+def column_contrast(frames: Any, rng: np.random.Generator, pairs: int = 4000) -> float:
+    """Mean abs RGB difference between random columns of random frames: the scale of "different content".
+
+    Dividing a revisit error or a shift residual by it makes a flat, blurry video unable to look consistent just by
+    having no detail (a ratio near 1 means "as different as two random columns").
+    """
+    arr = as_frames(frames)
+    t, _, _, w = arr.shape
+    a = arr[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]  # (pairs, 3, H)
+    b = arr[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]
+    return float(np.abs(a - b).mean())
+
+
+def _binned(edges: np.ndarray, gaps_s: np.ndarray, errs: np.ndarray, cont_sum: float, cont_n: int) -> RevisitCurve:
+    """The :class:`RevisitCurve` of revisits (gap, error) and a continuous-view error sum over ``cont_n`` columns."""
     inside = (gaps_s >= edges[0]) & (gaps_s <= edges[-1])
     idx = np.clip(np.searchsorted(edges, gaps_s[inside], side="right") - 1, 0, len(edges) - 2)
     count = np.bincount(idx, minlength=len(edges) - 1)

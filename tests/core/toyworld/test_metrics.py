@@ -11,11 +11,14 @@ import torch
 from context_forcing_core.toyworld.camera import MOTIONS, CameraSpec, camera_path, render_video
 from context_forcing_core.toyworld.metrics import (
     DEFAULT_BIN_EDGES_S,
+    column_contrast,
     drift,
     effective_context,
     estimate_shifts,
     halfway_threshold,
     motion_fidelity,
+    pooled_curve,
+    rebin,
     revisit_curve,
 )
 from context_forcing_core.toyworld.synthetic import forgetting_video, frozen_video
@@ -160,3 +163,50 @@ def test_bad_inputs_raise():
         frozen_video(pano[0], offsets)
     with pytest.raises(ValueError, match="common|bin edges"):
         halfway_threshold(revisit_curve(video), revisit_curve(video, bin_edges_s=(1.0, 2.0)))
+
+
+def test_from_frame_scores_only_later_frames_against_everything_before():
+    """Static camera (shifts 0), flat frames 0.2, 0.2, 0.6: continuous errors are 0 at t = 1 and 0.4 at t = 2."""
+    video = np.stack([np.full((3, 4, 4), v, dtype=np.float32) for v in (0.2, 0.2, 0.6)])
+    full = revisit_curve(video, shifts=np.zeros(2))
+    late = revisit_curve(video, shifts=np.zeros(2), from_frame=2)
+    assert full.continuous_count == 8 and full.continuous_error == pytest.approx(0.2)
+    assert late.continuous_count == 4 and late.continuous_error == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="from_frame"):
+        revisit_curve(video, from_frame=3)
+
+
+def test_pooled_curve_weighs_every_revisit_once():
+    pano, offsets, _ = world("pan_with_pauses", 0)
+    video = render_video(pano, offsets)
+    a = revisit_curve(forgetting_video(pano, offsets, 5, seed=0))
+    b = revisit_curve(forgetting_video(pano, offsets, 20, seed=1))
+    pooled = pooled_curve([a, b])
+    both = a.populated & b.populated
+    expected = (a.error * a.count + b.error * b.count)[both] / (a.count + b.count)[both]
+    np.testing.assert_allclose(pooled.error[both], expected)
+    np.testing.assert_array_equal(pooled.count, a.count + b.count)
+    assert pooled.continuous_count == a.continuous_count + b.continuous_count
+    same = pooled_curve([a, a])
+    np.testing.assert_allclose(same.error[a.populated], a.error[a.populated])
+    with pytest.raises(ValueError, match="bin edges"):
+        pooled_curve([a, revisit_curve(video, bin_edges_s=(1.0, 2.0))])
+
+
+def test_rebin_keeps_every_revisit_and_same_edges_change_nothing():
+    pano, offsets, _ = world("pan_with_pauses", 0)
+    curve = revisit_curve(forgetting_video(pano, offsets, 5, seed=0))
+    same = rebin(curve, tuple(curve.bin_edges_s))
+    np.testing.assert_array_equal(same.count, curve.count)
+    np.testing.assert_allclose(same.error[curve.populated], curve.error[curve.populated])
+    coarse = rebin(curve, (0.5, 10.0, 80.0))
+    assert coarse.count.sum() == curve.count.sum()
+    assert coarse.count[0] == curve.count[:4].sum()  # 0.5-1, 1-2, 2-5, 5-10
+
+
+def test_column_contrast_of_flat_and_half_and_half_frames():
+    rng = np.random.default_rng(0)
+    assert column_contrast(np.full((4, 3, 8, 8), 0.3), rng) == 0
+    half = np.zeros((4, 3, 8, 8))
+    half[..., 4:] = 1.0  # two random columns differ by 1 with probability 1/2
+    assert column_contrast(half, rng) == pytest.approx(0.5, abs=0.03)
