@@ -28,8 +28,9 @@ from .metrics import (
 from .synthetic import forgetting_video
 from .world import FRAMES_PER_SECOND, SceneSpec, render_panorama
 
-COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))
-"""Line colours of :func:`revisit_plot`, in order."""
+COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (255, 200, 0))
+"""Line colours of :func:`line_plot`, in order."""
 
 
 def _to_uint8(frames: Any) -> np.ndarray:
@@ -140,6 +141,95 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def line_plot(
+    series: dict[str, tuple[Any, Any]],
+    *,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    x_ticks: Any = None,
+    threshold: float | None = None,
+    markers: bool = False,
+    size: tuple[int, int] = (640, 400),
+) -> Image.Image:
+    """Lines on shared axes, legend on the right (Pillow only); NaN points are left out.
+
+    Args:
+        series: legend label -> (x values, y values), equal lengths; the first series is drawn on top.
+        x_label: text under the x axis.
+        y_label: text above the y axis.
+        log_x: logarithmic x axis (x values must be positive).
+        x_ticks: x positions of the ticks (default: 6 evenly spaced).
+        threshold: drawn as a dashed grey horizontal line when given.
+        markers: draw a dot at every point.
+        size: image (width, height) in pixels, legend included.
+
+    Returns:
+        RGB image of ``size``.
+
+    """
+    if not series:
+        raise ValueError("line_plot needs at least one series")
+    width, height = size
+    if width < 200 or height < 150:
+        raise ValueError(f"size must be at least (200, 150), got {size}")
+    data = {k: (np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)) for k, (x, y) in series.items()}
+    if any(x.shape != y.shape or x.ndim != 1 for x, y in data.values()):
+        raise ValueError("every series needs 1-D x and y of the same length")
+    font, small = _font(13), _font(11)
+    legend_w = 30 + max(int(small.getlength(k)) for k in data) if len(data) > 1 else 0
+    left, right, top, bottom = 62, 16 + legend_w, 28, 48
+    xs = np.concatenate([x[np.isfinite(y)] for x, y in data.values()])
+    ys = np.concatenate([y[np.isfinite(y)] for _, y in data.values()])
+    if log_x and (xs <= 0).any():
+        raise ValueError("log_x needs positive x values")
+    ticks = np.asarray(x_ticks if x_ticks is not None else np.linspace(xs.min(), xs.max(), 6), dtype=np.float64)
+    tx = np.log if log_x else (lambda v: v)
+    lo, hi = float(tx(min(xs.min(), ticks.min()))), float(tx(max(xs.max(), ticks.max())))
+    hi = hi if hi > lo else lo + 1.0
+    y_max = max(max(ys.max(initial=0.0), threshold or 0.0) * 1.15, 1e-3)
+
+    def x_of(v: float) -> float:
+        return left + (float(tx(v)) - lo) / (hi - lo) * (width - left - right)
+
+    def y_of(v: float) -> float:
+        return height - bottom - v / y_max * (height - top - bottom)
+
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for t in ticks:
+        x = x_of(float(t))
+        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
+        draw.line([x, top, x, height - bottom], fill=(225, 225, 225))
+        draw.text((x, height - bottom + 6), f"{t:g}", fill="black", font=small, anchor="mt")
+    draw.text(((left + width - right) / 2, height - 6), x_label, fill="black", font=font, anchor="mb")
+    step = 10 ** math.floor(math.log10(y_max / 4))
+    step *= next(m for m in (1, 2, 5, 10) if y_max / (step * m) <= 6)
+    for k in range(int(y_max / step) + 1):
+        y = y_of(k * step)
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((left - 6, y), f"{k * step:.3g}", fill="black", font=small, anchor="rm")
+    draw.text((6, top - 8), y_label, fill="black", font=font, anchor="lm")
+    if threshold is not None:
+        y = y_of(threshold)
+        for x in range(left, width - right, 12):
+            draw.line([x, y, min(x + 6, width - right), y], fill=(110, 110, 110), width=2)
+        draw.text((width - right - 4, y - 3), f"threshold {threshold:.3g}", fill=(90, 90, 90), font=small, anchor="rb")
+    for i, (label, (x, y)) in reversed(list(enumerate(data.items()))):  # the first series on top
+        colour = COLOURS[i % len(COLOURS)]
+        pts = [(x_of(a), y_of(b)) for a, b in zip(x, y) if np.isfinite(b)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=3 if markers else 2, joint="curve")
+        for px, py in pts if markers else []:
+            draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+        if legend_w:
+            ly = top + 8 + 18 * i
+            draw.line([width - legend_w, ly, width - legend_w + 22, ly], fill=colour, width=3)
+            draw.text((width - legend_w + 28, ly), label, fill="black", font=small, anchor="lm")
+    return img
+
+
 def revisit_plot(
     curves: dict[str, RevisitCurve], threshold: float | None = None, size: tuple[int, int] = (640, 400)
 ) -> Image.Image:
@@ -159,55 +249,10 @@ def revisit_plot(
     edges = next(iter(curves.values())).bin_edges_s
     if any(not np.array_equal(c.bin_edges_s, edges) for c in curves.values()):
         raise ValueError("all curves must share their bin edges")
-    width, height = size
-    if width < 200 or height < 150:
-        raise ValueError(f"size must be at least (200, 150), got {size}")
-    left, right, top, bottom = 62, 16, 28, 48
-    values = [v for c in curves.values() for v in c.error[c.populated]] + ([threshold] if threshold is not None else [])
-    y_max = max(max(values, default=0.0) * 1.15, 1e-3)
-    lo, hi = math.log(edges[0]), math.log(edges[-1])
-
-    def x_of(seconds: float) -> float:
-        return left + (math.log(seconds) - lo) / (hi - lo) * (width - left - right)
-
-    def y_of(err: float) -> float:
-        return height - bottom - err / y_max * (height - top - bottom)
-
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    font, small = _font(13), _font(11)
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for e in edges:  # x ticks at the bin edges, in seconds
-        x = x_of(float(e))
-        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
-        draw.line([x, top, x, height - bottom], fill=(225, 225, 225))
-        draw.text((x, height - bottom + 6), f"{e:g}", fill="black", font=small, anchor="mt")
-    draw.text(((left + width - right) / 2, height - 6), "gap since last in view (toy seconds)", fill="black",
-              font=font, anchor="mb")
-    step = 10 ** math.floor(math.log10(y_max / 4))
-    step *= next(m for m in (1, 2, 5, 10) if y_max / (step * m) <= 6)
-    for k in range(int(y_max / step) + 1):
-        y = y_of(k * step)
-        draw.line([left - 4, y, left, y], fill="black")
-        draw.text((left - 6, y), f"{k * step:.3g}", fill="black", font=small, anchor="rm")
-    draw.text((6, top - 8), "revisit error (mean |RGB diff|, 0..1)", fill="black", font=font, anchor="lm")
-    if threshold is not None:
-        y = y_of(threshold)
-        for x in range(left, width - right, 12):
-            draw.line([x, y, min(x + 6, width - right), y], fill=(110, 110, 110), width=2)
-        draw.text((width - right - 4, y - 3), f"threshold {threshold:.3g}", fill=(90, 90, 90), font=small, anchor="rb")
     centres = np.sqrt(edges[:-1] * edges[1:])
-    for i, (label, curve) in reversed(list(enumerate(curves.items()))):  # the first curve on top
-        colour = COLOURS[i % len(COLOURS)]
-        pts = [(x_of(float(c)), y_of(float(e))) for c, e, ok in zip(centres, curve.error, curve.populated) if ok]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=3, joint="curve")
-        for x, y in pts:
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        ly = top + 12 + 18 * i  # legend, top left inside the axes
-        draw.line([left + 10, ly, left + 34, ly], fill=colour, width=3)
-        draw.text((left + 40, ly), label, fill="black", font=small, anchor="lm")
-    return img
+    series = {k: (centres, np.where(c.populated, c.error, np.nan)) for k, c in curves.items()}
+    return line_plot(series, x_label="gap since last in view (toy seconds)", y_label="revisit error (mean |RGB diff|, "
+                     "0..1)", log_x=True, x_ticks=edges, threshold=threshold, markers=True, size=size)
 
 
 def make_doc_images(out_dir: str | Path, seed: int = 0) -> list[Path]:
@@ -238,7 +283,7 @@ def make_doc_images(out_dir: str | Path, seed: int = 0) -> list[Path]:
         labelled[f"{label} (effective context {bound}{ctx:g} s)"] = curve
     paths = [out / "ground_truth_strip.png", out / "revisit_error.png"]
     strip.save(paths[0], optimize=True)
-    revisit_plot(labelled, threshold=threshold).save(paths[1], optimize=True)
+    revisit_plot(labelled, threshold=threshold, size=(820, 400)).save(paths[1], optimize=True)
     return paths
 
 

@@ -79,3 +79,16 @@ def test_mp4_round_trip_keeps_every_frame(tmp_path):
     path = save_video(frames, tmp_path / "clip.mp4", fps=4, scale=4)
     read = imageio.mimread(path)
     assert len(read) == 10 and read[0].shape == (128, 128, 3)
+
+
+def test_line_plot_draws_each_series_in_its_colour_and_refuses_bad_input():
+    from context_forcing_core.toyworld.viewer import COLOURS, line_plot
+
+    x = np.arange(5.0)
+    img = line_plot({"a": (x, x), "b": (x, np.array([1.0, np.nan, 2.0, 2.0, 1.0]))}, x_label="t", y_label="v")
+    pixels = {tuple(p) for p in np.asarray(img).reshape(-1, 3)}
+    assert COLOURS[0] in pixels and COLOURS[1] in pixels and COLOURS[2] not in pixels
+    with pytest.raises(ValueError, match="same length"):
+        line_plot({"a": (x, x[:3])}, x_label="t", y_label="v")
+    with pytest.raises(ValueError, match="positive"):
+        line_plot({"a": (x, x)}, x_label="t", y_label="v", log_x=True)
