@@ -8,6 +8,8 @@
     python -m training.run stage2 --config toy-stage2 --init STAGE1_EMA.safetensors --teacher CONTEXT_TEACHER.safetensors
     python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors [--dtype bfloat16]
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
+    python -m training.run eval --preset toy-benchmark                      # memory policies on the toy world
+    python -m training.run eval --videos DIR --prompts FILE --weights-dir DIR --out DIR  # real-video consistency
     torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-dp  # 2 CPU ranks
 
 ``python -m training.pipeline`` runs the whole toy recipe in order and exports the bundled student.
@@ -134,7 +136,7 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a stage (or its dry run)."""
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("prepare-data", *STAGES, "export"))
+    parser.add_argument("stage", choices=("prepare-data", *STAGES, "export", "eval"))
     parser.add_argument("--config", help="preset name or a resolved-config JSON file (training stages)")
     parser.add_argument("--run", type=Path, help="export: the run folder whose latest checkpoint is exported")
     parser.add_argument("--no-ema", action="store_true", help="export: the raw student instead of its EMA")
@@ -150,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = ["--out", str(args.out)] if args.out else []
         return prepare_main(rest + extra, prog="python -m training.run prepare-data")
+    if args.stage == "eval":  # its own options: see training.eval
+        from .eval import main as eval_main
+
+        return eval_main(rest + (["--out", str(args.out)] if args.out else []))
     if args.stage == "export":
         dtype = rest[1] if rest[:1] == ["--dtype"] and len(rest) == 2 else None
         if args.run is None or args.out is None or (rest and dtype not in ("float32", "bfloat16")):
