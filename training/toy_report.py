@@ -1,12 +1,16 @@
 """Summary, markdown report and plots of a toy benchmark run (:mod:`training.toy_benchmark`).
 
 Numbers per method are computed per seed (pooling that seed's prompts) and reported as mean +- standard deviation
-over seeds. The effective context uses one threshold for every method: halfway between the ground-truth and the
-"forgets after 5 s" oracle videos of the same prompts (:func:`~context_forcing_core.toyworld.metrics.halfway_threshold`).
+over seeds. The effective context and the gap buckets use *relative* revisit errors: each video's errors divided by
+its own column contrast (the mean difference between random columns of it), so that a flat or blurry video cannot
+look consistent just by having little detail; 1 means "as different as unrelated content". One threshold serves
+every method: halfway between the ground-truth and the "forgets after 5 s" oracle videos of the same prompts
+(:func:`~context_forcing_core.toyworld.metrics.halfway_threshold`), about 0.5.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -17,7 +21,13 @@ import numpy as np
 import torch
 
 from context_forcing_core.memory.plot import surprisal_plot
-from context_forcing_core.toyworld.metrics import effective_context, halfway_threshold, pooled_curve, rebin
+from context_forcing_core.toyworld.metrics import (
+    RevisitCurve,
+    effective_context,
+    halfway_threshold,
+    pooled_curve,
+    rebin,
+)
 from context_forcing_core.toyworld.viewer import line_plot, revisit_plot
 from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
@@ -54,11 +64,11 @@ class MethodSummary:
     """One row of the report."""
 
     effective_context_s: Stat
-    """Effective context (toy seconds) of each seed's pooled revisit curve."""
+    """Effective context (toy seconds) of each seed's pooled relative revisit curve."""
     lower_bound: bool
     """True when no populated gap bin failed for some seed (the value is then a lower bound)."""
     buckets: list[Stat]
-    """Revisit error per :data:`BUCKETS_S` bucket."""
+    """Relative revisit error per :data:`BUCKETS_S` bucket."""
     long_gap: Stat
     """Revisit error of every revisit after more than 10 s."""
     long_gap_relative: Stat
@@ -79,11 +89,23 @@ class MethodSummary:
     """Latent frames generated per second of wall time (NaN for oracle videos)."""
 
 
+def relative(score: VideoScore) -> RevisitCurve:
+    """The video's revisit curve with every error divided by its column contrast."""
+    c = score.curve
+    return dataclasses.replace(c, error=c.error / score.contrast, errors=c.errors / score.contrast,
+                               continuous_error=c.continuous_error / score.contrast)
+
+
+def pooled_relative(scores: list[VideoScore]) -> RevisitCurve:
+    """Relative revisit curves of several videos pooled (every revisit counts once)."""
+    return pooled_curve([relative(s) for s in scores])
+
+
 def summarise(run: BenchmarkRun) -> tuple[float, dict[str, MethodSummary]]:
     """The effective-context threshold and a summary per method."""
     try:
-        threshold = halfway_threshold(pooled_curve([s.curve for s in run.scores["ground_truth"]]),
-                                      pooled_curve([s.curve for s in run.scores["forgets_5s"]]))
+        threshold = halfway_threshold(pooled_relative(run.scores["ground_truth"]),
+                                      pooled_relative(run.scores["forgets_5s"]))
     except ValueError:  # videos too short for revisits after 5 s: no threshold, no effective context
         threshold = float("nan")
     out = {}
@@ -102,7 +124,7 @@ def summarise(run: BenchmarkRun) -> tuple[float, dict[str, MethodSummary]]:
 
 
 def _seed_row(videos: list[VideoScore], threshold: float) -> dict:
-    curve = pooled_curve([s.curve for s in videos])
+    curve = pooled_relative(videos)
     populated = curve.error[curve.populated]
     far = [(s.curve.errors[s.curve.gaps_s > 10.0], s.contrast) for s in videos]
     made, secs = sum(s.frames for s in videos), sum(s.seconds for s in videos)
@@ -113,7 +135,7 @@ def _seed_row(videos: list[VideoScore], threshold: float) -> dict:
         "buckets": list(rebin(curve, BUCKETS_S).error),
         "long_gap": float(long_all.mean()) if len(long_all) else float("nan"),
         "long_gap_relative": float(np.mean([e.mean() / c for e, c in far if len(e)])) if len(long_all) else np.nan,
-        "continuous": curve.continuous_error,
+        "continuous": pooled_curve([s.curve for s in videos]).continuous_error,
         "motion_ok": float(np.mean([s.motion.ok for s in videos])),
         "shift_residual": float(np.mean([s.motion.shift_residual for s in videos])),
         "shift_residual_relative": float(np.mean([s.motion.shift_residual / s.contrast for s in videos])),
@@ -155,13 +177,13 @@ def write_report(run: BenchmarkRun, out: Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     threshold, summary = summarise(run)
     cfg = run.config
-    curves = {m.name: pooled_curve([s.curve for s in run.scores[m.name]]) for m in run.methods}
+    curves = {m.name: pooled_relative(run.scores[m.name]) for m in run.methods}
     labels = {m.name: m.label for m in run.methods}
     students = [m.name for m in run.methods if m.group != "teacher"]
     teachers = ["ground_truth", "forgets_5s"] + [m.name for m in run.methods if m.group == "teacher"]
-    revisit_plot({labels[n]: curves[n] for n in students}, threshold, size=(900, 420)).save(out / "revisit_vs_gap.png")
-    revisit_plot({labels[n]: curves[n] for n in teachers}, threshold, size=(900, 420)).save(
-        out / "revisit_vs_gap_teachers.png")
+    y_label = "relative revisit error (revisit error / the video's column contrast)"
+    for names, file in ((students, "revisit_vs_gap.png"), (teachers, "revisit_vs_gap_teachers.png")):
+        revisit_plot({labels[n]: curves[n] for n in names}, threshold, size=(900, 420), y_label=y_label).save(out / file)
     series = {}
     for m in run.methods:
         if m.name in ("cf_tail", "forgets_5s"):  # the same videos as "cf"; the same palette as ground truth
@@ -181,7 +203,7 @@ def write_report(run: BenchmarkRun, out: Path, command: str) -> Path:
         "config": {k: str(getattr(cfg, k)) for k in cfg.__slots__},
         "threshold": threshold,
         "methods": {m.name: {"label": m.label, "group": m.group, **_as_json(summary[m.name])} for m in run.methods},
-        "videos": {n: [{"prompt": s.prompt, "seed": s.seed, "effective_context_s": effective_context(s.curve, threshold)
+        "videos": {n: [{"prompt": s.prompt, "seed": s.seed, "effective_context_s": effective_context(relative(s), threshold)
                         if threshold > 0 else None,
                         "motion_ok": s.motion.ok, "shift_residual": s.motion.shift_residual, "frames": s.frames,
                         "seconds": s.seconds} for s in v] for n, v in run.scores.items()},
@@ -208,9 +230,10 @@ Checkpoints:
 
 {headline_table(run, summary)}
 
-- **effective context**: the lower edge of the first gap bin whose revisit error reaches the threshold
-  {threshold:.4f} (halfway between ground truth and the "forgets after 5 s" oracle); "≥" marks a lower bound (no
-  bin failed for some seed).
+- **effective context**: the lower edge of the first gap bin whose *relative* revisit error (revisit error over
+  the video's column contrast, the mean difference between random columns of it) reaches the threshold
+  {threshold:.3f} (halfway between ground truth and the "forgets after 5 s" oracle); "≥" marks a lower bound (no
+  bin failed for some seed). Relative errors keep a flat or blurry video from looking consistent for lack of detail.
 - **revisit > 10 s**: mean |RGB difference| (0..1) between what a video shows when the camera comes back after more
   than 10 s and what it showed there before; in brackets over the video's column contrast (1 = as different as two
   random columns).
@@ -219,7 +242,7 @@ Checkpoints:
   follow a camera path and the revisit figures say little about memory.
 - **palette drift**: late minus early (15 % of the frames each) distance to the prompt's palette.
 
-## Revisit error per gap bucket
+## Relative revisit error per gap bucket
 
 {_bucket_table(run, summary)}
 

@@ -231,7 +231,10 @@ def line_plot(
 
 
 def revisit_plot(
-    curves: dict[str, RevisitCurve], threshold: float | None = None, size: tuple[int, int] = (640, 400)
+    curves: dict[str, RevisitCurve],
+    threshold: float | None = None,
+    size: tuple[int, int] = (640, 400),
+    y_label: str = "revisit error (mean |RGB diff|, 0..1)",
 ) -> Image.Image:
     """Revisit error vs gap: one coloured line per curve (points at the bins' geometric centres, log time axis).
 
@@ -239,6 +242,7 @@ def revisit_plot(
         curves: legend label -> curve (all with the same bin edges).
         threshold: drawn as a dashed grey horizontal line when given.
         size: image (width, height) in pixels.
+        y_label: text above the y axis (e.g. for errors relative to the video's contrast).
 
     Returns:
         RGB image of ``size``.
@@ -251,8 +255,8 @@ def revisit_plot(
         raise ValueError("all curves must share their bin edges")
     centres = np.sqrt(edges[:-1] * edges[1:])
     series = {k: (centres, np.where(c.populated, c.error, np.nan)) for k, c in curves.items()}
-    return line_plot(series, x_label="gap since last in view (toy seconds)", y_label="revisit error (mean |RGB diff|, "
-                     "0..1)", log_x=True, x_ticks=edges, threshold=threshold, markers=True, size=size)
+    return line_plot(series, x_label="gap since last in view (toy seconds)", y_label=y_label, log_x=True, x_ticks=edges,
+                     threshold=threshold, markers=True, size=size)
 
 
 def make_doc_images(out_dir: str | Path, seed: int = 0) -> list[Path]:
