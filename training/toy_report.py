@@ -145,8 +145,18 @@ def _seed_row(videos: list[VideoScore], threshold: float) -> dict:
     }
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
+def _rel(path: Path) -> str:
+    """The path relative to the working directory when inside it (the report does not name the machine's folders)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _checkpoint(path: Path) -> str:
+    """The path and the start of its sha256."""
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
+    return f"`{_rel(path)}` (sha256 {sha}...)"
 
 
 def headline_table(run: BenchmarkRun, summary: dict[str, MethodSummary]) -> str:
@@ -200,7 +210,7 @@ def write_report(run: BenchmarkRun, out: Path, command: str) -> Path:
         surprisal_plot(run.trace, 0).save(out / "memory_timeline.png")
     results = {
         "command": command,
-        "config": {k: str(getattr(cfg, k)) for k in cfg.__slots__},
+        "config": {k: _rel(v) if isinstance(v := getattr(cfg, k), Path) else str(v) for k in cfg.__slots__},
         "threshold": threshold,
         "methods": {m.name: {"label": m.label, "group": m.group, **_as_json(summary[m.name])} for m in run.methods},
         "videos": {n: [{"prompt": s.prompt, "seed": s.seed, "effective_context_s": effective_context(relative(s), threshold)
@@ -210,7 +220,7 @@ def write_report(run: BenchmarkRun, out: Path, command: str) -> Path:
         "wall_s": run.extra.get("wall_s"),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    checkpoints = "\n".join(f"- {k}: `{getattr(cfg, k)}` (sha256 {_sha(Path(getattr(cfg, k)))}...)"
+    checkpoints = "\n".join(f"- {k}: {_checkpoint(Path(getattr(cfg, k)))}"
                             for k in ("student", "stage1", "context_teacher", "context_teacher_no_erft"))
     text = f"""# Toy-world benchmark of memory policies
 

@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from context_forcing_core.memory.plot import surprisal_plot
 from training.run import main as run_main
 from training.toy_benchmark import BenchmarkConfig, methods, run_benchmark
 from training.toy_report import Stat, headline_table, summarise, write_report
@@ -48,6 +50,8 @@ def test_report_files_and_table_agree_with_the_summary(run, tmp_path):
     assert table in text and table.count("\n") == len(run.methods) + 1
     for name in ("revisit_vs_gap.png", "revisit_vs_gap_teachers.png", "drift_over_time.png", "memory_timeline.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    timeline = np.asarray(Image.open(tmp_path / "memory_timeline.png").convert("RGB"))
+    np.testing.assert_array_equal(timeline, np.asarray(surprisal_plot(run.trace, 0)))  # the Inspector's own plot
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["methods"]["forgets_5s"]["effective_context_s"]["mean"] == 5.0
     assert len(data["videos"]["teacher_erft"]) == 4
