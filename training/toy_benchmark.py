@@ -2,10 +2,11 @@
 and the context teachers, scored by the toy world's oracle metrics (method.md section 6, issue "Evaluation").
 
     python -m training.run eval --preset toy-benchmark [--out results/toy-benchmark] [--prompts 6] [--seeds 3]
-        [--seconds 60] [--methods cf,stage1_cf,...]
+        [--seconds 60] [--teacher-context 18] [--methods cf,stage1_self_forcing,...]
 
 Every method generates the same held-out prompts with the same seeds, one video at a time (each video makes its own
-consolidation decisions, as for an artist), in float32 on this machine's CPU. The context teachers continue the
+consolidation decisions, as for an artist), in float32 on this machine's CPU; for each video every method runs in
+turn, so the throughput figures are measured side by side. The context teachers continue the
 Context Forcing student's own videos after ``teacher_context_s`` seconds and are scored on the frames they made.
 :mod:`training.toy_report` writes the report.
 """
@@ -192,7 +193,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> B
     """Generate and score every method's videos (see the module docstring)."""
     every = methods(cfg.teacher_context_s)
     rows = [m for m in every if m.group == "reference" or not cfg.only or m.name in cfg.only]
-    cf = every[2]
+    cf = next(m for m in every if m.name == "cf")
     order = list(dict.fromkeys(([cf] if any(m.group == "teacher" for m in rows) else []) + rows))
     data = ToyClipDataset(cfg.prompts, num_latent_frames=cfg.frames, seed=cfg.prompt_seed)
     specs = [data.spec(i) for i in range(cfg.prompts)]
