@@ -24,6 +24,9 @@ def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
     if "--preset" not in argv:
         from .eval_videos import main as videos_main
 
+        if {"-h", "--help"} & set(argv):
+            print(f"(the toy benchmark: {prog} --preset toy-benchmark --help)")
+
         return videos_main(argv, prog=prog)
     defaults = BenchmarkConfig()
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])

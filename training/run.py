@@ -135,6 +135,15 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a stage (or its dry run)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["prepare-data"]:  # its own options (videos, captions, VAE, text encoder) and --help
+        from .data.prepare import main as prepare_main
+
+        return prepare_main(argv[1:], prog="python -m training.run prepare-data")
+    if argv[:1] == ["eval"]:  # its own options and --help: see training.eval
+        from .eval import main as eval_main
+
+        return eval_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("prepare-data", *STAGES, "export", "eval"))
     parser.add_argument("--config", help="preset name or a resolved-config JSON file (training stages)")
@@ -147,15 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", default=None, help="student initialisation checkpoint (e.g. the ODE init)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     args, rest = parser.parse_known_args(argv)
-    if args.stage == "prepare-data":  # its own options (videos, captions, VAE, text encoder): see training.data.prepare
-        from .data.prepare import main as prepare_main
-
-        extra = ["--out", str(args.out)] if args.out else []
-        return prepare_main(rest + extra, prog="python -m training.run prepare-data")
-    if args.stage == "eval":  # its own options: see training.eval
-        from .eval import main as eval_main
-
-        return eval_main(rest + (["--out", str(args.out)] if args.out else []))
     if args.stage == "export":
         dtype = rest[1] if rest[:1] == ["--dtype"] and len(rest) == 2 else None
         if args.run is None or args.out is None or (rest and dtype not in ("float32", "bfloat16")):

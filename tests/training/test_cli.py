@@ -17,7 +17,16 @@ def test_flag_surface_is_frozen(capsys):
     help_text = capsys.readouterr().out
     for flag in ("stage", "--config", "--out", "--dry-run", "--teacher", "--init", "--resume", "--run", "--no-ema"):
         assert flag in help_text
-    assert "{prepare-data,teacher,context-teacher,ode-init,stage1,stage2,export}" in help_text
+    assert "{prepare-data,teacher,context-teacher,ode-init,stage1,stage2,export,eval}" in help_text
+
+
+def test_eval_flag_surface_is_frozen(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["eval", "--preset", "toy-benchmark", "--help"])
+    help_text = capsys.readouterr().out
+    for flag in ("--preset", "--out", "--prompts", "--seeds", "--seconds", "--teacher-context", "--methods",
+                 "--threads", "{toy-benchmark}"):
+        assert flag in help_text
 
 
 def test_toy_dry_run_writes_the_resolved_config(tmp_path, capsys):
