@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests.training.data_tiny_models import write_video  # noqa: F401  (the eval tests write mp4s the same way)
+
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 """Shared width/depth of the tiny vision towers (image 32 px, patch 8 -> 16 patches)."""
 MERGES = ["c a", "ca t</w>", "d o", "do g</w>", "r u", "ru n", "run s</w>"]
@@ -58,15 +60,6 @@ def save_tiny_backbones(root: Path, seed: int = 0, kinds: tuple[str, ...] = ("di
                          vision_config={**TINY, "image_size": 32, "patch_size": 8}, projection_dim=16)
         CLIPModel(cfg).save_pretrained(root / "clip")
     return root
-
-
-def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
-    """(T, H, W, 3) uint8 -> an H.264 mp4 (yuv444p, crf 0: near-lossless so pixel values survive)."""
-    import imageio.v2 as iio
-
-    iio.mimwrite(path, list(frames), fps=fps, format="FFMPEG", codec="libx264", macro_block_size=1,
-                 pixelformat="yuv444p", output_params=["-crf", "0"])
-    return path
 
 
 def smooth_frames(num: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
