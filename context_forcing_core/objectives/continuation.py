@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..diffusion.schedule import DEFAULT_SHIFT, NUM_TRAIN_TIMESTEPS
 from ..models.wan import WanModel
-from .context_teacher import ContextLayout, context_indices
+from .context_teacher import ContextLayout, assemble
 from .ode import ode_sigmas
 
 
@@ -36,10 +36,11 @@ def continue_with_teacher(
 ) -> Tensor:
     """Generate ``num_frames`` latent frames after ``context`` with the context teacher's guided flow ODE.
 
-    Window w holds the next ``layout.target`` frames (the last one may be shorter). Its context is
-    ``context_indices(frames so far, layout)`` of the given context plus the windows already generated, clean at
-    t = 0; the window starts from Gaussian noise and takes Euler steps x <- x + (sigma_{i+1} - sigma_i) v on the same
-    shifted grid as :func:`~.ode.teacher_trajectory`, v = v_uncond + guidance (v_cond - v_uncond). With an empty
+    Window w holds the next ``layout.target`` frames (the last one may be shorter). Its context is chosen as in
+    training (:func:`~.context_teacher.assemble`: ``context_indices`` of the given context plus the windows already
+    generated), clean at t = 0; the window starts from Gaussian noise and takes Euler steps
+    x <- x + (sigma_{i+1} - sigma_i) v on the same shifted grid as :func:`~.ode.teacher_trajectory`,
+    v = v_uncond + guidance (v_cond - v_uncond). With an empty
     context one window equals ``teacher_trajectory(noise).x0``.
 
     Args:
@@ -71,14 +72,13 @@ def continue_with_teacher(
     done = 0
     while done < num_frames:
         n = min(layout.target, num_frames - done)
-        idx = torch.tensor(context_indices(video.shape[2], layout), dtype=torch.long, device=video.device)
-        ctx = video.index_select(2, idx)  # (B, C, Fc, H, W)
         x = torch.randn((b, c, n, h, w), generator=generator).to(video.device)
-        is_target = torch.arange(len(idx) + n, device=video.device) >= len(idx)  # (Fc + n,)
+        inp = assemble(torch.cat([video, x], dim=2), n, layout)  # the training layout: context then target
+        ctx = inp.x[:, :, : len(inp.context_frames)]  # (B, C, Fc, H, W)
         for i in range(num_steps):
-            t = torch.where(is_target, float(sigmas[i]) * NUM_TRAIN_TIMESTEPS, 0.0).expand(2 * b, -1)  # (2B, Fc + n)
-            inp = torch.cat([ctx, x], dim=2)
-            v_cond, v_uncond = teacher(torch.cat([inp, inp]), t, ctx_text).float()[:, :, len(idx):].chunk(2)
+            t = inp.timesteps_for(torch.full((2 * b,), float(sigmas[i]) * NUM_TRAIN_TIMESTEPS, device=x.device))
+            both = torch.cat([ctx, x], dim=2).repeat(2, 1, 1, 1, 1)  # (2B, C, Fc + n, H, W): cond, uncond
+            v_cond, v_uncond = teacher(both, t, ctx_text).float()[:, :, inp.target_slice].chunk(2)
             x = x + float(sigmas[i + 1] - sigmas[i]) * (v_uncond + guidance * (v_cond - v_uncond))
         video = torch.cat([video, x], dim=2)
         done += n
