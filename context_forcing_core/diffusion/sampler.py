@@ -172,7 +172,7 @@ def stream(
         if wanted != prompt:
             prompt, text_ctx = wanted, model.encode_text(schedule.texts[wanted])
             if c > 0:
-                _recache(model, mem, text_ctx, recent)
+                recache_fast_window(model, mem, text_ctx, recent)
         x0, step = generate_chunk(model, mem, text_ctx, frames, timesteps, latent_size=latent_size, generator=generator)
         recent.update({f: x0[:, :, i] for i, f in enumerate(frames)})
         keep = set(mem.fast_frames())
@@ -182,7 +182,7 @@ def stream(
         yield ChunkOutput(index=c, frames=frames, latents=x0, prompt=prompt, step=step)
 
 
-def _recache(model: WanModel, mem: SlowFastMemory, text_ctx: TextContext, recent: dict[int, Tensor]) -> None:
+def recache_fast_window(model: WanModel, mem: SlowFastMemory, text_ctx: TextContext, recent: dict[int, Tensor]) -> None:
     """Re-encode the fast window's clean latents at t = 0 under a new prompt, one original chunk at a time."""
     frames = mem.drop_fast()
     chunk = mem.config.chunk_frames

@@ -1,0 +1,109 @@
+"""On-policy contextual ODE regression onto an exact teacher, through the student's memory and a prompt schedule.
+
+The measured fallback of the scene world's Stage 2 (toy world v2): the student rolls out a prompt schedule chunk
+by chunk through its Slow-Fast Memory exactly as at inference (re-caching the fast window at every switch, as
+:func:`~context_forcing_core.diffusion.sampler.stream` does). For every chunk the teacher sees the frames the
+memory holds (the student's own context) and the chunk's prompt, and solves its probability-flow ODE from the
+chunk's starting noise z to an end point x0*; the student, attending its memory, regresses x0* from z (the first
+step, where the scene is decided: recall) and from x0* re-noised at one other of its step levels. Then the chunk is
+committed: the student's own few-step sample (on-policy), or x0* (``teacher_forced``). Cached K/V are detached, so
+each chunk's loss is backpropagated at once and no graph outlives its chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..diffusion.prompts import PromptSchedule
+from ..diffusion.sampler import recache_fast_window, sample_chunk
+from ..diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
+from ..memory.config import MemoryConfig
+from ..memory.slow_fast import SlowFastMemory
+from ..models.wan import WanModel
+
+TeacherFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
+"""(z (B, C, f, H, W), text (B, L, D), context (B, C, Fc, H, W) or None, frames) -> ODE end point x0* (B, C, f, H, W)."""
+
+
+def memory_frames(mem: SlowFastMemory) -> list[int]:
+    """Every frame some layer of the memory holds, in time order (the student's attended context)."""
+    return sorted({f for cache in mem.layers for f in cache.frames()})
+
+
+def scheduled_regression(
+    student: WanModel,
+    teacher: TeacherFn,
+    schedule: PromptSchedule,
+    *,
+    num_latent_frames: int,
+    memory: MemoryConfig,
+    generator: torch.Generator,
+    teacher_forced: bool = False,
+    loss_scale: float = 1.0,
+    steps: Sequence[float] = DEFAULT_STEPS,
+    shift: float = DEFAULT_SHIFT,
+    latent_size: tuple[int, int] = (8, 8),
+) -> tuple[list[float], Tensor]:
+    """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
+
+    Returns:
+        The loss of every chunk (mean squared error over its two levels), and the (B, C, F, H, W) committed latents.
+
+    """
+    chunk = memory.chunk_frames
+    if num_latent_frames <= 0 or num_latent_frames % chunk:
+        raise ValueError(f"num_latent_frames must be a positive multiple of the chunk size {chunk}")
+    timesteps = warp_timesteps(steps, shift)
+    num_chunks = num_latent_frames // chunk
+    mem = SlowFastMemory(memory, student.config)
+    text0 = schedule.texts[0]
+    b, dev = text0.shape[0], student.device
+    shape = (b, student.config.in_channels, chunk, *latent_size)
+    committed: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent
+    losses: list[float] = []
+    chunks: list[Tensor] = []
+    prompt = -1
+    for c in range(num_chunks):
+        frames = range(c * chunk, (c + 1) * chunk)
+        wanted = schedule.prompt_at(frames.start)
+        text = schedule.texts[wanted].to(dev)
+        if wanted != prompt:
+            if c > 0:
+                with torch.no_grad():
+                    recent = {f: committed[f] for f in mem.fast_frames()}
+                    recache_fast_window(student, mem, student.encode_text(text), recent)
+            prompt = wanted
+        held = memory_frames(mem)
+        context = torch.stack([committed[f] for f in held], dim=2) if held else None  # (B, C, Fc, H, W)
+        z = torch.randn(shape, generator=generator).to(dev)
+        target = teacher(z, text, context, frames).detach()  # (B, C, chunk, H, W)
+        mem.begin_chunk(frames)
+        level = 1 + int(torch.randint(len(timesteps) - 1, (1,), generator=generator))
+        fresh = torch.randn(shape, generator=generator).to(dev)
+        x_level = add_noise(target, fresh, timesteps[level] / 1000.0)
+        ctx = student.encode_text(text)  # with grad: the text layers learn too
+        loss = 0.0
+        for x_t, t in ((z, timesteps[0]), (x_level, timesteps[level])):
+            tt = torch.full((b, chunk), float(t), device=dev)
+            flow = student(x_t, tt, ctx, attention=mem.attention()).float()
+            loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / 2
+        (loss * loss_scale / num_chunks).backward()
+        losses.append(float(loss.detach()))
+        with torch.no_grad():
+            ctx = student.encode_text(text)
+            if teacher_forced:
+                x0 = target
+            else:
+                x0 = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
+                                  generator=generator)
+            student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True))
+        mem.end_chunk()
+        chunks.append(x0.detach())
+        committed.update({f: x0[:, :, i].detach() for i, f in enumerate(frames)})
+        keep = set(memory_frames(mem))
+        committed = {f: x for f, x in committed.items() if f in keep}
+    return losses, torch.cat(chunks, dim=2)

@@ -1,0 +1,226 @@
+"""Exact teachers of the scene world: the closed-form denoiser E[x0 | x_t, prompt, clean context].
+
+The scene world (``scenes.py``) is a finite library, so its flow-matching denoiser needs no training. For one video
+sample, a hypothesis h is "the prompt's scene is library picture h" (the conditional teacher ranges over the prompt's
+K pictures, the unconditional one over every picture of every prompt). All noisy target frames of a window show the
+same picture (the camera holds still in a visit), so with x_t = (1 - sigma) x0 + sigma eps (wan21.md section 8):
+
+    log w_h = sum_f -||x_f - (1 - sigma_f) mu_h||^2 / (2 sigma_f^2) + sum_c log p(c | h) + const,
+    x0_hat = sum_h softmax(log w)_h mu_h,         flow = (x_t - x0_hat) / sigma.
+
+A clean context frame c (timestep 0) is a noisy observation of the video with noise ``context_sigma``: under h it
+shows either picture h itself or a picture of another prompt (another scene of the video), never another picture
+of h's prompt (a prompt shows one picture per video):
+
+    p(c | h) = mean_{a in A_h} N(c; mu_a, context_sigma^2 I),   A_h = {h} + {pictures of the other prompts}.
+
+So a context that shows one of the prompt's pictures selects it (even a drifted one, at the stated noise level),
+scenes of other prompts are neutral, and without such a frame the prior over the K pictures stays uniform. Without
+context this is the paper's short teacher (the window only); with the student's memory as context it is the long
+context teacher. ``use_context=False`` makes a short teacher that ignores a given context.
+
+The teacher is a drop-in for a bidirectional :class:`~context_forcing_core.models.wan.WanModel`: called as
+``teacher(latents, timesteps, text, attention="bidirectional")`` it returns the flow, frames at timestep 0 being the
+context (what :func:`~context_forcing_core.objectives.dmd.score_with_context` passes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..diffusion.schedule import NUM_TRAIN_TIMESTEPS, shift_sigma
+from .scenes import LIBRARY_SIZE, ScenePrompt, all_scene_prompts, library_latents
+from .text import ToyTextEncoder
+
+CONTEXT_SIGMA = 0.5
+"""Noise level (latent units, per element) at which context frames are trusted: a student frame this far from a
+library picture still counts as showing it (library pictures of one prompt lie ~2-4 units apart per element where
+they differ)."""
+TEXT_MATCH_TOLERANCE = 1e-3
+"""Largest |difference| between a text embedding and a prompt's for the two to count as the same prompt."""
+
+
+def _sq_dist(x: Tensor, mu: Tensor, scale: Tensor) -> Tensor:
+    """(B, F, N) ||x_bf - scale_bf mu_n||^2 for x (B, F, D), mu (N, D), scale (B, F, 1), via one matmul."""
+    cross = x @ mu.T  # (B, F, N)
+    return ((x**2).sum(-1, keepdim=True) - 2 * scale * cross + scale**2 * (mu**2).sum(-1)).clamp_min(0)
+
+
+class ExactTeacher(nn.Module):
+    """The scene world's closed-form teacher (see the module docstring).
+
+    Args:
+        prompts: the world's prompts (default every scene prompt); their pictures form the library.
+        encoder: the text encoder whose embeddings identify the prompts (default the toy encoder).
+        context_sigma: noise level of context frames.
+        use_context: False ignores context frames (the short teacher).
+        library_size: K pictures per prompt.
+
+    """
+
+    def __init__(self, prompts: Sequence[ScenePrompt] | None = None, *, encoder: ToyTextEncoder | None = None,
+                 context_sigma: float = CONTEXT_SIGMA, use_context: bool = True,
+                 library_size: int = LIBRARY_SIZE) -> None:
+        super().__init__()
+        if not (math.isfinite(context_sigma) and context_sigma > 0):
+            raise ValueError(f"context_sigma must be a positive number, got {context_sigma}")
+        self.prompts = list(prompts) if prompts is not None else all_scene_prompts()
+        self.encoder = encoder or ToyTextEncoder()
+        self.context_sigma, self.use_context, self.library_size = context_sigma, use_context, library_size
+        pics = torch.cat([library_latents(p, library_size) for p in self.prompts])  # (P*K, 48, 8, 8)
+        self.register_buffer("pictures", pics, persistent=False)
+        owner = torch.arange(len(self.prompts)).repeat_interleave(library_size)  # (P*K,) prompt of each picture
+        self.register_buffer("owner", owner, persistent=False)
+        allowed = (owner[:, None] != owner[None, :]) | torch.eye(len(owner), dtype=torch.bool)  # (h, a): a in A_h
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("embeddings", self.encoder.encode([p.text for p in self.prompts]), persistent=False)
+
+    @property
+    def num_pictures(self) -> int:
+        """Pictures in the library (prompts x K)."""
+        return self.pictures.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the library lives."""
+        return self.pictures.device
+
+    def prompt_index(self, text: Tensor) -> Tensor:
+        """(B,) int64 index into ``prompts`` of each text embedding (B, L, D); -1 for anything else (e.g. the empty
+        negative prompt), which the teacher treats as unconditional.
+        """
+        emb = self.embeddings.to(text.device, text.dtype)  # (P, L, D)
+        if text.shape[1:] != emb.shape[1:]:
+            raise ValueError(f"text states {tuple(text.shape)} do not match the encoder's {tuple(emb.shape[1:])}")
+        diff = (text[:, None] - emb[None]).abs().flatten(2).amax(dim=2)  # (B, P)
+        best, idx = diff.min(dim=1)
+        return torch.where(best <= TEXT_MATCH_TOLERANCE, idx, torch.full_like(idx, -1))
+
+    def posterior(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
+                  context_logp: Tensor | None = None) -> Tensor:
+        """Posterior weights over the library.
+
+        Args:
+            x_t: (B, C, F, H, W) noisy target frames (F >= 1).
+            sigma: (B, F) noise level of each target frame, in (0, 1].
+            text: (B, L, D) prompt states (an unknown text is unconditional: every picture of every prompt), or
+                their (B,) :meth:`prompt_index`.
+            context: (B, C, Fc, H, W) clean context frames, or None.
+            context_logp: :meth:`context_logp` of the context, computed once (instead of ``context``).
+
+        Returns:
+            (B, P*K) float64 weights summing to 1 (0 outside the prompt's pictures).
+
+        """
+        b, f = x_t.shape[0], x_t.shape[2]
+        if sigma.shape != (b, f) or bool((sigma <= 0).any()) or bool((sigma > 1).any()):
+            raise ValueError(f"sigma must be (B, F) = {(b, f)} in (0, 1], got {tuple(sigma.shape)}")
+        mu = self.pictures.flatten(1).double().to(x_t.device)  # (N, D)
+        x = x_t.double().transpose(1, 2).flatten(2)  # (B, F, D)
+        s = sigma.double().to(x.device)  # (B, F)
+        a = (1 - s)[:, :, None]  # (B, F, 1)
+        d = _sq_dist(x, mu, a)  # (B, F, N) ||x_f - (1 - sigma_f) mu_n||^2
+        logw = (-d / (2 * s[:, :, None] ** 2)).sum(1)  # (B, N)
+        if context_logp is None and context is not None:
+            context_logp = self.context_logp(context)
+        if context_logp is not None:
+            logw = logw + context_logp.to(x.device)
+        idx = text.to(x.device) if text.ndim == 1 else self.prompt_index(text.to(x_t.device))  # (B,)
+        owner = self.owner.to(x.device)
+        keep = (idx[:, None] < 0) | (owner[None] == idx[:, None])  # (B, N)
+        logw = torch.where(keep, logw, torch.tensor(-math.inf, dtype=logw.dtype, device=logw.device))
+        return torch.softmax(logw, dim=1)
+
+    def context_logp(self, context: Tensor) -> Tensor:
+        """(B, N) float64 sum over context frames of log p(c | h) (up to a constant); zeros when the teacher ignores
+        context or there is none. Independent of the noisy target, so a sampler computes it once per window.
+        """
+        b, n = context.shape[0], self.num_pictures
+        if context.shape[2] == 0 or not self.use_context:
+            return torch.zeros(b, n, dtype=torch.float64, device=context.device)
+        mu = self.pictures.flatten(1).double().to(context.device)  # (N, D)
+        c = context.double().transpose(1, 2).flatten(2)  # (B, Fc, D)
+        ll = -_sq_dist(c, mu, torch.ones_like(c[:, :, :1])) / (2 * self.context_sigma**2)  # (B, Fc, N_a)
+        allow = self.allowed.to(c.device)  # (N_h, N_a)
+        masked = torch.where(allow[None, None], ll[:, :, None, :],
+                             torch.tensor(-math.inf, dtype=ll.dtype, device=ll.device))  # (B, Fc, N_h, N_a)
+        per_frame = torch.logsumexp(masked, dim=-1) - allow.sum(1).double().log()  # (B, Fc, N_h)
+        return per_frame.sum(1)
+
+    def x0(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
+           context_logp: Tensor | None = None) -> Tensor:
+        """(B, C, F, H, W) E[x0 | x_t, prompt, context]: the posterior mean picture, the same for every frame."""
+        w = self.posterior(x_t, sigma, text, context, context_logp=context_logp)  # (B, N)
+        mean = (w @ self.pictures.flatten(1).double().to(w.device)).to(x_t.dtype)  # (B, D)
+        frame = mean.view(x_t.shape[0], x_t.shape[1], 1, *x_t.shape[3:])
+        return frame.expand_as(x_t)
+
+    def forward(self, latents: Tensor, timesteps: Tensor, text: Tensor, *, attention: object = "bidirectional"
+                ) -> Tensor:
+        """Flow of every frame, as a bidirectional WanModel returns it: frames at timestep 0 are the clean context,
+        the others the noisy target (at least one).
+
+        Args:
+            latents: (B, C, F, H, W).
+            timesteps: (B,) or (B, F) in [0, 1000].
+            text: (B, L, D) text states (a ``TextContext`` is not accepted: the teacher reads the raw states).
+            attention: must be "bidirectional" (the exact teacher sees the whole window).
+
+        """
+        if attention != "bidirectional":
+            raise ValueError("the exact teacher is bidirectional; it has no causal or cached attention")
+        if not isinstance(text, Tensor):
+            raise ValueError("the exact teacher reads raw (B, L, D) text states")
+        b, f = latents.shape[0], latents.shape[2]
+        t = timesteps[:, None].expand(b, f) if timesteps.shape == (b,) else timesteps
+        if t.shape != (b, f):
+            raise ValueError(f"timesteps must be (B,) or (B, F) = {(b, f)}, got {tuple(timesteps.shape)}")
+        t = t.to(latents.device).float()
+        is_target = t[0] > 0  # (F,)
+        if bool(((t > 0) != is_target[None]).any()) or not bool(is_target.any()):
+            raise ValueError("every sample must have the same context frames (timestep 0) and at least one target")
+        target, context = latents[:, :, is_target], latents[:, :, ~is_target]
+        sigma = t[:, is_target] / NUM_TRAIN_TIMESTEPS  # (B, Ft)
+        x0 = self.x0(target, sigma, text, context)
+        flow = torch.zeros_like(latents)
+        flow[:, :, is_target] = (target - x0) / sigma[:, None, :, None, None].to(latents.dtype)
+        return flow
+
+
+@torch.no_grad()
+def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, context: Tensor | None = None,
+                 steps: int = 48, shift: float = 5.0, guidance: float = 0.0, uncond: Tensor | None = None,
+                 generator: torch.Generator, noise: Tensor | None = None) -> Tensor:
+    """Sample a window from the teacher with the probability-flow ODE (Euler, ``steps`` shifted steps from t = 1000).
+
+    Args:
+        text: (B, L, D) prompt states; ``uncond`` the negative prompt's (B, L, D) when ``guidance`` > 0
+            (x0 = cond + guidance (cond - uncond), the DMD real score's convention).
+        num_frames: target frames; ``context`` (B, C, Fc, 8, 8) clean frames before them, or None.
+        noise: (B, C, num_frames, 8, 8) starting noise; drawn from ``generator`` when None.
+
+    Returns:
+        (B, C, num_frames, 8, 8) float32 x0 after the last step.
+
+    """
+    b = text.shape[0]
+    shape = (b, teacher.pictures.shape[1], num_frames, *teacher.pictures.shape[2:])
+    x = torch.randn(shape, generator=generator) if noise is None else noise.clone()
+    x = x.to(teacher.device).float()
+    sig = [float(shift_sigma(1 - i / steps, shift)) for i in range(steps)] + [0.0]
+    logp = teacher.context_logp(context.to(x)) if context is not None else None
+    cond = teacher.prompt_index(text.to(x.device))  # (B,)
+    free = teacher.prompt_index(uncond.to(x.device)) if guidance > 0 else None
+    x0 = x
+    for s_now, s_next in zip(sig, sig[1:]):
+        sigma = torch.full((b, num_frames), s_now, device=x.device)
+        x0 = teacher.x0(x, sigma, cond, context_logp=logp)
+        if guidance > 0:
+            x0 = x0 + guidance * (x0 - teacher.x0(x, sigma, free, context_logp=logp))
+        flow = (x - x0) / s_now
+        x = x + (s_next - s_now) * flow
+    return x0.float()

@@ -1,0 +1,128 @@
+"""The exact teachers against brute-force posteriors on a tiny library, and what their samples do."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from context_forcing_core.diffusion.schedule import x0_from_flow
+from context_forcing_core.objectives.dmd import score_with_context
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
+from context_forcing_core.toyworld.scenes import ScenePrompt, library_latents
+from context_forcing_core.toyworld.text import ToyTextEncoder
+
+PROMPTS = [ScenePrompt(palette="ocean"), ScenePrompt(palette="neon", style="bands"), ScenePrompt(palette="snow")]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    enc = ToyTextEncoder(width=32, max_tokens=8)
+    return ExactTeacher(PROMPTS, encoder=enc, library_size=2, context_sigma=3.0), enc
+
+
+def _log_normal(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> float:
+    """log N(x; mean, sigma^2 I) summed over every element, by the textbook formula."""
+    d = (x.double() - mean.double()).flatten()
+    return float(-0.5 * (d @ d) / sigma**2 - d.numel() * math.log(sigma * math.sqrt(2 * math.pi)))
+
+
+def _brute_posterior(x_t, sigmas, prompt, context, teacher_pics, owners, context_sigma):
+    """Enumerate the hypotheses: p(h) p(x_t | h) prod_c p(c | h), every term written out."""
+    hyps = [h for h in range(len(owners)) if prompt is None or owners[h] == prompt]
+    logs = []
+    for h in hyps:
+        lp = sum(_log_normal(x_t[:, f], (1 - s) * teacher_pics[h], s) for f, s in enumerate(sigmas))
+        for c in range(0 if context is None else context.shape[1]):
+            allowed = [a for a in range(len(owners)) if a == h or owners[a] != owners[h]]
+            terms = [_log_normal(context[:, c], teacher_pics[a], context_sigma) for a in allowed]
+            top = max(terms)
+            lp += top + math.log(sum(math.exp(v - top) for v in terms) / len(allowed))
+        logs.append(lp)
+    logs = np.asarray(logs)
+    w = np.exp(logs - logs.max())
+    out = np.zeros(len(owners))
+    out[hyps] = w / w.sum()
+    return out
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_posterior_equals_brute_force(tiny, case):
+    teacher, enc = tiny
+    gen = torch.Generator().manual_seed(case)
+    pics = teacher.pictures  # (6, 48, 8, 8)
+    owners = teacher.owner.tolist()
+    prompt = [0, 1, None, 2][case]
+    text = enc.encode([PROMPTS[prompt].text if prompt is not None else ""])
+    truth = pics[[1, 2, 4, 5][case]]
+    sigmas = [0.9, 0.97, 0.99][: 1 + case % 3]
+    x_t = torch.stack([(1 - s) * truth + s * torch.randn(truth.shape, generator=gen) for s in sigmas], dim=1)
+    context = None
+    if case >= 1:  # a drifted copy of one picture and a frame of another prompt's scene
+        context = torch.stack([pics[2 * (case % 3) + 1] + 0.5 * torch.randn(truth.shape, generator=gen),
+                               pics[(2 * case + 2) % 6]], dim=1)
+    got = teacher.posterior(x_t[None], torch.tensor([sigmas]), text,
+                            None if context is None else context[None])[0].numpy()
+    want = _brute_posterior(x_t, sigmas, prompt, context, pics, owners, teacher.context_sigma)
+    np.testing.assert_allclose(got, want, atol=1e-8)
+
+
+def test_forward_is_a_bidirectional_model_for_score_with_context(tiny):
+    teacher, enc = tiny
+    text = enc.encode([PROMPTS[0].text])
+    gen = torch.Generator().manual_seed(0)
+    ctx = teacher.pictures[1][None, :, None].expand(1, -1, 2, -1, -1)
+    x_t = torch.randn(1, 48, 3, 8, 8, generator=gen)
+    t = torch.tensor([700.0])
+    x0 = score_with_context(teacher, ctx, x_t, t, text)
+    torch.testing.assert_close(x0, teacher.x0(x_t, torch.full((1, 3), 0.7), text, ctx))
+    flow = teacher(torch.cat([ctx, x_t], 2), torch.tensor([[0, 0, 700, 700, 700.0]]), text)
+    assert flow[:, :, :2].abs().max() == 0
+    torch.testing.assert_close(x0_from_flow(x_t, flow[:, :, 2:], 0.7), x0)
+    with pytest.raises(ValueError, match="bidirectional"):
+        teacher(x_t, t, text, attention="block_causal")
+
+
+@pytest.fixture(scope="module")
+def full():
+    return ExactTeacher(), ToyTextEncoder()
+
+
+def _nearest(x0: torch.Tensor, pics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    d = (x0.transpose(1, 2)[:, :, None] - pics[None, None]).abs().flatten(3).mean(-1)  # (B, F, K)
+    return d.min(-1).values, d.argmin(-1)
+
+
+def test_short_teacher_samples_hold_still_pick_a_picture_uniformly(full):
+    teacher, enc = full
+    prompt = ScenePrompt(palette="desert", style="shapes")
+    n = 200
+    x0 = exact_sample(teacher, enc.encode([prompt.text] * n), num_frames=3, steps=32,
+                      generator=torch.Generator().manual_seed(0))
+    dist, pick = _nearest(x0, library_latents(prompt))
+    assert dist.max() < 1e-4  # a library picture
+    assert (pick == pick[:, :1]).all() and (x0 - x0[:, :, :1]).abs().max() < 1e-5  # every frame the same
+    counts = np.bincount(pick[:, 0].numpy(), minlength=4)
+    assert (np.abs(counts - n / 4) < 4 * math.sqrt(n * 0.25 * 0.75)).all(), counts
+
+
+def test_long_teacher_reproduces_its_context_and_ignores_other_scenes(full):
+    teacher, enc = full
+    prompt, other = ScenePrompt(palette="forest"), ScenePrompt(palette="neon")
+    pics = library_latents(prompt)
+    gen = torch.Generator().manual_seed(1)
+    n = 40
+    shown = pics[2][None, :, None] + 0.3 * torch.randn(n, 48, 3, 8, 8, generator=gen)  # drifted copy of picture 2
+    elsewhere = library_latents(other)[0][None, :, None].expand(n, -1, 3, -1, -1)
+    context = torch.cat([shown, elsewhere], dim=2)
+    x0 = exact_sample(teacher, enc.encode([prompt.text] * n), num_frames=3, context=context, generator=gen)
+    assert (_nearest(x0, pics)[1] == 2).all()
+    short = ExactTeacher(use_context=False)
+    x0 = exact_sample(short, enc.encode([prompt.text] * n), num_frames=3, context=context, generator=gen)
+    assert len(set(_nearest(x0, pics)[1][:, 0].tolist())) > 1  # the short teacher invents
+    absent = elsewhere[:1].expand(200, -1, -1, -1, -1)
+    x0 = exact_sample(teacher, enc.encode([prompt.text] * 200), num_frames=3, context=absent, generator=gen)
+    counts = np.bincount(_nearest(x0, pics)[1][:, 0].numpy(), minlength=4)
+    assert (np.abs(counts - 50) < 4 * math.sqrt(200 * 0.25 * 0.75)).all(), counts  # absent: uniform over the K
