@@ -19,6 +19,8 @@ from context_forcing_core.objectives.erft import ErftConfig
 from context_forcing_core.student import TOY_MEMORY_TAU
 
 STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
+EXACT_TEACHER = "exact"
+"""``teacher`` value of the scene world's closed-form teacher (``toyworld.exact_teacher``), not an architecture."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -119,6 +121,17 @@ class TrainConfig:
     text_dropout: float = 0.1
     """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
     unconditional branch to subtract."""
+    objective: str = "dmd"
+    """Stage 2: "dmd" (contextual DMD with the learned critic) or "regression" (on-policy contextual ODE regression
+    onto the exact teacher through prompt schedules, ``objectives.scheduled_regression``; scene world only)."""
+    world: str = "pan"
+    """Toy world of a run without ``data``: "pan" (camera panning over a panorama) or "scenes" (visits to a finite
+    picture library that come back, ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher)."""
+    scenes_per_video: int = 4
+    """Scene world, regression: distinct scenes per training schedule."""
+    teacher_forcing_end: float = 0.2
+    """Scene world, regression: share of rollouts that commit the teacher's chunks instead of the student's, after
+    a linear ramp from 1 over the first half of the steps."""
     data: str = ""
     """Folder written by ``prepare-data``: a latent cache (teacher, context teacher) or a prompt cache (ODE init,
     Stage 1, Stage 2); empty = the toy world."""
@@ -138,7 +151,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r}; allowed: {', '.join(STAGES)}")
+        if self.world not in ("pan", "scenes"):
+            raise ValueError(f"world {self.world!r}; allowed: pan, scenes")
+        if self.objective not in ("dmd", "regression"):
+            raise ValueError(f"objective {self.objective!r}; allowed: dmd, regression")
+        if self.objective == "regression" and (self.stage != "stage2" or self.world != "scenes"
+                                               or self.teacher != EXACT_TEACHER):
+            raise ValueError("objective regression is Stage 2 on the scene world with teacher 'exact'")
+        if self.teacher == EXACT_TEACHER and (self.world != "scenes" or self.stage not in ("stage1", "stage2")):
+            raise ValueError("teacher 'exact' is the scene world's closed-form teacher (stage1 / stage2, world scenes)")
+        if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
+            raise ValueError("teacher_forcing_end must lie in [0, 1] and scenes_per_video be at least 2")
         for name in ("model", "teacher"):
+            if name == "teacher" and self.teacher == EXACT_TEACHER:
+                continue
             if getattr(self, name) not in MODEL_PRESETS:
                 raise ValueError(f"{name} preset {getattr(self, name)!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
         if self.memory not in MEMORY_PRESETS:
@@ -223,6 +249,16 @@ def toy_stage2() -> TrainConfig:
                                curriculum_ramp_steps=200)
 
 
+def toy_scenes_stage2() -> TrainConfig:
+    """Scene world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
+    through 48-frame prompt schedules of 4 scenes (batch 4), from scratch or from ``--init``.
+    """
+    return TrainConfig(stage="stage2", objective="regression", world="scenes", teacher=EXACT_TEACHER, steps=600,
+                       batch_size=4, grad_accum=1, rollout_frames=48, target_frames=48, curriculum_start=48,
+                       curriculum_end=48, ode_steps=16, generator_optim=OptimConfig(lr=3e-4, grad_clip=1.0), ema_start=0,
+                       ema_decay=0.99, save_every=50, log_every=10)
+
+
 def wan_1_3b_context_teacher() -> TrainConfig:
     """The authors' context teacher: 8k steps, batch 8, 5-20 s of context (21-84 latents), ERFT at SVI's settings."""
     return TrainConfig(stage="context-teacher", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=8000,
@@ -249,7 +285,8 @@ def wan_1_3b_stage2() -> TrainConfig:
 
 
 PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
-           "toy-stage1": toy_stage1, "toy-stage2": toy_stage2, "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
+           "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
+           "toy-scenes-stage2": toy_scenes_stage2, "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
            "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 
 

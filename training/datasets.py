@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.dataset import ToyClipDataset, ToyPromptDataset
+from context_forcing_core.toyworld.dataset import ScenePromptDataset, ToyClipDataset, ToyPromptDataset
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from .config import TrainConfig
@@ -59,6 +59,12 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
             raise ValueError(f"model {cfg.model!r} does not run on the toy world (48-channel 8 x 8 latents); give "
                              "--data, a folder written by `python -m training.run prepare-data`")
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
+        if cfg.world == "scenes":
+            if need:
+                raise ValueError(f"{cfg.stage} trains on clips; the scene world has exact teachers (teacher 'exact') "
+                                 "and no clip stages yet")
+            return TrainingData(prompts=ScenePromptDataset(1024, seed=cfg.seed, encoder=encoder), clips=None,
+                                uncond=encoder.encode([""]))
         clips = ToyClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
         prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)  # also the sample videos' prompts
         return TrainingData(prompts=prompts, clips=clips, uncond=encoder.encode([""]))

@@ -16,7 +16,7 @@ import torch
 from .toy_benchmark import BenchmarkConfig, methods, run_benchmark
 from .toy_report import headline_table, summarise, write_report
 
-PRESETS = ("toy-benchmark",)
+PRESETS = ("toy-benchmark", "scene-benchmark")
 
 
 def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
@@ -28,6 +28,8 @@ def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
             print(f"(the toy benchmark: {prog} --preset toy-benchmark --help)")
 
         return videos_main(argv, prog=prog)
+    if "scene-benchmark" in argv:
+        return _scenes(argv, prog)
     defaults = BenchmarkConfig()
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, required=True)
@@ -54,5 +56,34 @@ def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
     run = run_benchmark(cfg, log=lambda line: print(line, flush=True))
     report = write_report(run, args.out, "python -m training.run eval " + shlex.join(argv))
     print(headline_table(run, summarise(run)[1]))
+    print(f"wrote {report}")
+    return 0
+
+
+def _scenes(argv: list[str], prog: str) -> int:
+    """The scene-world benchmark (``training.scene_benchmark``)."""
+    from . import scene_benchmark
+
+    parser = argparse.ArgumentParser(prog=prog, description=scene_benchmark.__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, required=True)
+    parser.add_argument("--student", type=Path, required=True, help="student checkpoint")
+    parser.add_argument("--out", type=Path, default=Path("results/scene-benchmark"), help="report folder")
+    parser.add_argument("--schedules", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tau", type=float, default=0.95, help="surprisal threshold of the context_forcing memory")
+    parser.add_argument("--methods", default="", help="comma-separated memory rows (default: all): "
+                        + ", ".join(scene_benchmark.memories(0.95)))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not args.student.is_file():
+        parser.error(f"checkpoint not found: {args.student}")
+    if args.schedules < 1 or args.seeds < 1 or not args.seconds >= 6:
+        parser.error("--schedules and --seeds must be positive and --seconds at least 6")
+    torch.set_num_threads(args.threads)
+    summary = scene_benchmark.run(args.student, schedules=args.schedules, seeds=args.seeds, seconds=args.seconds,
+                                  tau=args.tau, only=tuple(m for m in args.methods.split(",") if m))
+    report = scene_benchmark.write(summary, args.out, "python -m training.run eval " + shlex.join(argv))
+    print(scene_benchmark.table(summary))
     print(f"wrote {report}")
     return 0

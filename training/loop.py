@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributed.tensor import DTensor
@@ -37,8 +38,13 @@ from context_forcing_core.objectives.erft import ErrorBank
 from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_loss, sample_timesteps
 from context_forcing_core.objectives.ode import ode_regression_loss
 from context_forcing_core.objectives.rollout import self_rollout
+from context_forcing_core.objectives.scheduled_regression import scheduled_regression
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
+from context_forcing_core.toyworld.scene_rollout import prompt_schedule
+from context_forcing_core.toyworld.scenes import random_schedule, relabel_schedule
+from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .config import OptimConfig, TrainConfig
+from .config import EXACT_TEACHER, OptimConfig, TrainConfig
 from .datasets import CLIP_STAGES, clip_frames, load_training_data
 from .distributed import (
     DistContext,
@@ -113,8 +119,14 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     real = None
-    if cfg.stage not in CLIP_STAGES:  # the DMD real score, or the ODE-init trajectory source
+    if cfg.teacher == EXACT_TEACHER:  # the scene world's closed-form teacher
+        mcfg = model_preset(cfg.model)
+        real = ExactTeacher(encoder=ToyTextEncoder(width=mcfg.text_dim, max_tokens=mcfg.text_len)).to(device)
+        if teacher:
+            raise ValueError("teacher 'exact' is closed form; drop --teacher")
+    elif cfg.stage not in CLIP_STAGES:  # the DMD real score, or the ODE-init trajectory source
         real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(device, dtype)
+    if real is not None:
         real.eval().requires_grad_(False)
         broadcast_parameters(real, dist)
     if student_init:
@@ -126,7 +138,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     student = student.to(device, dtype).train().requires_grad_(True)
     student.enable_gradient_checkpointing(cfg.gradient_checkpointing)
     broadcast_parameters(student, dist)
-    distil = cfg.stage in DMD_STAGES
+    distil = cfg.stage in DMD_STAGES and cfg.objective == "dmd"
     critic = copy.deepcopy(student) if distil else None
     ema = new_ema(student)
     if _sharded(cfg, dist):  # the trained networks only: the frozen teacher stays whole (rank 0 alone solves ODE pairs)
@@ -332,6 +344,44 @@ def ode_update(run: Run) -> dict[str, float]:
     return average_metrics({"ode_loss": loss}, run.dist) | {"grad_norm": norm}
 
 
+def _teacher_forcing(run: Run) -> float:
+    """Share of teacher-committed rollouts at this step: 1 ramping linearly to ``teacher_forcing_end`` at half the
+    run.
+    """
+    cfg = run.cfg
+    ramp = min(1.0, run.state.step / max(1.0, 0.5 * cfg.steps))
+    return 1.0 + ramp * (cfg.teacher_forcing_end - 1.0)
+
+
+def scheduled_update(run: Run) -> dict[str, float]:
+    """One student step of on-policy contextual ODE regression onto the exact teacher (scene world Stage 2): per
+    micro-batch one seeded visit schedule of ``rollout_frames`` (``batch_size`` relabelled copies: same switches,
+    other scenes and pictures), rolled out through the memory with re-caching at every switch.
+    """
+    st, cfg = run.state, run.cfg
+    loss, forced = 0.0, 0.0
+    enc = run.teacher.encoder
+    for _, gen in _micro_batches(run, "scenes"):
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+        base = random_schedule(rng, num_frames=cfg.rollout_frames, num_scenes=cfg.scenes_per_video,
+                               visit_units=(1, 2))
+        schedules = [base] + [relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
+        tf = bool(rng.random() < _teacher_forcing(run))
+
+        def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
+            return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
+                                noise=z, generator=gen)
+
+        losses, _ = scheduled_regression(st.student, teacher_fn, prompt_schedule(schedules, enc),
+                                         num_latent_frames=cfg.rollout_frames, memory=run.memory, generator=gen,
+                                         teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
+                                         latent_size=cfg.latent_size)
+        loss += float(np.mean(losses)) / cfg.grad_accum
+        forced += float(tf) / cfg.grad_accum
+    norm = _student_step(run)
+    return average_metrics({"regression_loss": loss, "teacher_forced": forced}, run.dist) | {"grad_norm": norm}
+
+
 SINGLE_UPDATES = {"teacher": teacher_update, "context-teacher": context_teacher_update, "ode-init": ode_update}
 
 
@@ -340,9 +390,10 @@ def train_step(run: Run) -> dict[str, float]:
     other stages, one step of their single network.
     """
     st, cfg = run.state, run.cfg
-    if cfg.stage in SINGLE_UPDATES:
+    if cfg.stage in SINGLE_UPDATES or cfg.objective == "regression":
+        update = scheduled_update if cfg.objective == "regression" else SINGLE_UPDATES[cfg.stage]
         with autocast_context(cfg.device, cfg.dtype):
-            metrics = {"step": st.step} | SINGLE_UPDATES[cfg.stage](run)
+            metrics = {"step": st.step} | update(run)
         st.step += 1
         return metrics
     if run.curriculum is None:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from .camera import CameraSpec, camera_path, render_video
 from .codec import ToyCodec
 from .prompts import ToyPrompt, random_prompt
+from .scenes import all_scene_prompts
 from .text import ToyTextEncoder
 from .world import SceneSpec, render_panorama
 
@@ -135,6 +136,27 @@ class ToyClipDataset(Dataset):
             camera=camera,
             offsets=offsets,
         )
+
+
+class ScenePromptDataset(Dataset):
+    """Random scene-world prompts (``scenes.ScenePrompt``) with their text embeddings; item i is ``(prompt, text)``,
+    drawn from ``SeedSequence([seed, i])``.
+    """
+
+    def __init__(self, num_prompts: int, seed: int = 0, encoder: ToyTextEncoder | None = None) -> None:
+        if num_prompts < 0:
+            raise ValueError(f"num_prompts must be >= 0, got {num_prompts}")
+        self.num_prompts, self.seed = num_prompts, seed
+        self._text = _TextCache(encoder)
+
+    def __len__(self) -> int:
+        return self.num_prompts
+
+    def __getitem__(self, index: int) -> tuple[str, Tensor]:
+        """Returns ``(prompt text, (max_tokens, width) float32 embedding)``."""
+        prompts = all_scene_prompts()
+        text = prompts[int(_item_rng(self.seed, index, self.num_prompts).integers(len(prompts)))].text
+        return text, self._text(text)
 
 
 class ToyPromptDataset(Dataset):

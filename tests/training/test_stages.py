@@ -95,3 +95,13 @@ def test_the_pipeline_passes_a_device_to_every_stage(tmp_path):
     commands = pipeline.stage_commands(tmp_path, 1.0, "cuda")
     assert [stage for stage, _ in commands] == list(pipeline.ORDER)
     assert all(args[-2:] == ["--device", "cuda"] and args.count("--device") == 1 for _, args in commands)
+
+
+def test_scene_stage2_regression_resumes_exactly(tmp_path):
+    """Scene world Stage 2 through the CLI: exact teacher, schedules, no critic; a killed run resumes bit for bit."""
+    common = ["stage2", "--config", "toy-scenes-stage2", "--save_every", "1", "--batch_size", "2",
+              "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start", "12", "--curriculum_end", "12",
+              "--scenes_per_video", "2", "--ode_steps", "4"]
+    rows = _kill_and_resume(tmp_path, common)
+    assert all(r["regression_loss"] > 0 for r in rows if "regression_loss" in r)
+    assert not (tmp_path / "a" / "step_000003" / "critic.safetensors").exists()

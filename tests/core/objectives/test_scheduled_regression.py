@@ -1,0 +1,60 @@
+"""On-policy scheduled regression: the teacher sees exactly the frames the student's memory holds, teacher forcing
+commits the teacher's chunks, every chunk's loss reaches the student."""
+
+from __future__ import annotations
+
+import torch
+
+from context_forcing_core.diffusion.prompts import PromptSchedule
+from context_forcing_core.memory.config import memory_preset
+from context_forcing_core.models.config import toy
+from context_forcing_core.objectives.scheduled_regression import memory_frames, scheduled_regression
+from tests.conftest import random_model
+
+
+def _schedule(b=2, switch=6):
+    gen = torch.Generator().manual_seed(0)
+    return PromptSchedule(texts=[torch.randn(b, 16, 4096, generator=gen) for _ in range(2)], switch_frames=[switch])
+
+
+def test_teacher_sees_the_memory_and_teacher_forcing_commits_its_chunks():
+    model = random_model(toy()).train()
+    mem = memory_preset("infinity_rope")  # sink 1 + 2 recent frames: the context is visibly bounded
+    seen, outputs = [], []
+
+    def teacher(z, text, context, frames):
+        seen.append((list(frames), None if context is None else context.clone(), text.clone()))
+        out = torch.randn(z.shape, generator=torch.Generator().manual_seed(frames.start))
+        outputs.append(out)
+        return out
+
+    sched = _schedule()
+    losses, latents = scheduled_regression(model, teacher, sched, num_latent_frames=12, memory=mem,
+                                           generator=torch.Generator().manual_seed(1), teacher_forced=True)
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    torch.testing.assert_close(latents, torch.cat(outputs, dim=2))  # teacher forcing: its chunks are the video
+    assert seen[0][1] is None
+    for frames, context, text in seen[1:]:
+        start = frames[0]
+        held = [0] + [start - 2, start - 1]  # sink frame 0 and the fast window's two frames
+        torch.testing.assert_close(context, latents[:, :, held])
+        torch.testing.assert_close(text, sched.texts[int(start >= 6)])
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_on_policy_commits_the_students_own_samples_and_memory_frames_is_the_union():
+    model = random_model(toy()).train()
+    mem = memory_preset("context_forcing")
+    targets = []
+
+    def teacher(z, text, context, frames):
+        targets.append(torch.zeros_like(z))
+        return targets[-1]
+
+    _, latents = scheduled_regression(model, teacher, _schedule(b=1), num_latent_frames=12, memory=mem,
+                                      generator=torch.Generator().manual_seed(2))
+    assert latents.shape == (1, 48, 12, 8, 8) and latents.abs().sum() > 0  # not the teacher's zeros
+    from context_forcing_core.memory.slow_fast import SlowFastMemory
+    empty = SlowFastMemory(mem, model.config)
+    assert memory_frames(empty) == []

@@ -1,0 +1,142 @@
+"""Scene-world memory benchmark: one student under every memory policy on held-out visit schedules, beside the oracles.
+
+    python -m training.run eval --preset scene-benchmark --student FILE [--schedules 6] [--seeds 3] [--seconds 60]
+        [--out results/scene-benchmark]
+
+Schedules come from ``random_schedule(default_rng(HELD_OUT_BASE + i))``; training draws its schedules from generators
+seeded by 62-bit integers of the run's torch generator, never from these. Per video the oracle
+(``toyworld.visit_metrics``) scores returns of non-sink scenes; per seed the returns of all schedules are pooled into
+one revisit curve, and effective context and recall are reported as mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from context_forcing_core.memory.config import MemoryConfig, memory_preset
+from context_forcing_core.models.loading import load_model
+from context_forcing_core.toyworld.metrics import effective_context, pooled_curve
+from context_forcing_core.toyworld.scene_rollout import video_of
+from context_forcing_core.toyworld.scenes import (
+    VISIT_UNIT,
+    forgetting_schedule,
+    random_schedule,
+    render_schedule,
+)
+from context_forcing_core.toyworld.viewer import line_plot
+from context_forcing_core.toyworld.visit_metrics import RECALL_THRESHOLD, SceneReport, chance_recall, scene_report
+from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
+
+HELD_OUT_BASE = 10_000
+"""Seed of the first held-out schedule."""
+LONG_GAP_S = 10.0
+"""Returns at least this far apart count as long-gap returns."""
+
+
+def memories(tau: float) -> dict[str, MemoryConfig]:
+    """The memory policies compared, by row name (the student's own is ``context_forcing`` at ``tau``)."""
+    cf = memory_preset("context_forcing").replace(tau=tau)
+    return {"context_forcing": cf, "self_forcing": memory_preset("self_forcing"), "longlive": memory_preset("longlive"),
+            "infinity_rope": memory_preset("infinity_rope"), "uniform slow, every chunk": cf.replace(
+                slow_select="uniform", consolidate_every=1), "uniform slow, every 2 chunks": cf.replace(
+                slow_select="uniform", consolidate_every=2), "absolute positions": cf.replace(positions="absolute")}
+
+
+@dataclass(kw_only=True, slots=True)
+class Row:
+    """One method's reports: ``reports[seed][schedule]``, and its generation seconds."""
+
+    name: str
+    reports: list[list[SceneReport]]
+    seconds: float = 0.0
+
+
+def _summary(row: Row) -> dict[str, object]:
+    eff, rec_long, rel_long, within, libd, pal, cut, sink = [], [], [], [], [], [], [], []
+    for per_seed in row.reports:
+        curve = pooled_curve([r.curve for r in per_seed])
+        eff.append(effective_context(curve, RECALL_THRESHOLD))
+        long = [x for r in per_seed for x in r.returns if not x.sink and x.gap_s >= LONG_GAP_S]
+        rec_long.append(np.mean([x.recalled for x in long]) if long else np.nan)
+        rel_long.append(np.mean([x.relative for x in long]) if long else np.nan)
+        within.append(np.mean([r.within_visit_change for r in per_seed]))
+        libd.append(np.mean([r.library_distance for r in per_seed]))
+        pal.append(np.mean([r.palette_distance for r in per_seed]))
+        cut.append(np.mean([r.cut_palette_distance for r in per_seed]))
+        sink.append(np.nanmean([r.sink_relative for r in per_seed]))
+    pooled = pooled_curve([r.curve for s in row.reports for r in s])
+    frames = sum(len(r.curve.errors) for s in row.reports for r in s)
+
+    def ms(v: list[float]) -> list[float]:
+        return [float(np.nanmean(v)), float(np.nanstd(v))]
+
+    return {"effective_context_s": ms(eff), "recall_long": ms(rec_long), "relative_long": ms(rel_long),
+            "within_visit_change": ms(within), "library_distance": ms(libd), "palette_distance": ms(pal),
+            "cut_palette_distance": ms(cut), "sink_relative": ms(sink), "bin_edges_s": pooled.bin_edges_s.tolist(),
+            "relative_by_gap": pooled.error.tolist(), "count_by_gap": pooled.count.tolist(), "returns": frames,
+            "seconds": row.seconds}
+
+
+def run(student: Path, *, schedules: int = 6, seeds: int = 3, seconds: float = 60.0, tau: float = 0.95,
+        only: tuple[str, ...] = (), log: Callable[[str], None] = print) -> dict[str, dict[str, object]]:
+    """Every row's summary (see :func:`_summary`), oracles first."""
+    frames = int(round(seconds * FRAMES_PER_SECOND / VISIT_UNIT)) * VISIT_UNIT
+    scheds = [random_schedule(np.random.default_rng(HELD_OUT_BASE + i), num_frames=frames) for i in range(schedules)]
+    truth = [scene_report(render_schedule(s), s) for s in scheds]
+    forget = [scene_report(render_schedule(forgetting_schedule(s, 5.0)), s) for s in scheds]
+    rows = [Row(name="ground truth (oracle)", reports=[truth] * seeds),
+            Row(name="forgets after 5 s (oracle)", reports=[forget] * seeds)]
+    model = load_model(student).eval()
+    mems = {k: v for k, v in memories(tau).items() if not only or k in only}
+    students = {name: Row(name=f"student, {name}", reports=[[] for _ in range(seeds)]) for name in mems}
+    for i, s in enumerate(scheds):  # videos outer, methods inner: machine-speed drift hits every method alike
+        for seed in range(seeds):
+            for name, mem in mems.items():
+                start = time.perf_counter()
+                video, _ = video_of(model, [s], memory=mem, seed=1000 * i + seed)
+                students[name].seconds += time.perf_counter() - start
+                students[name].reports[seed].append(scene_report(video[0], s))
+        log(f"schedule {i + 1}/{schedules} done")
+    rows += list(students.values())
+    return {r.name: _summary(r) for r in rows}
+
+
+def _fmt(v: list[float], digits: int = 2) -> str:
+    return "n/a" if not np.isfinite(v[0]) else f"{v[0]:.{digits}f} ± {v[1]:.{digits}f}"
+
+
+def table(summary: dict[str, dict[str, object]]) -> str:
+    """The headline table in Markdown."""
+    lines = ["| method | effective context (s) | recall, gaps >= 10 s | revisit > 10 s (rel.) | within-visit change "
+             "| library distance | palette distance | sink return (rel.) |", "|" + " --- |" * 8]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {_fmt(s['effective_context_s'], 1)} | {_fmt(s['recall_long'])} | "
+                     f"{_fmt(s['relative_long'])} | {_fmt(s['within_visit_change'], 3)} | "
+                     f"{_fmt(s['library_distance'], 3)} | {_fmt(s['palette_distance'], 3)} | "
+                     f"{_fmt(s['sink_relative'])} |")
+    return "\n".join(lines) + f"\n\nChance recall: {chance_recall():.2f}; threshold {RECALL_THRESHOLD} (relative)."
+
+
+def write(summary: dict[str, dict[str, object]], out: Path, command: str) -> Path:
+    """results.json, revisit_vs_gap.png and report.md in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "results.json")
+    series = {}
+    for name, s in summary.items():
+        edges = np.asarray(s["bin_edges_s"])
+        series[name] = (np.sqrt(edges[:-1] * edges[1:]), np.asarray(s["relative_by_gap"], dtype=float))
+    if any(np.isfinite(y).any() for _, y in series.values()):
+        line_plot(series, x_label="gap (toy s, bin centres)", y_label="relative revisit error", log_x=True,
+                  x_ticks=edges, threshold=RECALL_THRESHOLD, markers=True).save(out / "revisit_vs_gap.png")
+    report = out / "report.md"
+    report.write_text(f"# Scene-world memory benchmark\n\n`{command}`\n\n{table(summary)}\n\n"
+                      "![relative revisit error by gap](revisit_vs_gap.png)\n")
+    return report
