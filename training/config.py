@@ -11,6 +11,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from context_forcing_core.diffusion.schedule import DEFAULT_STEPS
 from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
 from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
@@ -110,7 +111,7 @@ class TrainConfig:
     ode_pairs: int = 1000
     """ODE init: teacher trajectories generated and cached before training."""
     ode_steps: int = 48
-    """ODE init: Euler steps of the teacher's ODE (a multiple of the student's 4 steps)."""
+    """ODE init: Euler steps of the teacher's ODE (a multiple of the student's step count, ``DEFAULT_STEPS``)."""
     fsdp: bool = False
     """Shard student, critic and EMA with FSDP2 across the ranks (memory / world size; the teacher stays whole). All
     rollouts of an update then share one exit step (drawn per step), so results still do not depend on the ranks."""
@@ -174,15 +175,16 @@ class TrainConfig:
                      "log_every", "save_every", "ode_pairs", "ode_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.target_frames > self.rollout_frames or self.target_frames % 3 or self.rollout_frames % 3:
-            raise ValueError("rollout_frames and target_frames must be whole 3-frame chunks with target <= rollout")
+        chunk, steps = self.memory_config().chunk_frames, len(DEFAULT_STEPS)
+        if self.target_frames > self.rollout_frames or self.target_frames % chunk or self.rollout_frames % chunk:
+            raise ValueError(f"rollout_frames and target_frames must be whole {chunk}-frame chunks with target <= rollout")
         if self.stage == "stage2" and not self.target_frames <= self.curriculum_start <= self.curriculum_end:
             raise ValueError("stage2 needs target_frames <= curriculum_start <= curriculum_end")
         if self.stage == "context-teacher" and not (0 < self.context_min <= self.context_max and
-                                                    self.context_min % 3 == 0 and self.context_max % 3 == 0):
-            raise ValueError("context-teacher needs 0 < context_min <= context_max, whole 3-frame chunks")
-        if self.ode_steps % 4:
-            raise ValueError(f"ode_steps must be a multiple of the student's 4 steps, got {self.ode_steps}")
+                                                    self.context_min % chunk == 0 and self.context_max % chunk == 0):
+            raise ValueError(f"context-teacher needs 0 < context_min <= context_max, whole {chunk}-frame chunks")
+        if self.ode_steps % steps:
+            raise ValueError(f"ode_steps must be a multiple of the student's {steps} steps, got {self.ode_steps}")
         if not 0 <= self.text_dropout < 1:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
         if self.sample_every and self.data:

@@ -63,6 +63,8 @@ from .telemetry import MetricsLogger
 
 DMD_STAGES = ("stage1", "stage2")
 
+ODE_PAIR_BATCH = 16
+"""Teacher trajectories solved per batch while the ODE-init pairs are generated (memory vs speed; not a result)."""
 HIGH_NOISE_SHIFT = 50.0
 """Timestep shift of the teacher's high-noise share (``TrainConfig.high_noise_fraction``)."""
 
@@ -316,7 +318,7 @@ def context_teacher_update(run: Run) -> dict[str, float]:
     micro-batch) before 21 target frames, laid out as ``cfg.layout``; the banks take this step's errors.
     """
     st, cfg = run.state, run.cfg
-    loss, injected, chunk = 0.0, 0.0, 3
+    loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
     choices = range(cfg.context_min, cfg.context_max + 1, chunk)
     for g, gen in _micro_batches(run, "context-teacher"):
         latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
@@ -413,8 +415,8 @@ def prepare_pairs(run: Run, out: Path) -> None:
     """ODE init: generate (rank 0, resumable) and load the teacher's trajectory pairs into ``run.pairs``."""
     cfg, prompts = run.cfg, run.prompts
     shape = (run.teacher.config.in_channels, cfg.rollout_frames, *cfg.latent_size)
-    kw = dict(num_pairs=cfg.ode_pairs, batch_size=16, shape=shape, timesteps_guidance=(cfg.ode_steps, cfg.guidance),
-              seed=cfg.seed)
+    kw = dict(num_pairs=cfg.ode_pairs, batch_size=ODE_PAIR_BATCH, shape=shape,
+              timesteps_guidance=(cfg.ode_steps, cfg.guidance), seed=cfg.seed)
     folder = out / "ode_pairs"
     if run.dist.is_main:
         generate_pairs(run.teacher, lambda i: prompts[i % len(prompts)][1], run.uncond.cpu(), folder, **kw)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,12 @@ class Row:
     name: str
     reports: list[list[SceneReport]]
     seconds: float = 0.0
+    similarity_cut: list[float] = field(default_factory=list)
+    """Key similarity of checked chunks that start a visit (every layer), for the surprisal threshold."""
+    similarity_inside: list[float] = field(default_factory=list)
+    """The same for checked chunks inside a visit."""
+    consolidated_cut: list[bool] = field(default_factory=list)
+    consolidated_inside: list[bool] = field(default_factory=list)
 
 
 def _summary(row: Row) -> dict[str, object]:
@@ -76,7 +82,15 @@ def _summary(row: Row) -> dict[str, object]:
     def ms(v: list[float]) -> list[float]:
         return [float(np.nanmean(v)), float(np.nanstd(v))]
 
-    return {"effective_context_s": ms(eff), "recall_long": ms(rec_long), "relative_long": ms(rel_long),
+    def pct(v: list[float]) -> list[float]:
+        return np.percentile(v, [5, 50, 95]).tolist() if v else []
+
+    def share(v: list[bool]) -> float:
+        return float(np.mean(v)) if v else float("nan")
+
+    return {"similarity_cut_p5_50_95": pct(row.similarity_cut), "similarity_inside_p5_50_95": pct(row.similarity_inside),
+            "consolidated_cut": share(row.consolidated_cut), "consolidated_inside": share(row.consolidated_inside),
+            "effective_context_s": ms(eff), "recall_long": ms(rec_long), "relative_long": ms(rel_long),
             "within_visit_change": ms(within), "library_distance": ms(libd), "palette_distance": ms(pal),
             "cut_palette_distance": ms(cut), "sink_relative": ms(sink), "bin_edges_s": pooled.bin_edges_s.tolist(),
             "relative_by_gap": pooled.error.tolist(), "count_by_gap": pooled.count.tolist(), "returns": frames,
@@ -99,9 +113,17 @@ def run(student: Path, *, schedules: int = 6, seeds: int = 3, seconds: float = 6
         for seed in range(seeds):
             for name, mem in mems.items():
                 start = time.perf_counter()
-                video, _ = video_of(model, [s], memory=mem, seed=1000 * i + seed)
-                students[name].seconds += time.perf_counter() - start
-                students[name].reports[seed].append(scene_report(video[0], s))
+                video, gen = video_of(model, [s], memory=mem, seed=1000 * i + seed)
+                row = students[name]
+                row.seconds += time.perf_counter() - start
+                row.reports[seed].append(scene_report(video[0], s))
+                cuts = {v.start // mem.chunk_frames for v in s.visits[1:]}
+                for step in gen.trace.chunks:
+                    for layer in step.layers:
+                        if layer.checked and layer.similarity is not None:
+                            at_cut = step.chunk in cuts
+                            (row.similarity_cut if at_cut else row.similarity_inside).append(layer.similarity)
+                            (row.consolidated_cut if at_cut else row.consolidated_inside).append(layer.consolidated)
         log(f"schedule {i + 1}/{schedules} done")
     rows += list(students.values())
     return {r.name: _summary(r) for r in rows}
@@ -120,7 +142,15 @@ def table(summary: dict[str, dict[str, object]]) -> str:
                      f"{_fmt(s['relative_long'])} | {_fmt(s['within_visit_change'], 3)} | "
                      f"{_fmt(s['library_distance'], 3)} | {_fmt(s['palette_distance'], 3)} | "
                      f"{_fmt(s['sink_relative'])} |")
-    return "\n".join(lines) + f"\n\nChance recall: {chance_recall():.2f}; threshold {RECALL_THRESHOLD} (relative)."
+    lines.append(f"\nChance recall: {chance_recall():.2f}; threshold {RECALL_THRESHOLD} (relative).\n")
+    for name, s in summary.items():
+        if s.get("similarity_cut_p5_50_95"):
+            cut, inside = s["similarity_cut_p5_50_95"], s["similarity_inside_p5_50_95"]
+            lines.append(f"- {name}: key similarity of checked chunks at cuts (5/50/95 %) "
+                         f"{', '.join(f'{v:.3f}' for v in cut)}, inside visits "
+                         f"{', '.join(f'{v:.3f}' for v in inside)}; consolidated at cuts "
+                         f"{s['consolidated_cut']:.0%}, inside {s['consolidated_inside']:.0%}")
+    return "\n".join(lines)
 
 
 def write(summary: dict[str, dict[str, object]], out: Path, command: str) -> Path:

@@ -25,7 +25,7 @@ def test_eval_flag_surface_is_frozen(capsys):
         run.main(["eval", "--preset", "toy-benchmark", "--help"])
     help_text = capsys.readouterr().out
     for flag in ("--preset", "--out", "--prompts", "--seeds", "--seconds", "--teacher-context", "--methods",
-                 "--threads", "{toy-benchmark}"):
+                 "--threads", "{toy-benchmark,scene-benchmark}"):
         assert flag in help_text
 
 
