@@ -251,6 +251,13 @@ def toy_stage2() -> TrainConfig:
                                curriculum_ramp_steps=200)
 
 
+def toy_scenes_stage1() -> TrainConfig:
+    """Scene world Stage 1: DMD against the exact short teacher (closed form, no context) with the learned critic,
+    on 21-frame rollouts of single scene prompts; otherwise ``toy-stage1``.
+    """
+    return dataclasses.replace(toy_stage1(), world="scenes", teacher=EXACT_TEACHER, memory_tau=None)
+
+
 def toy_scenes_stage2() -> TrainConfig:
     """Scene world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
     through 48-frame prompt schedules of 4 scenes (batch 4), from scratch or from ``--init``.
@@ -288,7 +295,8 @@ def wan_1_3b_stage2() -> TrainConfig:
 
 PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
            "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
-           "toy-scenes-stage2": toy_scenes_stage2, "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
+           "toy-scenes-stage1": toy_scenes_stage1, "toy-scenes-stage2": toy_scenes_stage2,
+           "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
            "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 
 

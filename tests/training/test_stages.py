@@ -105,3 +105,15 @@ def test_scene_stage2_regression_resumes_exactly(tmp_path):
     rows = _kill_and_resume(tmp_path, common)
     assert all(r["regression_loss"] > 0 for r in rows if "regression_loss" in r)
     assert not (tmp_path / "a" / "step_000003" / "critic.safetensors").exists()
+
+
+def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
+    """Stage 1 on the scene world: the real score is the closed-form teacher, the critic a learned copy."""
+    cfg = apply_overrides(preset("toy-scenes-stage1"), {"rollout_frames": "6", "target_frames": "6"})
+    r = build_run(cfg)
+    from context_forcing_core.toyworld.exact_teacher import ExactTeacher
+    assert isinstance(r.teacher, ExactTeacher) and r.state.critic is not None
+    assert run.main(["stage1", "--config", "toy-scenes-stage1", "--out", str(tmp_path), "--steps", "1",
+                     "--rollout_frames", "6", "--target_frames", "6"]) == 0
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["dmd_loss"] > 0 and row["critic_loss"] > 0
