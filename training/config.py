@@ -130,6 +130,9 @@ class TrainConfig:
     picture library that come back, ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher)."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
+    scene_visit_units: tuple[int, int] = (1, 2)
+    """Scene world, regression: shortest and longest visit of a training schedule, in units of
+    ``scenes.VISIT_UNIT`` frames (short visits: many cuts and returns per rollout)."""
     teacher_forcing_end: float = 0.2
     """Scene world, regression: share of rollouts that commit the teacher's chunks instead of the student's, after
     a linear ramp from 1 over the first half of the steps."""
@@ -161,6 +164,8 @@ class TrainConfig:
             raise ValueError("objective regression is Stage 2 on the scene world with teacher 'exact'")
         if self.teacher == EXACT_TEACHER and (self.world != "scenes" or self.stage not in ("stage1", "stage2")):
             raise ValueError("teacher 'exact' is the scene world's closed-form teacher (stage1 / stage2, world scenes)")
+        if len(self.scene_visit_units) != 2 or not 1 <= self.scene_visit_units[0] <= self.scene_visit_units[1]:
+            raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
             raise ValueError("teacher_forcing_end must lie in [0, 1] and scenes_per_video be at least 2")
         for name in ("model", "teacher"):
