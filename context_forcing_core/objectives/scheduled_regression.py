@@ -93,8 +93,7 @@ def scheduled_regression(
             loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / 2
         (loss * loss_scale / num_chunks).backward()
         losses.append(float(loss.detach()))
-        with torch.no_grad():
-            ctx = student.encode_text(text)
+        with torch.no_grad():  # the same text context: the weights have not stepped yet
             if teacher_forced:
                 x0 = target
             else:

@@ -138,27 +138,6 @@ class ToyClipDataset(Dataset):
         )
 
 
-class ScenePromptDataset(Dataset):
-    """Random scene-world prompts (``scenes.ScenePrompt``) with their text embeddings; item i is ``(prompt, text)``,
-    drawn from ``SeedSequence([seed, i])``.
-    """
-
-    def __init__(self, num_prompts: int, seed: int = 0, encoder: ToyTextEncoder | None = None) -> None:
-        if num_prompts < 0:
-            raise ValueError(f"num_prompts must be >= 0, got {num_prompts}")
-        self.num_prompts, self.seed = num_prompts, seed
-        self._text = _TextCache(encoder)
-
-    def __len__(self) -> int:
-        return self.num_prompts
-
-    def __getitem__(self, index: int) -> tuple[str, Tensor]:
-        """Returns ``(prompt text, (max_tokens, width) float32 embedding)``."""
-        prompts = all_scene_prompts()
-        text = prompts[int(_item_rng(self.seed, index, self.num_prompts).integers(len(prompts)))].text
-        return text, self._text(text)
-
-
 class ToyPromptDataset(Dataset):
     """Random prompts with their text embeddings, for the data-free stages; item i is ``(prompt, text)``.
 
@@ -180,5 +159,20 @@ class ToyPromptDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[str, Tensor]:
         """Returns ``(prompt text, (max_tokens, width) float32 embedding)``."""
-        text = random_prompt(_item_rng(self.seed, index, self.num_prompts)).text
+        text = self._draw(_item_rng(self.seed, index, self.num_prompts))
         return text, self._text(text)
+
+    @staticmethod
+    def _draw(rng: np.random.Generator) -> str:
+        return random_prompt(rng).text
+
+
+class ScenePromptDataset(ToyPromptDataset):
+    """Random scene-world prompts (``scenes.ScenePrompt``) with their text embeddings; item i is ``(prompt, text)``,
+    drawn from ``SeedSequence([seed, i])``.
+    """
+
+    @staticmethod
+    def _draw(rng: np.random.Generator) -> str:
+        prompts = all_scene_prompts()
+        return prompts[int(rng.integers(len(prompts)))].text

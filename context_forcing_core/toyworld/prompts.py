@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import MOTIONS
-from .world import PALETTES, STYLES
+from .world import PALETTES, STYLES, check_palette_style
 
 STYLE_PHRASES: dict[str, str] = {"bands": "vertical bands", "shapes": "shapes on plain ground", "mixed": "shapes over bands"}
 """Canonical phrase of every style in :data:`~.world.STYLES`."""
@@ -35,10 +35,7 @@ class ToyPrompt:
     """One of :data:`~.camera.MOTIONS`."""
 
     def __post_init__(self) -> None:
-        if self.palette not in PALETTES:
-            raise ValueError(f"unknown palette {self.palette!r}; allowed: {', '.join(PALETTES)}")
-        if self.style not in STYLES:
-            raise ValueError(f"unknown style {self.style!r}; allowed: {', '.join(STYLES)}")
+        check_palette_style(self.palette, self.style)
         if self.motion not in MOTIONS:
             raise ValueError(f"unknown motion {self.motion!r}; allowed: {', '.join(MOTIONS)}")
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .codec import ToyCodec
 from .prompts import STYLE_PHRASES
-from .world import CELL, FRAME_SIZE, FRAMES_PER_SECOND, PALETTES, STYLES
+from .world import CELL, FRAME_SIZE, FRAMES_PER_SECOND, PALETTES, STYLES, check_palette_style
 
 LIBRARY_SIZE = 4
 """K: pictures per prompt."""
@@ -43,10 +43,7 @@ class ScenePrompt:
     """One of :data:`~.world.STYLES`."""
 
     def __post_init__(self) -> None:
-        if self.palette not in PALETTES:
-            raise ValueError(f"unknown palette {self.palette!r}; allowed: {', '.join(PALETTES)}")
-        if self.style not in STYLES:
-            raise ValueError(f"unknown style {self.style!r}; allowed: {', '.join(STYLES)}")
+        check_palette_style(self.palette, self.style)
 
     @property
     def text(self) -> str:

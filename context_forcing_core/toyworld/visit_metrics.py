@@ -15,6 +15,7 @@ generated for. Errors are mean absolute RGB differences (0..1); time is in toy s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ RECALL_THRESHOLD = 0.5
 forgets (another of the prompt's pictures, 1 on average)."""
 
 
+@cache
 def wrong_pick_error(prompt: ScenePrompt) -> float:
     """Mean |RGB difference| between two different library pictures of ``prompt`` (over every ordered pair)."""
     lib = library(prompt)
@@ -131,13 +133,8 @@ def scene_report(frames: Any, schedule: SceneSchedule, *, bin_edges_s: tuple[flo
     gaps = np.asarray([r.gap_s for r in keep], dtype=np.float64)
     curve = _binned(edges, gaps, np.asarray([r.relative for r in keep], dtype=np.float64),
                     float(changes.sum()), len(changes))
-    hit = np.asarray([float(r.recalled) for r in keep])
-    idx = np.clip(np.searchsorted(edges, gaps, side="right") - 1, 0, len(edges) - 2)
-    ok = (gaps >= edges[0]) & (gaps <= edges[-1])
-    counts = np.bincount(idx[ok], minlength=len(edges) - 1)
-    hits = np.bincount(idx[ok], weights=hit[ok], minlength=len(edges) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    hits = np.asarray([float(r.recalled) for r in keep], dtype=np.float64)
+    recall = _binned(edges, gaps, hits, 0.0, 0).error  # the mean of hits per gap bin
     sink = [r.relative for r in returns if r.sink]
     cut = [_palette_distance(arr[v.start:v.start + n], v.prompt.palette) for v in schedule.visits[1:]]
     pal = [_palette_distance(arr[v.start:v.stop], v.prompt.palette) * (v.stop - v.start) for v in schedule.visits]

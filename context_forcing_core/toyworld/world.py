@@ -36,6 +36,16 @@ STYLES = ("bands", "shapes", "mixed")
 """Scene styles: vertical colour bands, blocks on a plain ground, or blocks over bands."""
 
 
+def check_palette_style(palette: str, style: str) -> None:
+    """Raise ValueError naming the allowed values unless ``palette`` is in :data:`PALETTES` and ``style`` in
+    :data:`STYLES`.
+    """
+    if palette not in PALETTES:
+        raise ValueError(f"unknown palette {palette!r}; allowed: {', '.join(PALETTES)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; allowed: {', '.join(STYLES)}")
+
+
 @dataclass(kw_only=True, slots=True, frozen=True)
 class SceneSpec:
     """What a panorama looks like."""
@@ -50,10 +60,7 @@ class SceneSpec:
     """Layout seed."""
 
     def __post_init__(self) -> None:
-        if self.palette not in PALETTES:
-            raise ValueError(f"unknown palette {self.palette!r}; allowed: {', '.join(PALETTES)}")
-        if self.style not in STYLES:
-            raise ValueError(f"unknown style {self.style!r}; allowed: {', '.join(STYLES)}")
+        check_palette_style(self.palette, self.style)
         if self.width < 2 * FRAME_SIZE or self.width % CELL:
             raise ValueError(f"panorama width must be a multiple of {CELL} px and at least {2 * FRAME_SIZE} px, "
                              f"got {self.width}")
