@@ -82,7 +82,10 @@ class TrainConfig:
     ema_decay: float = 0.99
     """EMA decay of the student weights."""
     ema_start: int = 200
-    """Step from which the EMA is updated."""
+    """Step from which the EMA is updated (a copy of the student before)."""
+    ema_warmup: bool = True
+    """Warm the EMA up: decay min(ema_decay, (1 + n) / (10 + n)) at the n-th update after ``ema_start``, so an
+    early checkpoint's EMA is not mostly the initialisation (at 0.999 from step 0 it would be 0.999^n of it)."""
     rollout_frames: int = 21
     """Stage 1 rollout length in latent frames (Stage 2 draws from the curriculum); clip length of the teacher stage."""
     target_frames: int = 21
@@ -119,6 +122,10 @@ class TrainConfig:
     """Recompute block activations in backward (student and critic)."""
     sample_every: int = 0
     """Toy presets: write sample videos of the EMA student every this many steps (0: never)."""
+    sample_videos: int = 2
+    """Toy sample videos per ``sample_every`` (the first prompts of the training set)."""
+    sample_seconds: float = 20.0
+    """Length of each toy sample video in toy seconds."""
     text_dropout: float = 0.1
     """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
     unconditional branch to subtract."""
@@ -200,6 +207,9 @@ class TrainConfig:
             raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
         if self.timestep_shift <= 0 or self.sample_every < 0:
             raise ValueError("timestep_shift must be positive and sample_every non-negative")
+        if self.sample_videos < 1 or not self.sample_seconds > 0:
+            raise ValueError(f"sample_videos ({self.sample_videos}) and sample_seconds ({self.sample_seconds}) "
+                             "must be positive")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.dtype not in ("float32", "bfloat16"):

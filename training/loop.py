@@ -58,7 +58,7 @@ from .ode_pairs import OdePairs, generate_pairs
 from .precision import autocast_context
 from .rng import micro_generator, step_generator
 from .samples import toy_samples
-from .state import TrainState, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
+from .state import TrainState, ema_decay_at, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 from .telemetry import MetricsLogger
 
 DMD_STAGES = ("stage1", "stage2")
@@ -252,7 +252,7 @@ def _student_step(run: Run) -> float:
     st, cfg = run.state, run.cfg
     _advance_cursor(run)
     norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, cfg.ema_decay if st.step >= cfg.ema_start else 0.0)
+    ema_update(st.ema, st.student, ema_decay_at(st.step, decay=cfg.ema_decay, start=cfg.ema_start, warmup=cfg.ema_warmup))
     return norm
 
 
@@ -459,8 +459,8 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
 def _write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
     """Toy sample videos of the EMA student (causal stages) or a teacher's stand-in through the same sampler."""
     st = run.state
-    prompts = [run.prompts[i][0] for i in range(2)]
-    samples = toy_samples(st.ema, prompts=prompts, seconds=20.0, memory=run.memory, seed=run.cfg.seed,
+    prompts = [run.prompts[i][0] for i in range(min(run.cfg.sample_videos, len(run.prompts)))]
+    samples = toy_samples(st.ema, prompts=prompts, seconds=run.cfg.sample_seconds, memory=run.memory, seed=run.cfg.seed,
                           out_dir=out / "samples", step=st.step)
     log.log({f"sample/{k}": v for k, v in samples.metrics.items()}, step=st.step)
     log.add_video("sample/video", samples.frames[0], st.step)

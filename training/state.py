@@ -62,6 +62,16 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
 
 
+def ema_decay_at(step: int, *, decay: float, start: int, warmup: bool) -> float:
+    """The EMA decay at ``step``: 0 (a copy) before ``start``, then ``decay``, warmed up by
+    min(decay, (1 + n) / (10 + n)) for the n-th update from ``start`` when ``warmup``.
+    """
+    if step < start:
+        return 0.0
+    n = step - start
+    return min(decay, (1 + n) / (10 + n)) if warmup else decay
+
+
 def new_ema(model: WanModel) -> WanModel:
     """A frozen copy of ``model`` to average into."""
     return copy.deepcopy(model).requires_grad_(False).eval()

@@ -5,7 +5,8 @@ by chunk through its Slow-Fast Memory exactly as at inference (re-caching the fa
 :func:`~context_forcing_core.diffusion.sampler.stream` does). For every chunk the teacher sees the frames the
 memory holds (the student's own context) and the chunk's prompt, and solves its probability-flow ODE from the
 chunk's starting noise z to an end point x0*; the student, attending its memory, regresses x0* from z (the first
-step, where the scene is decided: recall) and from x0* re-noised at one other of its step levels. Then the chunk is
+step, where the scene is decided: recall) and from x0* re-noised at every other of its step levels (where a chosen
+picture is made exact; one rollout, the expensive part, then feeds all levels). Then the chunk is
 committed: the student's own few-step sample (on-policy), or x0* (``teacher_forced``). Cached K/V are detached, so
 each chunk's loss is backpropagated at once and no graph outlives its chunk.
 """
@@ -51,7 +52,7 @@ def scheduled_regression(
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
 
     Returns:
-        The loss of every chunk (mean squared error over its two levels), and the (B, C, F, H, W) committed latents.
+        The loss of every chunk (mean squared error over its step levels), and the (B, C, F, H, W) committed latents.
 
     """
     chunk = memory.chunk_frames
@@ -82,15 +83,15 @@ def scheduled_regression(
         z = torch.randn(shape, generator=generator).to(dev)
         target = teacher(z, text, context, frames).detach()  # (B, C, chunk, H, W)
         mem.begin_chunk(frames)
-        level = 1 + int(torch.randint(len(timesteps) - 1, (1,), generator=generator))
-        fresh = torch.randn(shape, generator=generator).to(dev)
-        x_level = add_noise(target, fresh, timesteps[level] / 1000.0)
+        inputs = [(z, timesteps[0])]
+        for t in timesteps[1:]:  # x0* re-noised at each later level, fresh noise each
+            inputs.append((add_noise(target, torch.randn(shape, generator=generator).to(dev), t / 1000.0), t))
         ctx = student.encode_text(text)  # with grad: the text layers learn too
         loss = 0.0
-        for x_t, t in ((z, timesteps[0]), (x_level, timesteps[level])):
+        for x_t, t in inputs:
             tt = torch.full((b, chunk), float(t), device=dev)
             flow = student(x_t, tt, ctx, attention=mem.attention()).float()
-            loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / 2
+            loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / len(inputs)
         (loss * loss_scale / num_chunks).backward()
         losses.append(float(loss.detach()))
         with torch.no_grad():  # the same text context: the weights have not stepped yet

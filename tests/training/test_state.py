@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from conftest import random_model
 
 from context_forcing_core import load_model
 from training.rng import micro_generator
-from training.state import TrainState, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
+from training.state import TrainState, ema_decay_at, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 
 
 def make_state(seed: int = 0) -> TrainState:
@@ -71,3 +73,26 @@ def test_ema_update_is_the_stated_average():
     expected = [0.75 * p + 0.25 * q for p, q in zip(a.parameters(), b.parameters())]
     ema_update(a, b, 0.75)
     assert all(torch.allclose(p, e, atol=1e-7) for p, e in zip(a.parameters(), expected))
+
+
+def test_ema_decay_warms_up_from_its_start():
+    assert ema_decay_at(4, decay=0.999, start=5, warmup=True) == 0.0  # a copy before the start
+    assert ema_decay_at(5, decay=0.999, start=5, warmup=True) == 0.1  # (1 + 0) / (10 + 0)
+    assert ema_decay_at(15, decay=0.999, start=5, warmup=True) == 11 / 20
+    assert ema_decay_at(100_000, decay=0.999, start=5, warmup=True) == 0.999
+    assert ema_decay_at(5, decay=0.999, start=5, warmup=False) == 0.999
+
+
+def test_warmed_up_ema_of_a_short_run_is_mostly_the_trained_weights():
+    """After 100 updates towards a fixed target at 0.999 from step 0, a plain EMA keeps ~90 % of the initialisation
+    (0.999^100); the warmed-up one keeps the product of (1 + n) / (10 + n) over n < 100 of it, 9! 100! / 109!."""
+    init, target = random_model(seed=0), random_model(seed=1)
+    shares = {}
+    for warmup in (False, True):
+        ema = new_ema(init)
+        for step in range(100):
+            ema_update(ema, target, ema_decay_at(step, decay=0.999, start=0, warmup=warmup))
+        p0, p1, pe = (next(m.parameters()) for m in (init, target, ema))
+        shares[warmup] = float((pe - p1).norm() / (p0 - p1).norm())
+    assert abs(shares[False] - 0.999 ** 100) < 1e-3
+    assert abs(shares[True] - math.factorial(9) * math.factorial(100) / math.factorial(109)) < 1e-6  # float32 lerp
