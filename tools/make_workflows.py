@@ -11,11 +11,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from context_forcing_core.student import TOY_MEMORY_TAU
-from context_forcing_core.toyworld.world import PALETTES
+from context_forcing_core.toyworld.story import story_schedule
+from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
-TOY_PROMPT = "a desert panorama, vertical bands, slow pan"
 
 
 @dataclass
@@ -88,19 +87,41 @@ def video(fps: float, prefix: str, pos: tuple[int, int]) -> list[Node]:
             Node("SaveVideo", [prefix, "auto", "auto"], [("video", "VIDEO")], [], (pos[0] + 300, pos[1]), (420, 460))]
 
 
+def story_switches(first_index: int, pos: tuple[int, int]) -> tuple[list[Node], list[tuple[int, str, int, str]]]:
+    """The toy story's Prompt Switch chain (one node per cut) as nodes numbered from ``first_index``, and its edges
+    (each switch feeds the next; the last one's ``schedule`` output is for the sampler).
+    """
+    visits = story_schedule().visits
+    nodes = []
+    for i, v in enumerate(visits[1:]):
+        at = v.start / FRAMES_PER_SECOND
+        nodes.append(Node("CF_PromptSwitch", [at, v.prompt.text],
+                          [("conditioning", "CONDITIONING"), ("schedule", "CF_PROMPT_SCHEDULE")],
+                          [("schedule", "CF_PROMPT_SCHEDULE")], (pos[0] + 340 * (i % 4), pos[1] + 170 * (i // 4)),
+                          (320, 150), title=f"at {at:g} s"))
+    edges = [(first_index + i, "schedule", first_index + i + 1, "schedule") for i in range(len(nodes) - 1)]
+    return nodes, edges
+
+
+STORY_NOTE = ("The chain of Prompt Switch nodes is the story: five scenes, each prompt a palette and a style, cut "
+              "to and back; the sunset returns after 28.5 s. Every toy scene prompt allows four pictures, so a "
+              "returning scene shows the same picture as before only if the memory kept it. `make demo` prints the "
+              "revisit error of every return (0: the same picture, 1: another of the prompt's pictures).")
+
+
 def toy_long_video() -> dict:
-    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160), TOY_MEMORY_TAU),
-             sampler(60.0, TOY_PROMPT, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
-                                                                                (1080, 0)),
-             inspector((780, 360))]
+    first = story_schedule().visits[0].prompt.text
+    switches, chain = story_switches(8, (0, 560))
+    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
+             sampler(60.0, first, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
+                                                                         (1080, 0)),
+             inspector((780, 360)), *switches]
     edges = [(1, "cf_model", 3, "model"), (2, "memory", 3, "memory"), (3, "latent", 4, "latent"),
-             (4, "images", 5, "images"), (5, "VIDEO", 6, "video"), (3, "memory_trace", 7, "memory_trace")]
-    note = ("Context Forcing toy demo (runs on CPU, no downloads): the bundled toy student generates 60 toy seconds "
+             (4, "images", 5, "images"), (5, "VIDEO", 6, "video"), (3, "memory_trace", 7, "memory_trace"), *chain,
+             (7 + len(switches), "schedule", 3, "schedule")]
+    note = ("Context Forcing toy demo (runs on CPU, no downloads): the bundled toy student generates a 60-s toy story "
             "(240 frames of 32 x 32 pixels at 4 frames per second) chunk by chunk through the Slow-Fast Memory. "
-            f"Toy prompts name a palette ({', '.join(PALETTES)}), a layout (vertical bands, shapes on "
-            "plain ground, ...) and a camera motion (slow pan, fast pan, pan with pauses, looping pan). The memory's "
-            f"threshold is {TOY_MEMORY_TAU}: the toy student's chunks are much alike, so at Wan's 0.95 few chunks "
-            "would enter slow memory (see the Surprisal Inspector).")
+            + STORY_NOTE + " The Surprisal Inspector shows the cut chunks entering slow memory.")
     return graph(nodes, edges, note)
 
 
@@ -138,23 +159,27 @@ def wan_long_video() -> dict:
 
 
 def memory_comparison() -> dict:
+    first = story_schedule().visits[0].prompt.text
+    switches, chain = story_switches(12, (0, 760))
     nodes = [
-        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160), TOY_MEMORY_TAU),
+        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
         memory("self_forcing", (0, 460)),
-        sampler(60.0, TOY_PROMPT, (380, 0)), sampler(60.0, TOY_PROMPT, (380, 380)),
+        sampler(60.0, first, (380, 0)), sampler(60.0, first, (380, 380)),
         toy_decode((780, 0)), toy_decode((780, 380)),
         Node("ImageStitch", ["right", True, 8, "black"], [("image1", "IMAGE"), ("image2", "IMAGE")],
              [("IMAGE", "IMAGE")], (1080, 0), (270, 150)),
         *video(4.0, "context_forcing/memory_comparison", (1400, 0)),
-        inspector((1080, 380)),
+        inspector((1080, 380)), *switches,
     ]
+    last = 11 + len(switches)
     edges = [(1, "cf_model", 4, "model"), (1, "cf_model", 5, "model"), (2, "memory", 4, "memory"),
              (3, "memory", 5, "memory"), (4, "latent", 6, "latent"), (5, "latent", 7, "latent"),
              (6, "images", 8, "image1"), (7, "images", 8, "image2"), (8, "IMAGE", 9, "images"),
-             (9, "VIDEO", 10, "video"), (4, "memory_trace", 11, "memory_trace")]
-    note = ("Same model, same seed, two memories side by side: Context Forcing's Slow-Fast Memory (left) and a "
-            "Self-Forcing rolling window (right). Revisited parts of the panorama should look the same again on the "
-            "left. Swap either Memory Config preset to compare others.")
+             (9, "VIDEO", 10, "video"), (4, "memory_trace", 11, "memory_trace"), *chain,
+             (last, "schedule", 4, "schedule"), (last, "schedule", 5, "schedule")]
+    note = ("Same model, same seed, same story, two memories side by side: Context Forcing's Slow-Fast Memory (left) "
+            "and a Self-Forcing rolling window (right). " + STORY_NOTE + " Swap either Memory Config preset to "
+            "compare others.")
     return graph(nodes, edges, note)
 
 

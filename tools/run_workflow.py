@@ -15,8 +15,39 @@ import sys
 import time
 from pathlib import Path
 
+from context_forcing_core.toyworld.scenes import SceneSchedule
+from context_forcing_core.toyworld.story import frames_from_video, revisit_lines, schedule_from_switches
+from context_forcing_core.toyworld.visit_metrics import scene_report
+
 from .comfy_server import DEFAULT_HOME, ComfyServer, provision
 from .workflow_api import to_api
+
+SAMPLER_PROMPT = 7
+"""Widget position of the Long Rollout Sampler's prompt in UI-format workflows."""
+
+
+def scene_schedule_of(workflow: dict, num_frames: int) -> SceneSchedule | None:
+    """The toy scene schedule of ``num_frames`` a UI-format workflow asks for (its one Long Rollout Sampler's prompt
+    and every Prompt Switch), or None when it has several samplers or a prompt that is not a toy scene prompt.
+    """
+    samplers = [n for n in workflow["nodes"] if n["type"] == "CF_LongRolloutSampler"]
+    if len(samplers) != 1:
+        return None
+    switches = sorted((float(n["widgets_values"][0]), str(n["widgets_values"][1]))
+                      for n in workflow["nodes"] if n["type"] == "CF_PromptSwitch")
+    try:
+        return schedule_from_switches(str(samplers[0]["widgets_values"][SAMPLER_PROMPT]), switches, num_frames)
+    except ValueError:
+        return None
+
+
+def revisit_report(workflow: dict, video: Path) -> list[str]:
+    """The revisit errors of a toy scene workflow's video (an mp4 of 32 x 32 frames enlarged), else nothing."""
+    if video.suffix != ".mp4" or scene_schedule_of(workflow, 1_000_000) is None:
+        return []
+    frames = frames_from_video(video)
+    schedule = scene_schedule_of(workflow, len(frames))
+    return [] if schedule is None else revisit_lines(scene_report(frames, schedule))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         if path.suffix in {".mp4", ".webm", ".gif", ".webp"} or "output" in path.parts:
             print(f"wrote {path}")
+            for line in revisit_report(workflow, path):
+                print(f"  {line}")
     return 0
 
 
