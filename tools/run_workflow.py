@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from context_forcing_core.toyworld.scenes import SceneSchedule
-from context_forcing_core.toyworld.story import frames_from_video, revisit_lines, schedule_from_switches
+from context_forcing_core.toyworld.story import frames_from_video, revisit_lines, schedule_from_switches, visit_strip
 from context_forcing_core.toyworld.visit_metrics import scene_report
 
 from .comfy_server import DEFAULT_HOME, ComfyServer, provision
@@ -41,13 +41,22 @@ def scene_schedule_of(workflow: dict, num_frames: int) -> SceneSchedule | None:
         return None
 
 
-def revisit_report(workflow: dict, video: Path) -> list[str]:
-    """The revisit errors of a toy scene workflow's video (an mp4 of 32 x 32 frames enlarged), else nothing."""
+def revisit_report(workflow: dict, video: Path, strip: Path | None = None) -> list[str]:
+    """The revisit errors of a toy scene workflow's video (an mp4 of 32 x 32 frames enlarged), else nothing; with
+    ``strip``, also write the last frame of every visit there (PNG).
+    """
     if video.suffix != ".mp4" or scene_schedule_of(workflow, 1_000_000) is None:
         return []
     frames = frames_from_video(video)
     schedule = scene_schedule_of(workflow, len(frames))
-    return [] if schedule is None else revisit_lines(scene_report(frames, schedule))
+    if schedule is None:
+        return []
+    lines = revisit_lines(scene_report(frames, schedule))
+    if strip is not None:
+        strip.parent.mkdir(parents=True, exist_ok=True)
+        visit_strip(frames, schedule).save(strip)
+        lines.append(f"wrote {strip}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", type=Path, default=None, help="the Python of --comfyui (default: its venv)")
     parser.add_argument("--base", type=Path, default=None, help="server base directory (default <home>/demo)")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--strip", type=Path, default=None,
+                        help="toy scene workflows: write the last frame of every visit to this PNG")
     args = parser.parse_args(argv)
 
     if args.comfyui is None:
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         if path.suffix in {".mp4", ".webm", ".gif", ".webp"} or "output" in path.parts:
             print(f"wrote {path}")
-            for line in revisit_report(workflow, path):
+            for line in revisit_report(workflow, path, args.strip):
                 print(f"  {line}")
     return 0
 

@@ -266,6 +266,13 @@ def toy_stage2() -> TrainConfig:
                                curriculum_ramp_steps=200)
 
 
+def toy_scenes_teacher() -> TrainConfig:
+    """The learned teacher on the scene world (single-visit clips: 21 frames of one library picture), to be measured
+    beside the exact teachers (``benchmarks.scene_teachers``); ``toy-teacher`` otherwise, 3,000 steps.
+    """
+    return dataclasses.replace(toy_teacher(), world="scenes", steps=3000, save_every=500)
+
+
 def toy_scenes_stage1() -> TrainConfig:
     """Scene world Stage 1: DMD against the exact short teacher (closed form, no context) with the learned critic,
     on 21-frame rollouts of single scene prompts; otherwise ``toy-stage1``.
@@ -310,7 +317,8 @@ def wan_1_3b_stage2() -> TrainConfig:
 
 PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
            "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
-           "toy-scenes-stage1": toy_scenes_stage1, "toy-scenes-stage2": toy_scenes_stage2,
+           "toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-stage1": toy_scenes_stage1,
+           "toy-scenes-stage2": toy_scenes_stage2,
            "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
            "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 

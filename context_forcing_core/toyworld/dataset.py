@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .camera import CameraSpec, camera_path, render_video
 from .codec import ToyCodec
 from .prompts import ToyPrompt, random_prompt
-from .scenes import all_scene_prompts
+from .scenes import LIBRARY_SIZE, all_scene_prompts, library_latents
 from .text import ToyTextEncoder
 from .world import SceneSpec, render_panorama
 
@@ -176,3 +176,50 @@ class ScenePromptDataset(ToyPromptDataset):
     def _draw(rng: np.random.Generator) -> str:
         prompts = all_scene_prompts()
         return prompts[int(rng.integers(len(prompts)))].text
+
+
+@dataclass(frozen=True)
+class SceneClip:
+    """One scene-world training clip: a single visit (still camera), every frame the same library picture."""
+
+    latents: Tensor
+    """(48, F, 8, 8) float32 normalised latents, every frame ``library_latents(prompt)[picture]``."""
+    text: Tensor
+    """(max_tokens, width) float32 text embedding of :attr:`prompt`."""
+    prompt: str
+    """Canonical prompt text."""
+    picture: int
+    """Index into the prompt's library."""
+
+    @staticmethod
+    def collate(clips: list[SceneClip]) -> dict[str, Any]:
+        """Batch clips: ``latents`` (B, 48, F, 8, 8), ``text`` (B, max_tokens, width), ``prompt`` and ``picture``
+        lists of length B.
+        """
+        return {"latents": torch.stack([c.latents for c in clips]), "text": torch.stack([c.text for c in clips]),
+                "prompt": [c.prompt for c in clips], "picture": [c.picture for c in clips]}
+
+
+class SceneClipDataset(Dataset):
+    """Random single-visit scene clips for the learned teacher: item i draws a prompt and one of its
+    ``LIBRARY_SIZE`` pictures (uniformly) from ``SeedSequence([seed, i])``.
+    """
+
+    def __init__(self, num_clips: int, num_latent_frames: int = 21, seed: int = 0,
+                 encoder: ToyTextEncoder | None = None) -> None:
+        if num_clips < 0 or num_latent_frames < 1:
+            raise ValueError(f"need num_clips >= 0 and num_latent_frames >= 1, got {num_clips}, {num_latent_frames}")
+        self.num_clips, self.num_latent_frames, self.seed = num_clips, num_latent_frames, seed
+        self._text = _TextCache(encoder)
+        self._prompts = all_scene_prompts()
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, index: int) -> SceneClip:
+        rng = _item_rng(self.seed, index, self.num_clips)
+        prompt = self._prompts[int(rng.integers(len(self._prompts)))]
+        picture = int(rng.integers(LIBRARY_SIZE))
+        frame = library_latents(prompt)[picture]  # (48, 8, 8)
+        return SceneClip(latents=frame[:, None].expand(-1, self.num_latent_frames, -1, -1).clone(),
+                         text=self._text(prompt.text), prompt=prompt.text, picture=picture)

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from .scenes import ScenePrompt, SceneSchedule, Visit, all_scene_prompts
+from .viewer import strip_image
 from .visit_metrics import RECALL_THRESHOLD, SceneReport, chance_recall
 from .world import FRAME_SIZE, FRAMES_PER_SECOND
 
@@ -99,3 +101,25 @@ def revisit_lines(report: SceneReport) -> list[str]:
     lines.append(f"effective context {report.effective_context_s:.1f} s (threshold {RECALL_THRESHOLD}); within-visit "
                  f"change {report.within_visit_change:.3f} per frame")
     return lines
+
+
+def visit_strip(frames: np.ndarray, schedule: SceneSchedule, *, scale: int = 3, gap: int = 4) -> Image.Image:
+    """The last frame of every visit side by side, each labelled with its start time and palette (a returning scene
+    kept by the memory looks the same as at its previous visit).
+
+    Args:
+        frames: (T, 3, 32, 32) RGB in [0, 1].
+        schedule: the video's visits.
+
+    """
+    picked = np.stack([frames[v.stop - 1] for v in schedule.visits])  # (visits, 3, H, W)
+    strip = strip_image(picked, every=1, scale=scale, gap=gap)
+    side = frames.shape[-1] * scale
+    out = Image.new("RGB", (strip.width, strip.height + 28), "white")
+    out.paste(strip, (0, 0))
+    draw, font = ImageDraw.Draw(out), ImageFont.load_default()
+    for i, v in enumerate(schedule.visits):
+        x = i * (side + gap)
+        draw.text((x + 2, strip.height + 2), f"{v.start / FRAMES_PER_SECOND:g} s", fill="black", font=font)
+        draw.text((x + 2, strip.height + 14), v.prompt.palette, fill="black", font=font)
+    return out

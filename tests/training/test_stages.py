@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from context_forcing_core import load_model
@@ -117,3 +118,17 @@ def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
                      "--rollout_frames", "6", "--target_frames", "6"]) == 0
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["dmd_loss"] > 0 and row["critic_loss"] > 0
+
+
+def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
+    """The learned teacher on the scene world: its clips are one library picture held still."""
+    cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "6", "target_frames": "6", "batch_size": "2"})
+    r = build_run(cfg)
+    clip = r.clips[0]
+    assert clip.latents.shape == (48, 6, 8, 8) and torch.equal(clip.latents[:, 0], clip.latents[:, -1])
+    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(tmp_path), "--steps", "2",
+                     "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "2"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("flow_loss" in row or "loss" in row for row in rows)
+    with pytest.raises(ValueError, match="multi-visit contexts"):
+        build_run(apply_overrides(preset("toy-context-teacher"), {"world": "scenes"}))

@@ -70,3 +70,18 @@ def test_prompt_dataset():
     assert list(prompts) == [ds[i][0] for i in range(4)] and texts.shape == (4, 16, 32)
     with pytest.raises(IndexError):
         ds[50]
+
+
+def test_scene_clips_are_still_library_pictures_drawn_uniformly():
+    from context_forcing_core.toyworld.dataset import SceneClip, SceneClipDataset
+    from context_forcing_core.toyworld.scenes import LIBRARY_SIZE, all_scene_prompts, library_latents
+
+    ds = SceneClipDataset(400, num_latent_frames=5, seed=3)
+    by_text = {p.text: p for p in all_scene_prompts()}
+    clip = ds[7]
+    assert torch.equal(clip.latents, library_latents(by_text[clip.prompt])[clip.picture][:, None].expand(-1, 5, -1, -1))
+    assert torch.equal(ds[7].latents, clip.latents)  # the same item every time
+    counts = np.bincount([ds[i].picture for i in range(400)], minlength=LIBRARY_SIZE)
+    assert counts.min() > 70  # ~100 each
+    batch = SceneClip.collate([ds[0], ds[1]])
+    assert batch["latents"].shape == (2, 48, 5, 8, 8) and len(batch["picture"]) == 2

@@ -12,6 +12,7 @@ from context_forcing_core.toyworld.story import (
     scene_prompt_of,
     schedule_from_switches,
     story_schedule,
+    visit_strip,
 )
 from context_forcing_core.toyworld.viewer import save_video
 from context_forcing_core.toyworld.visit_metrics import scene_report
@@ -61,3 +62,13 @@ def test_revisit_errors_survive_the_mp4(tmp_path, forget):
         assert all(r.relative < 0.05 and r.recalled for r in report.returns)
         lines = revisit_lines(report)
         assert len(lines) == len(report.returns) + 3 and "sunset bands" in lines[-3] and "28.5" in lines[-3]
+
+
+def test_visit_strip_shows_the_last_frame_of_every_visit():
+    s = story_schedule()
+    frames = render_schedule(s)
+    img = np.asarray(visit_strip(frames, s, scale=2, gap=4))
+    assert img.shape == (64 + 28, len(s.visits) * 64 + (len(s.visits) - 1) * 4, 3)
+    last = s.visits[-1]
+    expected = (frames[last.stop - 1].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(img[:64:2, -64::2], expected)
