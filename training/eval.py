@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from context_forcing_core.student import BUNDLED_TOY_STUDENT
+
 from .toy_benchmark import BenchmarkConfig, methods, run_benchmark
 from .toy_report import headline_table, summarise, write_report
 
@@ -66,7 +68,8 @@ def _scenes(argv: list[str], prog: str) -> int:
 
     parser = argparse.ArgumentParser(prog=prog, description=scene_benchmark.__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, required=True)
-    parser.add_argument("--student", type=Path, required=True, help="student checkpoint")
+    parser.add_argument("--student", type=Path, default=BUNDLED_TOY_STUDENT,
+                        help="student checkpoint (default: the bundled toy student)")
     parser.add_argument("--out", type=Path, default=Path("results/scene-benchmark"), help="report folder")
     parser.add_argument("--schedules", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=3)

@@ -28,7 +28,7 @@ from context_forcing_core.memory.trace import MemoryTrace
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.continuation import continue_with_teacher
-from context_forcing_core.student import BUNDLED_TOY_STUDENT, TOY_MEMORY_TAU
+from context_forcing_core.student import TOY_MEMORY_TAU
 from context_forcing_core.toyworld.camera import camera_path, render_video
 from context_forcing_core.toyworld.dataset import ToyClipDataset
 from context_forcing_core.toyworld.metrics import (
@@ -112,8 +112,8 @@ class BenchmarkConfig:
     """Euler steps per teacher window."""
     guidance: float = 3.0
     """Teacher classifier-free guidance."""
-    student: Path = BUNDLED_TOY_STUDENT
-    """The Context Forcing student (Stage 2)."""
+    student: Path = ASSETS / "pan_stage2_student.safetensors"
+    """The Context Forcing student (Stage 2) of the panning world (the bundled student is the scene world's)."""
     stage1: Path = ASSETS / "toy_stage1_student.safetensors"
     """The Stage-1 student it was distilled from."""
     context_teacher: Path = ASSETS / "toy_context_teacher.safetensors"
