@@ -31,7 +31,7 @@ TOY_MEMORY_TAU = 0.999
 consecutive chunks dissimilar). Their chunks' key summaries are far more alike than Wan's (the panning student,
 60-s toy videos: 90 % of the checked chunks' similarities lie in 0.96-1.0), so at the paper's 0.95 one checked chunk
 in 25 reaches slow memory, which then reaches ~10 s back; at 0.999 about one in three does and slow memory reaches ~34 s
-back (``python -m benchmarks.toy_students --tau ...`` prints these figures)."""
+back (``python -m context_forcing_core.eval.toy.students --tau ...`` prints these figures)."""
 
 WAN_LATENT_FRAMES_PER_SECOND = 4
 """Wan2.1 video: 16 fps, 4 video frames per latent frame."""

@@ -260,7 +260,7 @@ def toy_stage1() -> TrainConfig:
 def toy_stage2() -> TrainConfig:
     """Stage 2 contextual DMD on the toy world: rollouts of 42-84 frames, gradient on the last 21. Guidance 3 as in
     Stage 1, not the authors' 5: with the toy context teacher, 5 gave a student worse on revisits after 10 s than
-    guidance 3 (error 0.115 vs 0.084, 8 videos of 60 s, ``benchmarks.toy_students``).
+    guidance 3 (error 0.115 vs 0.084, 8 videos of 60 s, ``context_forcing_core.eval.toy.students``).
     """
     return dataclasses.replace(toy_stage1(), stage="stage2", guidance=3.0, curriculum_start=42, curriculum_end=84,
                                curriculum_ramp_steps=200)
@@ -268,7 +268,7 @@ def toy_stage2() -> TrainConfig:
 
 def toy_scenes_teacher() -> TrainConfig:
     """The learned teacher on the scene world (single-visit clips: 21 frames of one library picture), to be measured
-    beside the exact teachers (``benchmarks.scene_teachers``); ``toy-teacher`` otherwise, 3,000 steps.
+    beside the exact teachers (``context_forcing_core.eval.toy.scene_teachers``); ``toy-teacher`` otherwise, 3,000 steps.
     """
     return dataclasses.replace(toy_teacher(), world="scenes", steps=3000, save_every=500)
 

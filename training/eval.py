@@ -1,5 +1,5 @@
 """``python -m training.run eval``: the toy-world benchmark (``--preset toy-benchmark``) or consistency metrics of
-real videos (everything else goes to :mod:`training.eval_videos`).
+real videos (everything else goes to :mod:`context_forcing_core.eval.videos_cli`).
 
     python -m training.run eval --preset toy-benchmark [--out results/toy-benchmark] [--prompts 6] [--seeds 3]
         [--seconds 60] [--teacher-context 18] [--methods cf,stage1_self_forcing,...]
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from context_forcing_core.eval.toy.benchmark import BenchmarkConfig, methods, run_benchmark
+from context_forcing_core.eval.toy.report import headline_table, summarise, write_report
 from context_forcing_core.student import BUNDLED_TOY_STUDENT
-
-from .toy_benchmark import BenchmarkConfig, methods, run_benchmark
-from .toy_report import headline_table, summarise, write_report
 
 PRESETS = ("toy-benchmark", "scene-benchmark")
 
@@ -24,7 +23,7 @@ PRESETS = ("toy-benchmark", "scene-benchmark")
 def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
     """Run the toy benchmark and write its report, or hand the arguments to the real-video evaluation."""
     if "--preset" not in argv:
-        from .eval_videos import main as videos_main
+        from context_forcing_core.eval.videos_cli import main as videos_main
 
         if {"-h", "--help"} & set(argv):
             print(f"(the toy benchmark: {prog} --preset toy-benchmark --help)")
@@ -63,8 +62,8 @@ def main(argv: list[str], prog: str = "python -m training.run eval") -> int:
 
 
 def _scenes(argv: list[str], prog: str) -> int:
-    """The scene-world benchmark (``training.scene_benchmark``)."""
-    from . import scene_benchmark
+    """The scene-world benchmark (``context_forcing_core.eval.toy.scene_benchmark``)."""
+    from context_forcing_core.eval.toy import scene_benchmark
 
     parser = argparse.ArgumentParser(prog=prog, description=scene_benchmark.__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=PRESETS, required=True)

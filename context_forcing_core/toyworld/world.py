@@ -7,7 +7,7 @@ Panoramas are mosaics of flat 8 x 8-px cells, the area of one model token (toy c
 camera moves by whole cells, so every frame is 4 x 4 whole tokens. In the first version of this world (pixel detail,
 1-4 px steps) the 2-layer toy teacher's samples never panned within the CPU pipeline's budget; on this grid the memory
 questions stay the same and the same teacher learns the palettes and the cells, but its frames still do not follow
-each other by rigid steps (shift residual in ``benchmarks/toy_teacher.py``).
+each other by rigid steps (shift residual in ``context_forcing_core/eval/toy/teachers.py``).
 """
 
 from __future__ import annotations

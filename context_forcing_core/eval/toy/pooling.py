@@ -1,6 +1,6 @@
 """Does a teacher pool over time? x0 error from 21 noised copies of a still clip vs from one frame, per sigma.
 
-    python -m benchmarks.toy_pooling [--learned benchmarks/assets/toy_context_teacher.safetensors] [--clips 12]
+    python -m context_forcing_core.eval.toy.pooling [--learned FILE (default: assets/toy_context_teacher)] [--clips 12]
 
 A still clip is one picture repeated 21 times; each copy gets its own noise at one sigma. A teacher that pools
 uses all 21 observations (its x0 error falls well below the one-frame error) and predicts the same x0 for every
@@ -27,9 +27,11 @@ from context_forcing_core.toyworld.exact_teacher import ExactTeacher
 from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
+from .benchmark import ASSETS
+
 SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.95)
 FRAMES = 21
-DEFAULT_LEARNED = Path("benchmarks/assets/toy_context_teacher.safetensors")
+DEFAULT_LEARNED = ASSETS / "toy_context_teacher.safetensors"
 
 Denoiser = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(x_t (B, C, F, H, W), sigma (B, F), text (B, L, D)) -> x0 (B, C, F, H, W)."""
@@ -74,6 +76,7 @@ def pan_clips(count: int, encoder: ToyTextEncoder) -> tuple[Tensor, Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print the table; 0 on success."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learned", type=Path, default=DEFAULT_LEARNED, help="a learned bidirectional toy teacher")
     parser.add_argument("--clips", type=int, default=12)

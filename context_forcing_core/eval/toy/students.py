@@ -1,6 +1,6 @@
 """Toy students side by side: revisit consistency, motion fidelity and drift of 60-s rollouts (toy-world oracle).
 
-Run: python -m benchmarks.toy_students --student stage1=RUN1.safetensors --student stage2=RUN2.safetensors
+Run: python -m context_forcing_core.eval.toy.students --student stage1=RUN1.safetensors --student stage2=RUN2.safetensors
      [--memory context_forcing] [--tau 0.95] [--videos 8] [--seconds 60] [--seed 0] [--json out.json]
 
 Every student generates the same prompts with the same seeds through the same memory, one video at a time (so each

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from context_forcing_core.eval.videos_cli import main
 from tests.core.eval.eval_tiny_backbones import save_tiny_backbones, smooth_frames, write_video
-from training.eval_videos import main
 
 
 @pytest.fixture(scope="module")

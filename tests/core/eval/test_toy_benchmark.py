@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from context_forcing_core.eval.toy.benchmark import BenchmarkConfig, methods, run_benchmark
+from context_forcing_core.eval.toy.report import Stat, headline_table, summarise, write_report
 from context_forcing_core.memory.plot import surprisal_plot
 from training.run import main as run_main
-from training.toy_benchmark import BenchmarkConfig, methods, run_benchmark
-from training.toy_report import Stat, headline_table, summarise, write_report
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
-"""benchmarks.toy_pooling: the exact teacher pools (21 copies beat one at high noise, no spread); a denoiser that
-ignores the other frames does not."""
+"""The pooling probe (``eval.toy.pooling``): the exact teacher pools (21 copies beat one at high noise, no spread);
+a denoiser that ignores the other frames does not."""
 
 from __future__ import annotations
 
 import torch
 
-from benchmarks.toy_pooling import exact, pooling_row, scene_clips
+from context_forcing_core.eval.toy.pooling import exact, pooling_row, scene_clips
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher
 from context_forcing_core.toyworld.text import ToyTextEncoder
 

@@ -1,6 +1,6 @@
 """Sample quality of toy teachers: guided Euler ODE samples of held-out prompts against the toy world's oracle.
 
-    python -m benchmarks.toy_teacher --teacher t6k=RUN/step_006000/student_ema.safetensors --teacher t14k=...
+    python -m context_forcing_core.eval.toy.teachers --teacher t6k=RUN/step_006000/student_ema.safetensors --teacher t14k=...
 
 Per teacher: 21-frame samples of ``--videos`` held-out prompts (24-step guided Euler ODE, guidance 3, the same noise
 for every teacher), mean distance of every pixel to the prompt's palette, sharpness (mean neighbour difference),
@@ -62,6 +62,7 @@ def _context_gain(teacher, data: ToyClipDataset, clips: list, text: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", action="append", required=True, help="NAME=PATH (repeat)")
     parser.add_argument("--videos", type=int, default=6)

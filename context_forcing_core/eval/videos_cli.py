@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.run eval
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m training.eval_videos"))
+    sys.exit(main(prog="python -m context_forcing_core.eval.videos_cli"))

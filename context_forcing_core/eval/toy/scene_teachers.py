@@ -1,6 +1,6 @@
 """Learned toy teachers beside the exact scene teacher: are their samples still, library pictures, in palette?
 
-    python -m benchmarks.scene_teachers --teacher NAME=RUN/step_NNNNNN/student_ema.safetensors [--teacher ...]
+    python -m context_forcing_core.eval.toy.scene_teachers --teacher NAME=RUN/step_N/student_ema.safetensors [...]
 
 Per teacher, one 21-frame sample (one visit: the camera holds still) of each of ``--clips`` held-out (prompt, noise)
 pairs, the same noise for every teacher: the exact short teacher (closed form, 48-step probability-flow ODE, no
@@ -57,6 +57,7 @@ def score(frames: np.ndarray, prompts: list[ScenePrompt]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print the table; 0 on success."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", action="append", default=[], help="NAME=PATH of a learned teacher (repeat)")
     parser.add_argument("--clips", type=int, default=24)

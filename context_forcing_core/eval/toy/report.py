@@ -1,4 +1,4 @@
-"""Summary, markdown report and plots of a toy benchmark run (:mod:`training.toy_benchmark`).
+"""Summary, markdown report and plots of a toy benchmark run (:mod:`context_forcing_core.eval.toy.benchmark`).
 
 Numbers per method are computed per seed (pooling that seed's prompts) and reported as mean +- standard deviation
 over seeds. The effective context and the gap buckets use *relative* revisit errors: each video's errors divided by
@@ -31,7 +31,7 @@ from context_forcing_core.toyworld.metrics import (
 from context_forcing_core.toyworld.viewer import line_plot, revisit_plot
 from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
-from .toy_benchmark import BenchmarkRun, VideoScore
+from .benchmark import BenchmarkRun, VideoScore
 
 BUCKETS_S = (0.5, 2.0, 10.0, 20.0, 80.0)
 """Gap buckets of the report's table: short, medium, 10-20 s and above 20 s."""

@@ -8,7 +8,7 @@ Every method generates the same held-out prompts with the same seeds, one video 
 consolidation decisions, as for an artist), in float32 on this machine's CPU; for each video every method runs in
 turn, so the throughput figures are measured side by side. The context teachers continue the
 Context Forcing student's own videos after ``teacher_context_s`` seconds and are scored on the frames they made.
-:mod:`training.toy_report` writes the report.
+:mod:`context_forcing_core.eval.toy.report` writes the report.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from context_forcing_core.toyworld.metrics import (
 from context_forcing_core.toyworld.synthetic import forgetting_video
 from context_forcing_core.toyworld.world import FRAMES_PER_SECOND, render_panorama
 
-ASSETS = Path(__file__).resolve().parent.parent / "benchmarks" / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"
+"""The toy benchmarks' checkpoints (see assets/README.md)."""
 ModelName = Literal["student", "stage1", "context_teacher", "context_teacher_no_erft", "ground_truth", "forgets_5s"]
 
 
