@@ -135,6 +135,10 @@ class TrainConfig:
     world: str = "pan"
     """Toy world of a run without ``data``: "pan" (camera panning over a panorama) or "scenes" (visits to a finite
     picture library that come back, ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher)."""
+    memory_grad: bool = False
+    """Scene world, regression: backpropagate through the memory's write path (the t = 0 commit and re-cache passes
+    of earlier chunks), so the student learns what to store as well as how to read it
+    (``objectives.scheduled_regression``)."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
     scene_visit_units: tuple[int, int] = (1, 2)

@@ -7,8 +7,13 @@ memory holds (the student's own context) and the chunk's prompt, and solves its 
 chunk's starting noise z to an end point x0*; the student, attending its memory, regresses x0* from z (the first
 step, where the scene is decided: recall) and from x0* re-noised at every other of its step levels (where a chosen
 picture is made exact; one rollout, the expensive part, then feeds all levels). Then the chunk is
-committed: the student's own few-step sample (on-policy), or x0* (``teacher_forced``). Cached K/V are detached, so
-each chunk's loss is backpropagated at once and no graph outlives its chunk.
+committed: the student's own few-step sample (on-policy), or x0* (``teacher_forced``).
+
+By default cached K/V are detached, so each chunk's loss is backpropagated at once and no graph outlives its chunk;
+then only the *reading* of memory is trained: the t = 0 pass that *writes* a frame's K/V (commit, re-cache) never
+gets a gradient. With ``memory_grad`` the memory keeps autograd history (out-of-place writes) and the commit and
+re-cache passes run with gradient, so a chunk's loss also trains what earlier chunks stored (backpropagation
+through the memory's write path, never through the committed latents themselves); one backward per rollout.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def scheduled_regression(
     steps: Sequence[float] = DEFAULT_STEPS,
     shift: float = DEFAULT_SHIFT,
     latent_size: tuple[int, int] = (8, 8),
+    memory_grad: bool = False,
 ) -> tuple[list[float], Tensor]:
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
 
@@ -60,7 +66,9 @@ def scheduled_regression(
         raise ValueError(f"num_latent_frames must be a positive multiple of the chunk size {chunk}")
     timesteps = warp_timesteps(steps, shift)
     num_chunks = num_latent_frames // chunk
-    mem = SlowFastMemory(memory, student.config)
+    mem = SlowFastMemory(memory, student.config, keep_grad=memory_grad)
+    write_grad = torch.enable_grad if memory_grad else torch.no_grad
+    total: Tensor | float = 0.0
     text0 = schedule.texts[0]
     b, dev = text0.shape[0], student.device
     shape = (b, student.config.in_channels, chunk, *latent_size)
@@ -74,7 +82,7 @@ def scheduled_regression(
         text = schedule.texts[wanted].to(dev)
         if wanted != prompt:
             if c > 0:
-                with torch.no_grad():
+                with write_grad():
                     recent = {f: committed[f] for f in mem.fast_frames()}
                     recache_fast_window(student, mem, student.encode_text(text), recent)
             prompt = wanted
@@ -92,7 +100,10 @@ def scheduled_regression(
             tt = torch.full((b, chunk), float(t), device=dev)
             flow = student(x_t, tt, ctx, attention=mem.attention()).float()
             loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / len(inputs)
-        (loss * loss_scale / num_chunks).backward()
+        if memory_grad:
+            total = total + loss * loss_scale / num_chunks
+        else:
+            (loss * loss_scale / num_chunks).backward()
         losses.append(float(loss.detach()))
         with torch.no_grad():  # the same text context: the weights have not stepped yet
             if teacher_forced:
@@ -100,10 +111,13 @@ def scheduled_regression(
             else:
                 x0 = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
                                   generator=generator)
+        with write_grad():  # the commit pass writes this chunk's K/V
             student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True))
         mem.end_chunk()
         chunks.append(x0.detach())
         committed.update({f: x0[:, :, i].detach() for i, f in enumerate(frames)})
         keep = set(memory_frames(mem))
         committed = {f: x for f, x in committed.items() if f in keep}
+    if memory_grad:
+        total.backward()
     return losses, torch.cat(chunks, dim=2)

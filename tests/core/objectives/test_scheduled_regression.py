@@ -58,3 +58,46 @@ def test_on_policy_commits_the_students_own_samples_and_memory_frames_is_the_uni
     from context_forcing_core.memory.slow_fast import SlowFastMemory
     empty = SlowFastMemory(mem, model.config)
     assert memory_frames(empty) == []
+
+
+def _fixed_teacher(z, text, context, frames):
+    return torch.randn(z.shape, generator=torch.Generator().manual_seed(100 + frames.start))
+
+
+def _run(model, memory_grad, mem):
+    return scheduled_regression(model, _fixed_teacher, _schedule(), num_latent_frames=12, memory=mem,
+                                generator=torch.Generator().manual_seed(3), teacher_forced=True,
+                                memory_grad=memory_grad)
+
+
+def test_memory_grad_is_the_full_derivative_through_what_earlier_chunks_wrote():
+    """Same forward either way; with ``memory_grad`` the gradient matches a finite difference of the rollout's
+    loss (which moves the cached K/V too), the detached default's does not."""
+    mem = memory_preset("infinity_rope")
+    model = random_model(toy()).train().double()
+    grads = {}
+    for flag in (False, True):
+        model.zero_grad()
+        losses, _ = _run(model, flag, mem)
+        grads[flag] = [p.grad.clone() for p in model.parameters()]
+        grads[(flag, "loss")] = losses
+    assert grads[(False, "loss")] == grads[(True, "loss")]
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(4)
+    direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    eps = 1e-4
+
+    def loss_at(sign):
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.add_(sign * eps * d)
+        value = sum(_run(model, False, mem)[0]) / 4
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.sub_(sign * eps * d)
+        return value
+
+    numeric = (loss_at(1) - loss_at(-1)) / (2 * eps)
+    analytic = {flag: float(sum((g * d).sum() for g, d in zip(grads[flag], direction))) for flag in (False, True)}
+    assert abs(analytic[True] - numeric) < 1e-4 * max(1.0, abs(numeric))
+    assert abs(analytic[False] - numeric) > 1e-3 * abs(numeric)
