@@ -54,8 +54,10 @@ def scheduled_regression(
     shift: float = DEFAULT_SHIFT,
     latent_size: tuple[int, int] = (8, 8),
     memory_grad: bool = False,
+    level_losses: list[list[float]] | None = None,
 ) -> tuple[list[float], Tensor]:
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
+    ``level_losses``, when given, receives every chunk's mean squared error per step level (first: from z).
 
     Returns:
         The loss of every chunk (mean squared error over its step levels), and the (B, C, F, H, W) committed latents.
@@ -95,11 +97,15 @@ def scheduled_regression(
         for t in timesteps[1:]:  # x0* re-noised at each later level, fresh noise each
             inputs.append((add_noise(target, torch.randn(shape, generator=generator).to(dev), t / 1000.0), t))
         ctx = student.encode_text(text)  # with grad: the text layers learn too
-        loss = 0.0
+        loss, per_level = 0.0, []
         for x_t, t in inputs:
             tt = torch.full((b, chunk), float(t), device=dev)
             flow = student(x_t, tt, ctx, attention=mem.attention()).float()
-            loss = loss + F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target) / len(inputs)
+            mse = F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target)
+            per_level.append(float(mse.detach()))
+            loss = loss + mse / len(inputs)
+        if level_losses is not None:
+            level_losses.append(per_level)
         if memory_grad:
             total = total + loss * loss_scale / num_chunks
         else:
