@@ -91,6 +91,15 @@ def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_pa
     assert cfg["stage"] == "stage2" and cfg["steps"] == 2
 
 
+def test_the_scene_pipeline_runs_its_three_stages_and_stage2_starts_from_stage1(tmp_path):
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.005, world="scenes")  # teacher 15, stage1 1, stage2 3 steps
+    assert list(seconds) == list(pipeline.SCENE_ORDER)
+    assert json.loads((tmp_path / "pipeline.json").read_text())["world"] == "scenes"
+    config = json.loads((tmp_path / "stage2" / "config.json").read_text())
+    assert config["objective"] == "regression" and config["teacher"] == "exact"
+    assert load_model(tmp_path / "toy_student.safetensors").config == model_preset("toy")
+
+
 def test_the_pipeline_passes_a_device_to_every_stage(tmp_path):
     assert all(args[-2:] != ["--device", "cuda"] for _, args in pipeline.stage_commands(tmp_path, 1.0))
     commands = pipeline.stage_commands(tmp_path, 1.0, "cuda")
