@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", type=Path, default=None, help="the Python of --comfyui (default: its venv)")
     parser.add_argument("--base", type=Path, default=None, help="server base directory (default <home>/demo)")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--images", type=Path, default=None,
+                        help="copy the images the workflow shows (e.g. the Surprisal Inspector's plot) into this folder")
     parser.add_argument("--strip", type=Path, default=None,
                         help="toy scene workflows: write the last frame of every visit to this PNG")
     args = parser.parse_args(argv)
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the workflow failed: {json.dumps(entry['status'], indent=1)[-3000:]}", file=sys.stderr)
             return 1
         files = server.output_files(entry)
+        if args.images is not None:  # previews live in the server's temp folder, emptied when it restarts
+            args.images.mkdir(parents=True, exist_ok=True)
+            for path in files:
+                if path.suffix == ".png" and path.is_file():
+                    shutil.copyfile(path, args.images / path.name)
+                    print(f"copied {path.name} to {args.images}")
     print(f"workflow ran in {run_s:.0f} s ({time.perf_counter() - start:.0f} s with server start-up and shutdown)")
     for path in files:
         if path.suffix in {".mp4", ".webm", ".gif", ".webp"} or "output" in path.parts:

@@ -286,12 +286,15 @@ def toy_scenes_stage1() -> TrainConfig:
 
 def toy_scenes_stage2() -> TrainConfig:
     """Scene world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
-    through 48-frame prompt schedules of 4 scenes (batch 4), from scratch or from ``--init``.
+    through 48-frame prompt schedules of 4 scenes in one-unit visits (1.5 s: many cuts and returns per rollout),
+    batch 4, gradient through the memory's write path, from scratch or from ``--init``. These are the settings of
+    the bundled student's last phase (how it was made: ``eval/toy/assets/README.md``); they were not compared
+    side by side with the earlier ones.
     """
     return TrainConfig(stage="stage2", objective="regression", world="scenes", teacher=EXACT_TEACHER, steps=600,
                        batch_size=4, grad_accum=1, rollout_frames=48, target_frames=48, curriculum_start=48,
-                       curriculum_end=48, ode_steps=16, generator_optim=OptimConfig(lr=3e-4, grad_clip=1.0), ema_start=0,
-                       ema_decay=0.99, save_every=50, log_every=10)
+                       curriculum_end=48, ode_steps=16, generator_optim=OptimConfig(lr=5e-4, grad_clip=1.0), ema_start=0,
+                       ema_decay=0.99, save_every=25, log_every=10, scene_visit_units=(1, 1), memory_grad=True)
 
 
 def wan_1_3b_context_teacher() -> TrainConfig:
