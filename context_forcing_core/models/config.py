@@ -38,6 +38,11 @@ class WanConfig:
     """Epsilon of the layer norms and the q/k RMS norms."""
     rope_theta: float = 10000.0
     """Base of the rotary position frequencies."""
+    position_grid: tuple[int, int] | None = None
+    """(height, width) token grid of a learned absolute position table added to the patch embedding, or None
+    (Wan2.1: RoPE only). Not part of Wan: the toy scene world keeps each picture at fixed places, and a RoPE-only
+    model given pure noise cannot tell where a token is, so it cannot place a picture it has not seen
+    (``python -m context_forcing_core.eval.toy.positions`` measures the difference)."""
 
     def __post_init__(self) -> None:
         for name in ("dim", "ffn_dim", "freq_dim", "num_layers", "num_heads", "in_channels",
@@ -52,6 +57,8 @@ class WanConfig:
             raise ValueError(f"WanConfig.freq_dim must be even, got {self.freq_dim}")
         if len(self.patch_size) != 3 or min(self.patch_size) <= 0:
             raise ValueError(f"WanConfig.patch_size must be three positive ints, got {self.patch_size}")
+        if self.position_grid is not None and (len(self.position_grid) != 2 or min(self.position_grid) <= 0):
+            raise ValueError(f"WanConfig.position_grid must be None or two positive ints, got {self.position_grid}")
 
     @property
     def head_dim(self) -> int:
@@ -76,8 +83,9 @@ class WanConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown WanConfig fields {sorted(unknown)}; allowed: {sorted(names)}")
-        if "patch_size" in data:
-            data["patch_size"] = tuple(data["patch_size"])
+        for name in ("patch_size", "position_grid"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
         return cls(**data)
 
 
@@ -98,10 +106,10 @@ def tiny() -> WanConfig:
 
 def toy() -> WanConfig:
     """The toy-world student: the tiny model on the toy codec's 48-channel 8 x 8 latents (16 tokens per frame)
-    with the toy text encoder's 16 rows of width 4096.
+    with the toy text encoder's 16 rows of width 4096, and learned absolute positions over the 4 x 4 token grid.
     """
     return WanConfig(dim=256, ffn_dim=512, freq_dim=64, num_layers=2, num_heads=2, in_channels=48, out_channels=48,
-                     text_dim=4096, text_len=16)
+                     text_dim=4096, text_len=16, position_grid=(4, 4))
 
 
 def micro() -> WanConfig:

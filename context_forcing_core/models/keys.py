@@ -194,9 +194,10 @@ def infer_config(sd: Mapping[str, Any], *, hint: Mapping[str, Any] | None = None
     """Infer the architecture from the tensor shapes of an official-key state dict.
 
     Shapes give dim, patch_size and in_channels (``patch_embedding.weight``), text_dim, freq_dim, ffn_dim,
-    num_layers (distinct block indices) and out_channels. ``num_heads`` is in no shape: it comes from ``hint``,
-    else ``dim // 128`` when ``dim`` is a multiple of 128 (every Wan2.1 size has head width 128). text_len, eps and
-    rope_theta come from ``hint`` or the :class:`WanConfig` defaults.
+    num_layers (distinct block indices), out_channels and position_grid (``pos_embedding``, when present).
+    ``num_heads`` is in no shape: it comes from ``hint``, else ``dim // 128`` when ``dim`` is a multiple of 128
+    (every Wan2.1 size has head width 128). text_len, eps and rope_theta come from ``hint`` or the
+    :class:`WanConfig` defaults.
 
     Args:
         sd: official-key state dict; only ``.shape`` of the values is read, so meta tensors do.
@@ -229,6 +230,7 @@ def infer_config(sd: Mapping[str, Any], *, hint: Mapping[str, Any] | None = None
         "text_dim": shape("text_embedding.0.weight")[1], "freq_dim": shape("time_embedding.0.weight")[1],
         "ffn_dim": shape("blocks.0.ffn.0.weight")[0],
         "num_layers": len({m[1] for key in sd if (m := _BLOCK_KEY.match(key))}),
+        "position_grid": tuple(sd["pos_embedding"].shape[:2]) if "pos_embedding" in sd else None,
     }
     fields = dict(hint or {})
     unknown = set(fields) - {f.name for f in dataclasses.fields(WanConfig)}
@@ -236,7 +238,7 @@ def infer_config(sd: Mapping[str, Any], *, hint: Mapping[str, Any] | None = None
         raise ValueError(f"unknown WanConfig fields in the config hint: {sorted(unknown)}")
     for name, value in found.items():
         if name in fields:
-            given = tuple(fields[name]) if name == "patch_size" else fields[name]
+            given = tuple(fields[name]) if name in ("patch_size", "position_grid") and fields[name] else fields[name]
             if given != value:
                 raise ValueError(f"the stored config says {name}={given!r} but the tensor shapes give {value!r}")
     fields.update(found)

@@ -113,6 +113,8 @@ class WanModel(nn.Module):
         self.config = cfg
         self.gradient_checkpointing = False
         self.patch_embedding = nn.Conv3d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        if cfg.position_grid is not None:  # (h, w, dim), not in Wan2.1 (see WanConfig.position_grid)
+            self.pos_embedding = nn.Parameter(torch.randn(*cfg.position_grid, cfg.dim) * 0.5)
         self.text_embedding = nn.Sequential(
             nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim)
         )
@@ -208,6 +210,11 @@ class WanModel(nn.Module):
 
         e, e0 = self._time(timesteps, b, f, grid[0])
         x = self.patch_embedding(latents.to(device=self.device, dtype=self.dtype))  # (B, dim, F', h, w)
+        if cfg.position_grid is not None:
+            if tuple(grid[1:]) != cfg.position_grid:
+                raise ValueError(f"this model's learned positions cover a {cfg.position_grid} token grid; latents "
+                                 f"of {(hh, ww)} give {grid[1:]}")
+            x = x + self.pos_embedding.permute(2, 0, 1)[:, None].to(x.dtype)  # (dim, 1, h, w)
         x = rearrange(x, "b d f h w -> b (f h w) d").float()
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):

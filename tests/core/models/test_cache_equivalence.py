@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
+from conftest import random_model
 
 from context_forcing_core.memory.config import full
 from context_forcing_core.memory.slow_fast import SlowFastMemory
+from context_forcing_core.models.config import micro
 
 
 def _chunkwise(model, x, t, text, chunk):
@@ -21,7 +26,9 @@ def _chunkwise(model, x, t, text, chunk):
     return torch.cat(outs, dim=2), mem
 
 
-def test_cached_full_policy_equals_block_causal_forward(model):
+@pytest.mark.parametrize("positions", [None, (2, 3)], ids=["rope", "learned-positions"])
+def test_cached_full_policy_equals_block_causal_forward(positions):
+    model = random_model(dataclasses.replace(micro(), position_grid=positions))
     torch.manual_seed(1)
     b, f = 2, 12
     x = torch.randn(b, model.config.in_channels, f, 4, 6)

@@ -279,3 +279,16 @@ def test_key_mapping_is_invertible_and_infers_config() -> None:
         select_state_dict({"optimizer": {"lr": 1.0}}, use_ema=None)
     with pytest.raises(ValueError, match="both map"):
         to_official_keys({"model.head.modulation": 1, "head.modulation": 2})
+
+
+def test_learned_positions_round_trip_with_and_without_metadata(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(micro(), position_grid=(2, 2))
+    model = random_model(cfg)
+    path = tmp_path / "toy.safetensors"
+    save_model(model, path)
+    assert_same(load_model(path), model)
+    bare = tmp_path / "bare.safetensors"  # the grid is read off the table's shape
+    save_file(sd_of(random_model(dataclasses.replace(TINY_512, position_grid=(2, 2)))), str(bare))
+    assert load_model(bare).config.position_grid == (2, 2)
+    with pytest.raises(ValueError, match="unexpected key 'pos_embedding'"):  # a config without the table
+        load_model(path, config=micro())

@@ -27,6 +27,7 @@ def test_presets_round_trip_through_json(name):
         ({"dim": 0}, "dim must be positive"),
         ({"patch_size": (1, 2)}, "three positive ints"),
         ({"dim": 24, "num_heads": 6}, "at least 6"),
+        ({"position_grid": (4, 0)}, "position_grid"),
     ],
 )
 def test_invalid_configs_are_rejected(kwargs, message):
