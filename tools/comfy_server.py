@@ -117,9 +117,9 @@ class ComfyServer:
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
             return json.loads(r.read())
 
-    def post(self, path: str, body: dict | None = None) -> tuple[int, Any]:
+    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
         """POST JSON; returns (status, decoded body) also for 4xx answers."""
-        data = json.dumps(body or {}).encode()
+        data = json.dumps({} if body is None else body).encode()
         req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:

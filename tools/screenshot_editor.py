@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                                    f"--window-size={args.size}", "about:blank"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            server.post("/settings/Comfy.TutorialCompleted", True)  # no first-run template browser over the graph
             page = Page(port)
             page.call("Page.enable")
             page.call("Page.navigate", url=server.url)
@@ -80,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
             nodes = page.js(f"(async () => {{ await {APP}.loadGraphData({workflow}); "
                             f"return Object.keys({APP}.graph._nodes_by_id).length; }})()")
             print(f"loaded {args.workflow.name}: {nodes} nodes")
-            page.js(f"{APP}.canvas.ds.scale = 0.62; {APP}.canvas.ds.offset = [60, 320]; {APP}.canvas.setDirty(true, true)")
             if args.run_seconds > 0:
                 page.js(f"(async () => {{ await {APP}.queuePrompt(0); return 1; }})()")
                 deadline = time.monotonic() + args.run_seconds
@@ -97,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
                 page.js("document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close, "
                         "[aria-label=\\'Close\\']').forEach(b => b.click())")
                 time.sleep(1)
+            page.js("[...document.querySelectorAll('div')].filter(d => d.querySelector('button') && "  # the release banner
+                    "d.textContent.trim().startsWith('Introducing Nodes')).slice(-1).forEach(d => { "
+                    "while (d.parentElement && d.parentElement.getBoundingClientRect().height < 80) d = d.parentElement; "
+                    "d.remove(); })")
+            # last, as the workflow's own stored view is applied after loading
+            page.js(f"{APP}.canvas.ds.scale = 0.58; {APP}.canvas.ds.offset = [160, 300]; {APP}.canvas.setDirty(true, true)")
+            time.sleep(1)
             shot = page.call("Page.captureScreenshot", format="png")["result"]["data"]
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_bytes(base64.b64decode(shot))
