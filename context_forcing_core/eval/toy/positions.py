@@ -1,7 +1,7 @@
 """Can a toy student place a library picture from pure noise? The same short training with and without learned
 absolute positions (``WanConfig.position_grid``).
 
-    python -m context_forcing_core.eval.toy.positions [--steps 400] [--batch 16] [--every 100]
+    python -m context_forcing_core.eval.toy.positions [--steps 400] [--batch 16] [--every 100] [--rounds 4]
 
 Wan2.1 has no absolute position embedding: positions enter only through RoPE, which makes attention scores
 depend on relative offsets. The scene world keeps every picture at fixed places, and at the first step of a first
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--rounds", type=int, default=4, help="held-out noise draws per prompt at each evaluation")
     args = parser.parse_args(argv)
     world = make_world()
     rows: dict[str, list[tuple[int, float, float]]] = {}
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         for step in range(args.steps + 1):
             if step % args.every == 0:
                 model.eval()
-                rows[name].append((step, *evaluate(model, world)))
+                rows[name].append((step, *evaluate(model, world, args.rounds)))
                 model.train()
                 print(f"{name}: step {step}, x0 error at t=1000 {rows[name][-1][1]:.3f}, library distance "
                       f"{rows[name][-1][2]:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
