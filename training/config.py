@@ -130,8 +130,10 @@ class TrainConfig:
     """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
     unconditional branch to subtract."""
     objective: str = "dmd"
-    """Stage 2: "dmd" (contextual DMD with the learned critic) or "regression" (on-policy contextual ODE regression
-    onto the exact teacher through prompt schedules, ``objectives.scheduled_regression``; scene world only)."""
+    """Stage 1 / 2: "dmd" (DMD with the learned critic) or "regression" (on-policy ODE regression onto the exact
+    teacher through prompt schedules, ``objectives.scheduled_regression``; scene world only). Regression in Stage 2
+    asks the exact long teacher, which sees the student's memory; in Stage 1 the exact short teacher, which sees
+    the last ``target_frames`` frames (the chunk at their end), as the paper's 21-frame teacher does."""
     world: str = "pan"
     """Toy world of a run without ``data``: "pan" (camera panning over a panorama) or "scenes" (visits to a finite
     picture library that come back, ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher)."""
@@ -170,9 +172,9 @@ class TrainConfig:
             raise ValueError(f"world {self.world!r}; allowed: pan, scenes")
         if self.objective not in ("dmd", "regression"):
             raise ValueError(f"objective {self.objective!r}; allowed: dmd, regression")
-        if self.objective == "regression" and (self.stage != "stage2" or self.world != "scenes"
+        if self.objective == "regression" and (self.stage not in ("stage1", "stage2") or self.world != "scenes"
                                                or self.teacher != EXACT_TEACHER):
-            raise ValueError("objective regression is Stage 2 on the scene world with teacher 'exact'")
+            raise ValueError("objective regression is Stage 1 or 2 on the scene world with teacher 'exact'")
         if self.teacher == EXACT_TEACHER and (self.world != "scenes" or self.stage not in ("stage1", "stage2")):
             raise ValueError("teacher 'exact' is the scene world's closed-form teacher (stage1 / stage2, world scenes)")
         if len(self.scene_visit_units) != 2 or not 1 <= self.scene_visit_units[0] <= self.scene_visit_units[1]:
@@ -297,6 +299,14 @@ def toy_scenes_stage2() -> TrainConfig:
                        ema_decay=0.99, save_every=25, log_every=10, scene_visit_units=(1, 1), memory_grad=True)
 
 
+def toy_scenes_stage1_regression() -> TrainConfig:
+    """Scene world Stage 1 by the measured fallback: ``toy-scenes-stage2``'s regression and rollouts, but onto the
+    exact short teacher (the last 21 frames), so the student continues visits and never learns to recall beyond
+    them; the Stage-1 side of the Stage 1 vs Stage 2 comparison.
+    """
+    return dataclasses.replace(toy_scenes_stage2(), stage="stage1", target_frames=21)
+
+
 def wan_1_3b_context_teacher() -> TrainConfig:
     """The authors' context teacher: 8k steps, batch 8, 5-20 s of context (21-84 latents), ERFT at SVI's settings."""
     return TrainConfig(stage="context-teacher", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=8000,
@@ -325,6 +335,7 @@ def wan_1_3b_stage2() -> TrainConfig:
 PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
            "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
            "toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-stage1": toy_scenes_stage1,
+           "toy-scenes-stage1-regression": toy_scenes_stage1_regression,
            "toy-scenes-stage2": toy_scenes_stage2,
            "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
            "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}

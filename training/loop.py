@@ -377,7 +377,8 @@ def scheduled_update(run: Run) -> dict[str, float]:
         losses, _ = scheduled_regression(st.student, teacher_fn, prompt_schedule(schedules, enc),
                                          num_latent_frames=cfg.rollout_frames, memory=run.memory, generator=gen,
                                          teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
-                                         latent_size=cfg.latent_size, memory_grad=cfg.memory_grad)
+                                         latent_size=cfg.latent_size, memory_grad=cfg.memory_grad,
+                                         teacher_window=cfg.target_frames if cfg.stage == "stage1" else None)
         loss += float(np.mean(losses)) / cfg.grad_accum
         forced += float(tf) / cfg.grad_accum
     norm = _student_step(run)

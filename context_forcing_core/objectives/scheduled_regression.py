@@ -14,6 +14,10 @@ then only the *reading* of memory is trained: the t = 0 pass that *writes* a fra
 gets a gradient. With ``memory_grad`` the memory keeps autograd history (out-of-place writes) and the commit and
 re-cache passes run with gradient, so a chunk's loss also trains what earlier chunks stored (backpropagation
 through the memory's write path, never through the committed latents themselves); one backward per rollout.
+
+With ``teacher_window`` the teacher is the exact *short* teacher of Stage 1 instead: it sees the last
+``teacher_window - chunk`` committed frames (the paper's 21-frame window with the chunk at its end), whatever the
+memory holds, so the student learns to continue a visit but not to recall a scene that left the window.
 """
 
 from __future__ import annotations
@@ -55,9 +59,12 @@ def scheduled_regression(
     latent_size: tuple[int, int] = (8, 8),
     memory_grad: bool = False,
     level_losses: list[list[float]] | None = None,
+    teacher_window: int | None = None,
 ) -> tuple[list[float], Tensor]:
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
     ``level_losses``, when given, receives every chunk's mean squared error per step level (first: from z).
+    ``teacher_window``: None, the teacher sees the memory's frames (Stage 2); else the last ``teacher_window -
+    chunk`` frames (the short teacher of Stage 1).
 
     Returns:
         The loss of every chunk (mean squared error over its step levels), and the (B, C, F, H, W) committed latents.
@@ -66,6 +73,9 @@ def scheduled_regression(
     chunk = memory.chunk_frames
     if num_latent_frames <= 0 or num_latent_frames % chunk:
         raise ValueError(f"num_latent_frames must be a positive multiple of the chunk size {chunk}")
+    if teacher_window is not None and teacher_window < chunk:
+        raise ValueError(f"teacher_window must hold at least one chunk ({chunk} frames), got {teacher_window}")
+    seen = 0 if teacher_window is None else teacher_window - chunk  # frames before the chunk the short teacher sees
     timesteps = warp_timesteps(steps, shift)
     num_chunks = num_latent_frames // chunk
     mem = SlowFastMemory(memory, student.config, keep_grad=memory_grad)
@@ -88,7 +98,7 @@ def scheduled_regression(
                     recent = {f: committed[f] for f in mem.fast_frames()}
                     recache_fast_window(student, mem, student.encode_text(text), recent)
             prompt = wanted
-        held = memory_frames(mem)
+        held = memory_frames(mem) if teacher_window is None else list(range(max(0, frames.start - seen), frames.start))
         context = torch.stack([committed[f] for f in held], dim=2) if held else None  # (B, C, Fc, H, W)
         z = torch.randn(shape, generator=generator).to(dev)
         target = teacher(z, text, context, frames).detach()  # (B, C, chunk, H, W)
@@ -122,7 +132,7 @@ def scheduled_regression(
         mem.end_chunk()
         chunks.append(x0.detach())
         committed.update({f: x0[:, :, i].detach() for i, f in enumerate(frames)})
-        keep = set(memory_frames(mem))
+        keep = set(memory_frames(mem)) | set(range(frames.stop - seen, frames.stop))
         committed = {f: x for f, x in committed.items() if f in keep}
     if memory_grad:
         total.backward()

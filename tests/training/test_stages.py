@@ -129,6 +129,28 @@ def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
     assert row["dmd_loss"] > 0 and row["critic_loss"] > 0
 
 
+def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):
+    """Stage 1 by regression: no critic, and the exact teacher sees at most target_frames - chunk earlier frames."""
+    import training.loop as loop
+
+    windows = []
+    real = loop.scheduled_regression
+
+    def spy(*args, **kwargs):
+        windows.append(kwargs["teacher_window"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "scheduled_regression", spy)
+    cfg = apply_overrides(preset("toy-scenes-stage1-regression"), {"rollout_frames": "12", "target_frames": "6"})
+    assert build_run(cfg).state.critic is None
+    assert run.main(["stage1", "--config", "toy-scenes-stage1-regression", "--out", str(tmp_path), "--steps", "1",
+                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "6", "--scenes_per_video", "2",
+                     "--ode_steps", "4"]) == 0
+    assert windows == [6]
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["regression_loss"] > 0
+
+
 def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
     """The learned teacher on the scene world: its clips are one library picture held still."""
     cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "6", "target_frames": "6", "batch_size": "2"})

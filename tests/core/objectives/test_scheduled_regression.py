@@ -43,6 +43,26 @@ def test_teacher_sees_the_memory_and_teacher_forcing_commits_its_chunks():
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
 
 
+def test_short_teacher_sees_its_window_not_the_memory():
+    model = random_model(toy()).train()
+    mem = memory_preset("infinity_rope")  # holds frame 0 and 2 recent frames; the window reaches further back
+    seen, outputs = [], []
+
+    def teacher(z, text, context, frames):
+        seen.append((list(frames), None if context is None else context.clone()))
+        outputs.append(torch.randn(z.shape, generator=torch.Generator().manual_seed(frames.start)))
+        return outputs[-1]
+
+    _, latents = scheduled_regression(model, teacher, _schedule(), num_latent_frames=18, memory=mem,
+                                      generator=torch.Generator().manual_seed(1), teacher_forced=True,
+                                      teacher_window=12)
+    assert seen[0][1] is None
+    for frames, context in seen[1:]:
+        held = list(range(max(0, frames[0] - 9), frames[0]))  # window 12 = 9 earlier frames + the chunk
+        torch.testing.assert_close(context, latents[:, :, held])
+    assert seen[-1][1].shape[2] == 9  # frames 6..14: the sink frame 0 the memory holds is not among them
+
+
 def test_on_policy_commits_the_students_own_samples_and_memory_frames_is_the_union():
     model = random_model(toy()).train()
     mem = memory_preset("context_forcing")
