@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -141,6 +142,10 @@ class TrainConfig:
     """Scene world, regression: backpropagate through the memory's write path (the t = 0 commit and re-cache passes
     of earlier chunks), so the student learns what to store as well as how to read it
     (``objectives.scheduled_regression``)."""
+    read_weight: float = 0.0
+    """Scene world, regression: weight of the reading term (``objectives.scheduled_regression``): the student's own
+    few-step sample of each chunk regresses onto the exact teacher's reading of it (the library picture it shows, or
+    the one its context holds); 0 leaves it out."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
     scene_visit_units: tuple[int, int] = (1, 2)
@@ -179,6 +184,8 @@ class TrainConfig:
             raise ValueError("teacher 'exact' is the scene world's closed-form teacher (stage1 / stage2, world scenes)")
         if len(self.scene_visit_units) != 2 or not 1 <= self.scene_visit_units[0] <= self.scene_visit_units[1]:
             raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
+        if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
+            raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
             raise ValueError("teacher_forcing_end must lie in [0, 1] and scenes_per_video be at least 2")
         for name in ("model", "teacher"):
@@ -291,12 +298,14 @@ def toy_scenes_stage2() -> TrainConfig:
     through 48-frame prompt schedules of 4 scenes in one-unit visits (1.5 s: many cuts and returns per rollout),
     batch 4, gradient through the memory's write path, from scratch or from ``--init``. These are the settings of
     the bundled student's last phase (how it was made: ``eval/toy/assets/README.md``); they were not compared
-    side by side with the earlier ones.
+    side by side with the earlier ones. The reading term (weight 5) sharpens the student's own samples onto library
+    pictures; without it, first-visit samples stayed ~0.6-0.7 from the nearest picture (``eval/toy/assets/README.md``).
     """
     return TrainConfig(stage="stage2", objective="regression", world="scenes", teacher=EXACT_TEACHER, steps=600,
                        batch_size=4, grad_accum=1, rollout_frames=48, target_frames=48, curriculum_start=48,
                        curriculum_end=48, ode_steps=16, generator_optim=OptimConfig(lr=5e-4, grad_clip=1.0), ema_start=0,
-                       ema_decay=0.99, save_every=25, log_every=10, scene_visit_units=(1, 1), memory_grad=True)
+                       ema_decay=0.99, save_every=25, log_every=10, scene_visit_units=(1, 1), memory_grad=True,
+                       read_weight=5.0)
 
 
 def toy_scenes_stage1_regression() -> TrainConfig:

@@ -39,7 +39,7 @@ from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_lo
 from context_forcing_core.objectives.ode import ode_regression_loss
 from context_forcing_core.objectives.rollout import self_rollout
 from context_forcing_core.objectives.scheduled_regression import scheduled_regression
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample, reading
 from context_forcing_core.toyworld.scene_rollout import prompt_schedule
 from context_forcing_core.toyworld.scenes import random_schedule, relabel_schedule
 from context_forcing_core.toyworld.text import ToyTextEncoder
@@ -361,7 +361,7 @@ def scheduled_update(run: Run) -> dict[str, float]:
     other scenes and pictures), rolled out through the memory with re-caching at every switch.
     """
     st, cfg = run.state, run.cfg
-    loss, forced = 0.0, 0.0
+    loss, forced, read_loss = 0.0, 0.0, 0.0
     enc = run.teacher.encoder
     for _, gen in _micro_batches(run, "scenes"):
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
@@ -374,15 +374,22 @@ def scheduled_update(run: Run) -> dict[str, float]:
             return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
                                 noise=z, generator=gen)
 
+        def read_fn(own: Tensor, text: Tensor, context: Tensor | None) -> Tensor:
+            return reading(run.teacher, own, text, context)
+
+        reads: list[float] = []
         losses, _ = scheduled_regression(st.student, teacher_fn, prompt_schedule(schedules, enc),
                                          num_latent_frames=cfg.rollout_frames, memory=run.memory, generator=gen,
                                          teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
                                          latent_size=cfg.latent_size, memory_grad=cfg.memory_grad,
-                                         teacher_window=cfg.target_frames if cfg.stage == "stage1" else None)
+                                         teacher_window=cfg.target_frames if cfg.stage == "stage1" else None,
+                                         read=read_fn, read_weight=cfg.read_weight, read_losses=reads)
         loss += float(np.mean(losses)) / cfg.grad_accum
+        read_loss += float(np.mean(reads)) / cfg.grad_accum if reads else 0.0
         forced += float(tf) / cfg.grad_accum
     norm = _student_step(run)
-    return average_metrics({"regression_loss": loss, "teacher_forced": forced}, run.dist) | {"grad_norm": norm}
+    metrics = {"regression_loss": loss, "teacher_forced": forced} | ({"read_loss": read_loss} if cfg.read_weight else {})
+    return average_metrics(metrics, run.dist) | {"grad_norm": norm}
 
 
 SINGLE_UPDATES = {"teacher": teacher_update, "context-teacher": context_teacher_update, "ode-init": ode_update}

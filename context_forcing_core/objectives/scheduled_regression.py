@@ -18,6 +18,13 @@ through the memory's write path, never through the committed latents themselves)
 With ``teacher_window`` the teacher is the exact *short* teacher of Stage 1 instead: it sees the last
 ``teacher_window - chunk`` committed frames (the paper's 21-frame window with the chunk at its end), whatever the
 memory holds, so the student learns to continue a visit but not to recall a scene that left the window.
+
+Regression alone leaves the student's own few-step samples blurred: every level's optimum is a posterior mean, and a
+small student's imperfect mean at high noise blends pictures that later steps do not separate. The **reading** term
+(``read``, ``read_weight``) adds the mode-seeking half of DMD with the exact real score: the student's own sample of
+the chunk (gradient through its last step) regresses onto what the teacher reads in it given the same context
+(:func:`~context_forcing_core.toyworld.exact_teacher.reading`: the library picture it is nearest to, or the one the
+context holds). With the sample it also commits that sample (on-policy), so no second sampling is needed.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from ..memory.config import MemoryConfig
 from ..memory.slow_fast import SlowFastMemory
 from ..models.wan import WanModel
 
+ReadFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+"""(the student's chunk (B, C, f, H, W), text (B, L, D), context or None) -> what the teacher reads in it, same shape."""
 TeacherFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
 """(z (B, C, f, H, W), text (B, L, D), context (B, C, Fc, H, W) or None, frames) -> ODE end point x0* (B, C, f, H, W)."""
 
@@ -60,11 +69,15 @@ def scheduled_regression(
     memory_grad: bool = False,
     level_losses: list[list[float]] | None = None,
     teacher_window: int | None = None,
+    read: ReadFn | None = None,
+    read_weight: float = 0.0,
+    read_losses: list[float] | None = None,
 ) -> tuple[list[float], Tensor]:
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
     ``level_losses``, when given, receives every chunk's mean squared error per step level (first: from z).
     ``teacher_window``: None, the teacher sees the memory's frames (Stage 2); else the last ``teacher_window -
-    chunk`` frames (the short teacher of Stage 1).
+    chunk`` frames (the short teacher of Stage 1). ``read`` with ``read_weight`` > 0 adds the reading term (module
+    docstring) to every chunk's loss; ``read_losses`` receives its mean squared error per chunk.
 
     Returns:
         The loss of every chunk (mean squared error over its step levels), and the (B, C, F, H, W) committed latents.
@@ -116,6 +129,14 @@ def scheduled_regression(
             loss = loss + mse / len(inputs)
         if level_losses is not None:
             level_losses.append(per_level)
+        own = None
+        if read is not None and read_weight > 0:  # the student's own sample onto the teacher's reading of it
+            own = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
+                               generator=generator, grad=True)  # gradient through the last step only
+            mse = F.mse_loss(own, read(own.detach(), text, context).detach())
+            if read_losses is not None:
+                read_losses.append(float(mse.detach()))
+            loss = loss + read_weight * mse
         if memory_grad:
             total = total + loss * loss_scale / num_chunks
         else:
@@ -124,6 +145,8 @@ def scheduled_regression(
         with torch.no_grad():  # the same text context: the weights have not stepped yet
             if teacher_forced:
                 x0 = target
+            elif own is not None:
+                x0 = own.detach()
             else:
                 x0 = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
                                   generator=generator)

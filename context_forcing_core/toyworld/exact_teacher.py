@@ -192,6 +192,28 @@ class ExactTeacher(nn.Module):
 
 
 @torch.no_grad()
+def reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, context: Tensor | None = None) -> Tensor:
+    """The teacher's reading of a student's finished chunk: E[picture | the chunk's frames, prompt, context], the
+    frames taken as observations at the teacher's ``context_sigma`` (as context frames are). So a chunk near one of
+    the prompt's pictures reads as that picture, and a context that shows one of them overrides the chunk.
+
+    Args:
+        frames: (B, C, F, H, W) the chunk, clean.
+        text: (B, L, D) prompt states, or their (B,) :meth:`ExactTeacher.prompt_index`.
+        context: (B, C, Fc, H, W) clean context frames, or None.
+
+    Returns:
+        (B, C, F, H, W) the posterior-mean picture, the same for every frame.
+
+    """
+    # An observation c = mu + context_sigma * eps is x_t / (1 - sigma) at sigma / (1 - sigma) = context_sigma.
+    sigma = teacher.context_sigma / (1 + teacher.context_sigma)
+    b, f = frames.shape[0], frames.shape[2]
+    x_t = (1 - sigma) * frames.float()
+    return teacher.x0(x_t, torch.full((b, f), sigma, device=frames.device), text, context).to(frames.dtype)
+
+
+@torch.no_grad()
 def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, context: Tensor | None = None,
                  steps: int = 48, shift: float = 5.0, guidance: float = 0.0, uncond: Tensor | None = None,
                  generator: torch.Generator, noise: Tensor | None = None) -> Tensor:

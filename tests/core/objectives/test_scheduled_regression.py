@@ -63,6 +63,33 @@ def test_short_teacher_sees_its_window_not_the_memory():
     assert seen[-1][1].shape[2] == 9  # frames 6..14: the sink frame 0 the memory holds is not among them
 
 
+def test_reading_term_reads_the_students_own_committed_sample_with_the_teachers_context():
+    model = random_model(toy()).train()
+    mem = memory_preset("infinity_rope")
+    contexts, reads = [], []
+
+    def teacher(z, text, context, frames):
+        contexts.append(context)
+        return torch.zeros_like(z)
+
+    def read(own, text, context):
+        reads.append((own.clone(), context))
+        return torch.zeros_like(own)
+
+    got: list[float] = []
+    losses, latents = scheduled_regression(model, teacher, _schedule(b=1), num_latent_frames=9, memory=mem,
+                                           generator=torch.Generator().manual_seed(3), read=read, read_weight=2.0,
+                                           read_losses=got)
+    assert len(reads) == len(got) == 3
+    for c, ((own, context), teacher_context) in enumerate(zip(reads, contexts)):
+        torch.testing.assert_close(own, latents[:, :, 3 * c:3 * c + 3])  # on-policy: the read sample is committed
+        assert context is teacher_context
+    torch.testing.assert_close(torch.tensor(got), torch.stack([(o**2).mean() for o, _ in reads]))
+    base, _ = scheduled_regression(model, teacher, _schedule(b=1), num_latent_frames=9, memory=mem,
+                                   generator=torch.Generator().manual_seed(3), read=read, read_weight=0.0)
+    assert abs(losses[0] - (base[0] + 2.0 * got[0])) < 1e-5  # same first chunk regression, plus 2 x its reading error
+
+
 def test_on_policy_commits_the_students_own_samples_and_memory_frames_is_the_union():
     model = random_model(toy()).train()
     mem = memory_preset("context_forcing")

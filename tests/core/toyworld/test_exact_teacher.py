@@ -10,7 +10,7 @@ import torch
 
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.objectives.dmd import score_with_context
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample, reading
 from context_forcing_core.toyworld.scenes import ScenePrompt, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
@@ -67,6 +67,32 @@ def test_posterior_equals_brute_force(tiny, case):
                             None if context is None else context[None])[0].numpy()
     want = _brute_posterior(x_t, sigmas, prompt, context, pics, owners, teacher.context_sigma)
     np.testing.assert_allclose(got, want, atol=1e-8)
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_reading_is_the_posterior_of_frames_seen_at_the_context_noise(tiny, with_context):
+    """reading(): the chunk's frames as observations N(mu_h, context_sigma^2), the context as usual; brute force."""
+    teacher, enc = tiny
+    pics = teacher.pictures
+    gen = torch.Generator().manual_seed(5)
+    frames = (0.6 * pics[2] + 0.4 * pics[3])[:, None].repeat(1, 2, 1, 1) + 0.5 * torch.randn(48, 2, 8, 8, generator=gen)
+    context = pics[3][:, None] + 0.2 * torch.randn(48, 1, 8, 8, generator=gen) if with_context else None
+    got = reading(teacher, frames[None], enc.encode([PROMPTS[1].text]), None if context is None else context[None])
+    cs = teacher.context_sigma
+    logs = []
+    for h in (2, 3):  # prompt 1's pictures
+        lp = sum(_log_normal(frames[:, f], pics[h], cs) for f in range(2))
+        if context is not None:
+            allowed = [a for a in range(6) if a == h or a // 2 != 1]
+            terms = [_log_normal(context[:, 0], pics[a], cs) for a in allowed]
+            lp += max(terms) + math.log(sum(math.exp(v - max(terms)) for v in terms) / len(allowed))
+        logs.append(lp)
+    w = np.exp(np.asarray(logs) - max(logs))
+    w /= w.sum()
+    want = (w[0] * pics[2].double() + w[1] * pics[3].double()).float()
+    torch.testing.assert_close(got[0, :, 0], want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[0, :, 1], got[0, :, 0])
+    assert (w[1] > 0.99) if with_context else (w[0] > 0.5)  # the context overrides the chunk's lean
 
 
 def test_forward_is_a_bidirectional_model_for_score_with_context(tiny):
