@@ -1,0 +1,95 @@
+"""The lower-level task first: are a scene-world student's first visits library pictures, and are they varied?
+
+    python -m context_forcing_core.eval.toy.first_visits --student NAME=FILE [--student ...] [--rounds 4]
+
+For every scene prompt and ``--rounds`` held-out noises (seed 7, never a training seed), one chunk with nothing in
+memory (a first visit) from the student's few-step sampler, and from the same sampler run on the exact teacher's
+posterior mean E[x0 | x_t, prompt] (the denoiser a perfect student would have learned). Scored in latent units:
+library distance (mean squared distance of each frame to the nearest of the prompt's pictures; 0 = a picture)
+beside the prompt's wrong-pick distance (between two of its pictures), and how often each of the K pictures is the
+chunk's nearest (a student that always draws the same one would make every return look remembered).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from context_forcing_core.diffusion.sampler import sample_chunk
+from context_forcing_core.diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS, warp_timesteps
+from context_forcing_core.memory.config import MemoryConfig
+from context_forcing_core.models.loading import load_model
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher
+from context_forcing_core.toyworld.scenes import LIBRARY_SIZE, all_scene_prompts, library_latents
+
+EVAL_SEED = 7
+
+FlowFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""(x_t (B, C, f, H, W), timesteps (B, f), text (B, L, D)) -> flow."""
+
+
+def picture_distances(chunks: Tensor, pictures: Tensor) -> Tensor:
+    """(B, f, K) mean squared distance of every frame of ``chunks`` (B, C, f, H, W) to each of its prompt's
+    ``pictures`` (B, K, C, H, W).
+    """
+    return ((chunks[:, :, :, None] - pictures.permute(0, 2, 1, 3, 4)[:, :, None]) ** 2).mean((1, 4, 5))
+
+
+def score(flow: FlowFn, text: Tensor, pictures: Tensor, *, rounds: int) -> dict[str, object]:
+    """Library distance and pick counts of first-visit chunks of every prompt (``text`` (P, L, D), ``pictures``
+    (P, K, C, H, W)), ``rounds`` noises each.
+    """
+    gen = torch.Generator().manual_seed(EVAL_SEED)
+    timesteps = warp_timesteps(DEFAULT_STEPS, DEFAULT_SHIFT)
+    shape = (text.shape[0], pictures.shape[2], MemoryConfig().chunk_frames, *pictures.shape[3:])
+    dist, picks = [], []
+    with torch.no_grad():
+        for _ in range(rounds):
+            chunk = sample_chunk(lambda x, t: flow(x, t, text), torch.randn(shape, generator=gen), timesteps,
+                                 generator=gen)
+            d = picture_distances(chunk, pictures)  # (P, f, K)
+            dist.append(d.min(-1).values.mean())
+            picks.append(d.mean(1).argmin(-1))
+    return {"library_distance": float(torch.stack(dist).mean()),
+            "picks": torch.bincount(torch.cat(picks), minlength=pictures.shape[1]).tolist()}
+
+
+def wrong_pick(pictures: Tensor) -> float:
+    """Mean squared distance between two different pictures of a prompt, over prompts and pairs."""
+    k = pictures.shape[1]
+    pairs = [((pictures[:, i] - pictures[:, j]) ** 2).mean((1, 2, 3)) for i in range(k) for j in range(k) if i != j]
+    return float(torch.stack(pairs).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print one line per row; 0 on success."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student", action="append", default=[], help="NAME=checkpoint (repeat)")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args(argv)
+    prompts = all_scene_prompts()
+    pictures = torch.stack([library_latents(p) for p in prompts])  # (P, K, C, H, W)
+    teacher = ExactTeacher(prompts)
+    text = teacher.encoder.encode([p.text for p in prompts])  # (P, L, D): the toy encoder the students use
+    rows: dict[str, FlowFn] = {"exact posterior mean (reference)": lambda x, t, txt: teacher(x, t, txt)}
+    for item in args.student:
+        name, sep, path = item.partition("=")
+        if not sep:
+            parser.error(f"--student takes NAME=FILE, got {item!r}")
+        model = load_model(path, dtype=torch.float32).eval()
+        if (model.config.text_dim, model.config.text_len) != (teacher.encoder.width, teacher.encoder.max_tokens):
+            parser.error(f"{path}: its text states are not the toy encoder's (width x tokens)")
+        rows[name] = lambda x, t, txt, m=model: m(x, t, m.encode_text(txt), attention="block_causal")
+    print(f"first visits: {len(prompts)} prompts x {args.rounds} held-out noises; wrong-pick distance "
+          f"{wrong_pick(pictures):.3f} (latent units); chance picks {100 / LIBRARY_SIZE:.0f} % each")
+    for name, flow in rows.items():
+        s = score(flow, text, pictures, rounds=args.rounds)
+        print(f"{name}: library distance {s['library_distance']:.3f}, picks {s['picks']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
