@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="preset name or a resolved-config JSON file (training stages)")
     parser.add_argument("--run", type=Path, help="export: the run folder whose latest checkpoint is exported")
     parser.add_argument("--no-ema", action="store_true", help="export: the raw student instead of its EMA")
+    parser.add_argument("--step", type=int, default=None, help="export: this step's checkpoint instead of the latest")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default outputs/<config>)")
     parser.add_argument("--dry-run", action="store_true", help="build and check shapes, no training")
     parser.add_argument("--gpus", type=int, default=1, help="dry run: GPUs the memory estimate assumes (with --fsdp)")
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                          "and nothing else")
         try:
             exported = export_student(args.run, args.out, use_ema=not args.no_ema,
-                                      dtype=getattr(torch, dtype) if dtype else None)
+                                      dtype=getattr(torch, dtype) if dtype else None, step=args.step)
             print(f"wrote {exported}")
         except (ValueError, FileNotFoundError) as err:
             parser.error(str(err))

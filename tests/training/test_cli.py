@@ -112,3 +112,18 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
         run.main(["export", "--run", str(tmp_path / "missing"), "--out", str(out)])
     with pytest.raises(SystemExit):
         run.main(["export", "--run", str(run_dir), "--out", str(half), "--dtype", "float16"])
+
+
+def test_export_step_picks_an_earlier_checkpoint(tmp_path):
+    from context_forcing_core import load_model
+
+    run_dir, out = tmp_path / "teacher", tmp_path / "first.safetensors"
+    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(run_dir), "--steps", "2", "--save_every", "1",
+                     "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
+    assert run.main(["export", "--run", str(run_dir), "--out", str(out), "--step", "1"]) == 0
+    first, second = (load_model(run_dir / f"step_00000{i}" / "student_ema.safetensors") for i in (1, 2))
+    exported = load_model(out)
+    assert all(torch.equal(a, b) for a, b in zip(exported.parameters(), first.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(exported.parameters(), second.parameters()))
+    with pytest.raises(SystemExit):
+        run.main(["export", "--run", str(run_dir), "--out", str(out), "--step", "5"])

@@ -7,7 +7,10 @@ memory (a first visit) from the student's few-step sampler, and from the same sa
 posterior mean E[x0 | x_t, prompt] (the denoiser a perfect student would have learned). Scored in latent units:
 library distance (mean squared distance of each frame to the nearest of the prompt's pictures; 0 = a picture)
 beside the prompt's wrong-pick distance (between two of its pictures), and how often each of the K pictures is the
-chunk's nearest (a student that always draws the same one would make every return look remembered).
+chunk's nearest (a student that always draws the same one would make every return look remembered): the chance
+recall is the probability that two independent first visits of a prompt pick the same picture (sum of the squared
+pick shares per prompt, averaged over prompts; 1 / K for uniform invention, 1 for a student that always draws the
+same one). Use ``--rounds`` of 16 or more for it: with few rounds it is biased upwards.
 """
 
 from __future__ import annotations
@@ -53,8 +56,11 @@ def score(flow: FlowFn, text: Tensor, pictures: Tensor, *, rounds: int) -> dict[
             d = picture_distances(chunk, pictures)  # (P, f, K)
             dist.append(d.min(-1).values.mean())
             picks.append(d.mean(1).argmin(-1))
+    pick = torch.stack(picks, dim=1)  # (P, rounds) nearest picture of each chunk
+    share = torch.stack([torch.bincount(row, minlength=pictures.shape[1]) for row in pick]).float() / rounds  # (P, K)
     return {"library_distance": float(torch.stack(dist).mean()),
-            "picks": torch.bincount(torch.cat(picks), minlength=pictures.shape[1]).tolist()}
+            "picks": torch.bincount(pick.flatten(), minlength=pictures.shape[1]).tolist(),
+            "chance_recall": float((share**2).sum(1).mean())}
 
 
 def wrong_pick(pictures: Tensor) -> float:
@@ -87,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{wrong_pick(pictures):.3f} (latent units); chance picks {100 / LIBRARY_SIZE:.0f} % each")
     for name, flow in rows.items():
         s = score(flow, text, pictures, rounds=args.rounds)
-        print(f"{name}: library distance {s['library_distance']:.3f}, picks {s['picks']}")
+        print(f"{name}: library distance {s['library_distance']:.3f}, picks {s['picks']}, chance recall "
+              f"{s['chance_recall']:.2f}")
     return 0
 
 

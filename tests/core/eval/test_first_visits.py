@@ -26,6 +26,7 @@ def test_exact_posterior_mean_first_visits_are_pictures(capsys):
     pictures = torch.stack([library_latents(p) for p in prompts])
     s = score(lambda x, t, txt: teacher(x, t, txt), text, pictures, rounds=3)
     assert s["library_distance"] < 1e-3 and sum(s["picks"]) == 6
+    assert 1 / 3 <= s["chance_recall"] <= 1  # 3 rounds: shares are multiples of 1/3
     mean = pictures.mean(1)[:, :, None]  # (P, C, 1, H, W): a denoiser that always returns the prompt's blend
     blur = score(lambda x, t, txt: (x - mean) / (t[:, None, :, None, None] / 1000), text, pictures, rounds=1)
     assert blur["library_distance"] > 0.1 * wrong_pick(pictures)
