@@ -33,8 +33,10 @@ from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
 from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
-from training.config import preset
 
+ODE_STEPS = 16
+"""Probability-flow steps of the exact teacher's targets (``toy-scenes-stage2``'s ``ode_steps``; the core cannot
+read the training presets)."""
 TRAIN_SEED, EVAL_SEED = 1, 99
 """Noise and prompt draws of training, and the held-out noise of evaluation."""
 
@@ -60,7 +62,7 @@ def make_world() -> World:
     shape = (cfg.in_channels, MemoryConfig().chunk_frames, side, side)
     return World(texts=enc.encode([p.text for p in prompts]), pictures=torch.stack([library_latents(p) for p in prompts]),
                  teacher=ExactTeacher(prompts, encoder=enc), shape=shape,
-                 timesteps=warp_timesteps(DEFAULT_STEPS, DEFAULT_SHIFT), ode_steps=preset("toy-scenes-stage2").ode_steps)
+                 timesteps=warp_timesteps(DEFAULT_STEPS, DEFAULT_SHIFT), ode_steps=ODE_STEPS)
 
 
 def _x0(model: WanModel, x: Tensor, t: float, ctx) -> Tensor:
