@@ -80,7 +80,8 @@ def scheduled_regression(
     docstring) to every chunk's loss; ``read_losses`` receives its mean squared error per chunk.
 
     Returns:
-        The loss of every chunk (mean squared error over its step levels), and the (B, C, F, H, W) committed latents.
+        The regression loss of every chunk (mean squared error over its step levels; the reading term apart, in
+        ``read_losses``), and the (B, C, F, H, W) committed latents.
 
     """
     chunk = memory.chunk_frames
@@ -129,6 +130,7 @@ def scheduled_regression(
             loss = loss + mse / len(inputs)
         if level_losses is not None:
             level_losses.append(per_level)
+        losses.append(float(loss.detach()))
         own = None
         if read is not None and read_weight > 0:  # the student's own sample onto the teacher's reading of it
             own = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
@@ -141,7 +143,6 @@ def scheduled_regression(
             total = total + loss * loss_scale / num_chunks
         else:
             (loss * loss_scale / num_chunks).backward()
-        losses.append(float(loss.detach()))
         with torch.no_grad():  # the same text context: the weights have not stepped yet
             if teacher_forced:
                 x0 = target
