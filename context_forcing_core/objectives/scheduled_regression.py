@@ -132,9 +132,12 @@ def scheduled_regression(
             level_losses.append(per_level)
         losses.append(float(loss.detach()))
         own = None
+
+        def chunk_flow(x: Tensor, t: Tensor, c=ctx) -> Tensor:  # the student on this chunk, attending its memory
+            return student(x, t, c, attention=mem.attention())
+
         if read is not None and read_weight > 0:  # the student's own sample onto the teacher's reading of it
-            own = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
-                               generator=generator, grad=True)  # gradient through the last step only
+            own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True)  # grad: last step only
             mse = F.mse_loss(own, read(own.detach(), text, context).detach())
             if read_losses is not None:
                 read_losses.append(float(mse.detach()))
@@ -149,8 +152,7 @@ def scheduled_regression(
             elif own is not None:
                 x0 = own.detach()
             else:
-                x0 = sample_chunk(lambda x, t, c=ctx: student(x, t, c, attention=mem.attention()), z, timesteps,
-                                  generator=generator)
+                x0 = sample_chunk(chunk_flow, z, timesteps, generator=generator)
         with write_grad():  # the commit pass writes this chunk's K/V
             student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True))
         mem.end_chunk()
