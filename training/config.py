@@ -151,6 +151,9 @@ class TrainConfig:
     scene_visit_units: tuple[int, int] = (1, 2)
     """Scene world, regression: shortest and longest visit of a training schedule, in units of
     ``scenes.VISIT_UNIT`` frames (short visits: many cuts and returns per rollout)."""
+    scene_min_return_gap: int = 0
+    """Scene world, regression: fewest frames between a scene's visit and its return in a training schedule (0: the
+    schedule's own draws); e.g. 18 keeps every return out of the short teacher's 21-frame window."""
     teacher_forcing_end: float = 0.2
     """Scene world, regression: share of rollouts that commit the teacher's chunks instead of the student's, after
     a linear ramp from 1 over the first half of the steps."""
@@ -186,6 +189,8 @@ class TrainConfig:
             raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
         if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
             raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
+        if self.scene_min_return_gap < 0:
+            raise ValueError(f"scene_min_return_gap must be >= 0 frames, got {self.scene_min_return_gap}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
             raise ValueError("teacher_forcing_end must lie in [0, 1] and scenes_per_video be at least 2")
         for name in ("model", "teacher"):

@@ -366,7 +366,7 @@ def scheduled_update(run: Run) -> dict[str, float]:
     for _, gen in _micro_batches(run, "scenes"):
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
         base = random_schedule(rng, num_frames=cfg.rollout_frames, num_scenes=cfg.scenes_per_video,
-                               visit_units=tuple(cfg.scene_visit_units))
+                               visit_units=tuple(cfg.scene_visit_units), min_return_gap=cfg.scene_min_return_gap)
         schedules = [base] + [relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
         tf = bool(rng.random() < _teacher_forcing(run))
 

@@ -160,14 +160,19 @@ class SceneSchedule:
 
 
 def random_schedule(rng: np.random.Generator, *, num_frames: int = 60 * FRAMES_PER_SECOND, num_scenes: int = 5,
-                    visit_units: tuple[int, int] = (1, 3), prompts: list[ScenePrompt] | None = None) -> SceneSchedule:
+                    visit_units: tuple[int, int] = (1, 3), prompts: list[ScenePrompt] | None = None,
+                    min_return_gap: int = 0) -> SceneSchedule:
     """A seeded schedule of visits among ``num_scenes`` scenes with distinct palettes (so a scene's colours name it).
 
     Visits last ``visit_units`` (inclusive range) x :data:`VISIT_UNIT` frames (1.5-4.5 s by default); the next scene
     is drawn among the others with weight growing with the time since it was last shown, squared, and one scene
     (the "long-gap" scene, not the first) is kept away for 25-45 s once, so gaps spread from ~2 s to ~50 s. The
     first scene returns too (the attention sink holds it). Pictures are drawn uniformly among the K of each prompt.
+    With ``min_return_gap`` > 0 a scene that left comes back no sooner than that many frames after its visit ended
+    (when every other scene is that recent, the least recently shown one comes back); 0 leaves the draws unchanged.
     """
+    if min_return_gap < 0:
+        raise ValueError(f"min_return_gap must be >= 0 frames, got {min_return_gap}")
     if num_frames <= 0 or num_frames % VISIT_UNIT:
         raise ValueError(f"num_frames must be a positive multiple of {VISIT_UNIT}, got {num_frames}")
     pool = prompts if prompts is not None else all_scene_prompts()
@@ -196,6 +201,9 @@ def random_schedule(rng: np.random.Generator, *, num_frames: int = 60 * FRAMES_P
         if away_from is not None and frame - away_from < away_for:
             blocked.add(long_gap)
         options = [i for i in range(num_scenes) if i not in blocked] or [i for i in range(num_scenes) if i != current]
+        if min_return_gap:
+            options = ([i for i in options if frame - last_seen[i] >= min_return_gap]
+                       or [min(options, key=lambda i: last_seen[i])])
         weights = np.asarray([float(frame - last_seen[i] + VISIT_UNIT) ** 2 for i in options])
         current = options[int(rng.choice(len(options), p=weights / weights.sum()))]
     return SceneSchedule(visits=tuple(visits))

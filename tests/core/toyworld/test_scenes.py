@@ -71,6 +71,33 @@ def test_schedules_reach_long_gaps():
     assert gaps.min() >= 1.5 and (gaps >= 10).sum() >= 40 and (gaps >= 20).sum() >= 10
 
 
+def _return_gaps(schedule: SceneSchedule) -> list[int]:
+    last, gaps = {}, []
+    for v in schedule.visits:
+        if v.prompt in last:
+            gaps.append(v.start - last[v.prompt])
+        last[v.prompt] = v.stop
+    return gaps
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_min_return_gap_keeps_returns_out_of_a_window(seed):
+    kwargs = dict(num_frames=60, num_scenes=5, visit_units=(1, 1))
+    s = random_schedule(np.random.default_rng(seed), min_return_gap=18, **kwargs)
+    gaps = _return_gaps(s)
+    assert gaps and min(gaps) >= 18
+    plain = random_schedule(np.random.default_rng(seed), **kwargs)
+    assert plain == random_schedule(np.random.default_rng(seed), min_return_gap=0, **kwargs)
+    with pytest.raises(ValueError, match="min_return_gap"):
+        random_schedule(np.random.default_rng(seed), min_return_gap=-1, **kwargs)
+
+
+def test_min_return_gap_falls_back_to_the_least_recent_scene():
+    # 3 scenes of 6-frame visits cannot keep 18 frames apart: the least recently shown one returns
+    s = random_schedule(np.random.default_rng(0), num_frames=48, num_scenes=3, visit_units=(1, 1), min_return_gap=18)
+    assert len(s.visits) == 8 and min(_return_gaps(s)) == 6
+
+
 def test_schedule_rejects_two_pictures_for_one_prompt_and_repeated_scene():
     a, b = ScenePrompt(palette="ocean"), ScenePrompt(palette="snow")
     with pytest.raises(ValueError, match="two different pictures"):
