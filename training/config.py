@@ -19,6 +19,7 @@ from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.erft import ErftConfig
 from context_forcing_core.student import TOY_MEMORY_TAU
+from context_forcing_core.toyworld.scenes import VISIT_UNIT
 
 STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
 EXACT_TEACHER = "exact"
@@ -189,6 +190,9 @@ class TrainConfig:
             raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
         if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
             raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
+        if self.world == "scenes" and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
+            raise ValueError(f"the scene world's context clips are whole visits: context_max must be a multiple of "
+                             f"{VISIT_UNIT} frames, got {self.context_max}")
         if self.scene_min_return_gap < 0:
             raise ValueError(f"scene_min_return_gap must be >= 0 frames, got {self.scene_min_return_gap}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
@@ -291,6 +295,14 @@ def toy_scenes_teacher() -> TrainConfig:
     return dataclasses.replace(toy_teacher(), world="scenes", steps=3000, save_every=500)
 
 
+def toy_scenes_context_teacher() -> TrainConfig:
+    """The learned context teacher on the scene world: ``toy-context-teacher`` (ERFT, 21-84 context frames in the
+    memory layout) on clips whose 6-frame target visit returns to a scene of the context half of the time; measured
+    as a continuer beside the exact long teacher (``context_forcing_core.eval.toy.scene_continuers``), not used.
+    """
+    return dataclasses.replace(toy_context_teacher(), world="scenes", target_frames=VISIT_UNIT)
+
+
 def toy_scenes_stage1() -> TrainConfig:
     """Scene world Stage 1: DMD against the exact short teacher (closed form, no context) with the learned critic,
     on 21-frame rollouts of single scene prompts; otherwise ``toy-stage1``.
@@ -348,7 +360,8 @@ def wan_1_3b_stage2() -> TrainConfig:
 
 PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
            "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
-           "toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-stage1": toy_scenes_stage1,
+           "toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-context-teacher": toy_scenes_context_teacher,
+           "toy-scenes-stage1": toy_scenes_stage1,
            "toy-scenes-stage1-regression": toy_scenes_stage1_regression,
            "toy-scenes-stage2": toy_scenes_stage2,
            "wan-1.3b-context-teacher": wan_1_3b_context_teacher,

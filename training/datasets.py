@@ -15,7 +15,13 @@ from torch.utils.data import Dataset
 
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.dataset import SceneClipDataset, ScenePromptDataset, ToyClipDataset, ToyPromptDataset
+from context_forcing_core.toyworld.dataset import (
+    SceneClipDataset,
+    SceneContextClipDataset,
+    ScenePromptDataset,
+    ToyClipDataset,
+    ToyPromptDataset,
+)
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from .config import TrainConfig
@@ -60,10 +66,11 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
                              "--data, a folder written by `python -m training.run prepare-data`")
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
         if cfg.world == "scenes":
-            if need and cfg.stage != "teacher":
-                raise ValueError(f"{cfg.stage} trains on multi-visit contexts, which the scene world does not make yet; "
-                                 "its clip stage is the learned teacher (stage 'teacher', single-visit clips)")
-            clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
+            if cfg.stage == "context-teacher":
+                clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_max,
+                                                target_frames=cfg.target_frames, seed=cfg.seed, encoder=encoder)
+            else:
+                clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
             return TrainingData(prompts=ScenePromptDataset(1024, seed=cfg.seed, encoder=encoder), clips=clips,
                                 uncond=encoder.encode([""]))
         clips = ToyClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None

@@ -314,8 +314,9 @@ def teacher_update(run: Run) -> dict[str, float]:
 
 
 def context_teacher_update(run: Run) -> dict[str, float]:
-    """One ERFT step of the context teacher (CF Sec. 5): a random 21-84 frame context (whole chunks, one length per
-    micro-batch) before 21 target frames, laid out as ``cfg.layout``; the banks take this step's errors.
+    """One ERFT step of the context teacher (CF Sec. 5): a random ``context_min``-``context_max`` frame context (whole
+    chunks, one length per micro-batch) before ``target_frames``, laid out as ``cfg.layout``; the banks take this
+    step's errors.
     """
     st, cfg = run.state, run.cfg
     loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
@@ -323,7 +324,9 @@ def context_teacher_update(run: Run) -> dict[str, float]:
     for g, gen in _micro_batches(run, "context-teacher"):
         latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
         frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.target_frames
-        step = erft_step(st.student, latents[:, :, :frames], text, target_frames=cfg.target_frames,
+        # the scene world's clips end in the target visit, so their context is cut from the front
+        clip = latents[:, :, -frames:] if cfg.world == "scenes" else latents[:, :, :frames]
+        step = erft_step(st.student, clip, text, target_frames=cfg.target_frames,
                          layout=cfg.layout, bank=st.bank, erft=cfg.erft, generator=gen, shift=cfg.timestep_shift)
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum

@@ -1,6 +1,6 @@
 """The whole toy recipe in order, each stage through the CLI: teacher, context teacher (ERFT), ODE init, Stage 1,
-Stage 2, export; or, with ``--world scenes``, the scene world's: learned teacher (measured beside the exact one, not
-used), Stage 1 (DMD against the exact short teacher), Stage 2 (regression onto the exact long teacher), export.
+Stage 2, export; or, with ``--world scenes``, the scene world's: learned teacher and context teacher (measured beside
+the exact ones, not used), Stage 1 (DMD against the exact short teacher), Stage 2 (regression onto the exact long teacher), export.
 
     python -m training.pipeline --out outputs/toy-pipeline [--world pan|scenes] [--scale 1.0] [--export FILE]
 
@@ -21,12 +21,13 @@ from .config import preset
 from .run import main as run_stage
 
 ORDER = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
-SCENE_ORDER = ("teacher", "stage1", "stage2")
+SCENE_ORDER = ("teacher", "context-teacher", "stage1", "stage2")
 INPUTS = {  # world -> stage -> (flag, stage whose EMA it reads)
     "pan": {"context-teacher": [("--init", "teacher")], "ode-init": [("--teacher", "teacher")],
             "stage1": [("--init", "ode-init"), ("--teacher", "teacher")],
             "stage2": [("--init", "stage1"), ("--teacher", "context-teacher")]},
-    "scenes": {"stage2": [("--init", "stage1")]},  # the exact teachers come with the presets
+    "scenes": {"context-teacher": [("--init", "teacher")],  # learned teachers: measured, not used
+               "stage2": [("--init", "stage1")]},  # the exact teachers come with the presets
 }
 PREFIX = {"pan": "toy-", "scenes": "toy-scenes-"}
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .camera import CameraSpec, camera_path, render_video
 from .codec import ToyCodec
 from .prompts import ToyPrompt, random_prompt
-from .scenes import LIBRARY_SIZE, all_scene_prompts, library_latents
+from .scenes import LIBRARY_SIZE, all_scene_prompts, library_latents, return_schedule, schedule_latents
 from .text import ToyTextEncoder
 from .world import SceneSpec, render_panorama
 
@@ -180,16 +180,18 @@ class ScenePromptDataset(ToyPromptDataset):
 
 @dataclass(frozen=True)
 class SceneClip:
-    """One scene-world training clip: a single visit (still camera), every frame the same library picture."""
+    """One scene-world training clip: a single visit (still camera) whose every frame is the same library picture,
+    or (context teacher) visits ending in that visit.
+    """
 
     latents: Tensor
-    """(48, F, 8, 8) float32 normalised latents, every frame ``library_latents(prompt)[picture]``."""
+    """(48, F, 8, 8) float32 normalised latents; the last visit's frames are ``library_latents(prompt)[picture]``."""
     text: Tensor
     """(max_tokens, width) float32 text embedding of :attr:`prompt`."""
     prompt: str
-    """Canonical prompt text."""
+    """Canonical prompt text of the (last) visit."""
     picture: int
-    """Index into the prompt's library."""
+    """Index into that prompt's library."""
 
     @staticmethod
     def collate(clips: list[SceneClip]) -> dict[str, Any]:
@@ -223,3 +225,28 @@ class SceneClipDataset(Dataset):
         frame = library_latents(prompt)[picture]  # (48, 8, 8)
         return SceneClip(latents=frame[:, None].expand(-1, self.num_latent_frames, -1, -1).clone(),
                          text=self._text(prompt.text), prompt=prompt.text, picture=picture)
+
+
+class SceneContextClipDataset(Dataset):
+    """Context-teacher clips of the scene world: ``context_frames`` of visits, then a ``target_frames`` visit that
+    returns to an earlier scene half of the time (:func:`~.scenes.return_schedule`; item i seeded by
+    ``SeedSequence([seed, i])``). The text is the target visit's prompt.
+    """
+
+    def __init__(self, num_clips: int, *, context_frames: int, target_frames: int, seed: int = 0,
+                 encoder: ToyTextEncoder | None = None) -> None:
+        if num_clips < 0 or context_frames < 1 or target_frames < 1:
+            raise ValueError(f"need num_clips >= 0 and positive frame counts, got {num_clips}, {context_frames}, "
+                             f"{target_frames}")
+        self.num_clips, self.context_frames, self.target_frames, self.seed = num_clips, context_frames, target_frames, seed
+        self._text = _TextCache(encoder)
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, index: int) -> SceneClip:
+        rng = _item_rng(self.seed, index, self.num_clips)
+        schedule = return_schedule(rng, context_frames=self.context_frames, target_frames=self.target_frames)
+        target = schedule.visits[-1]
+        return SceneClip(latents=schedule_latents(schedule), text=self._text(target.prompt.text),
+                         prompt=target.prompt.text, picture=target.picture)

@@ -209,6 +209,37 @@ def random_schedule(rng: np.random.Generator, *, num_frames: int = 60 * FRAMES_P
     return SceneSchedule(visits=tuple(visits))
 
 
+def return_schedule(rng: np.random.Generator, *, context_frames: int, target_frames: int, return_prob: float = 0.5,
+                    num_scenes: int = 5, visit_units: tuple[int, int] = (1, 3)) -> SceneSchedule:
+    """A context-teacher clip: :func:`random_schedule` over ``context_frames``, then one visit of ``target_frames``
+    (the target) that, with probability ``return_prob``, returns to a scene of the context other than the last one
+    (same prompt, same picture; gaps from one visit to the whole context), else shows a prompt whose palette the
+    context never showed (a first visit: nothing to recall).
+    """
+    if not 0 <= return_prob <= 1 or target_frames < 1:
+        raise ValueError(f"need return_prob in [0, 1] and target_frames >= 1, got {return_prob}, {target_frames}")
+    base = random_schedule(rng, num_frames=context_frames, num_scenes=num_scenes, visit_units=visit_units)
+    last = base.visits[-1]
+    earlier = {v.prompt: v.picture for v in base.visits if v.prompt != last.prompt}
+    if earlier and rng.random() < return_prob:
+        prompt = list(earlier)[int(rng.integers(len(earlier)))]
+        picture = earlier[prompt]
+    else:
+        used = {v.prompt.palette for v in base.visits}
+        fresh = [p for p in all_scene_prompts() if p.palette not in used]
+        if not fresh:
+            raise ValueError(f"{num_scenes} scenes leave no unused palette for a first visit")
+        prompt, picture = fresh[int(rng.integers(len(fresh)))], int(rng.integers(LIBRARY_SIZE))
+    target = Visit(prompt=prompt, picture=picture, start=context_frames, stop=context_frames + target_frames)
+    return SceneSchedule(visits=(*base.visits, target))
+
+
+def schedule_latents(schedule: SceneSchedule) -> Tensor:
+    """(48, T, 8, 8) float32 normalised latents of a schedule: every frame of a visit is its picture's latent."""
+    return torch.cat([library_latents(v.prompt)[v.picture][:, None].expand(-1, v.stop - v.start, -1, -1)
+                      for v in schedule.visits], dim=1)
+
+
 def render_schedule(schedule: SceneSchedule) -> np.ndarray:
     """(T, 3, 32, 32) float32 ground-truth RGB frames: every frame of a visit is its picture."""
     out = np.empty((schedule.num_frames, 3, FRAME_SIZE, FRAME_SIZE), dtype=np.float32)

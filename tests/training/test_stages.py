@@ -91,8 +91,8 @@ def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_pa
     assert cfg["stage"] == "stage2" and cfg["steps"] == 2
 
 
-def test_the_scene_pipeline_runs_its_three_stages_and_stage2_starts_from_stage1(tmp_path):
-    seconds = pipeline.run_pipeline(tmp_path, scale=0.005, world="scenes")  # teacher 15, stage1 1, stage2 3 steps
+def test_the_scene_pipeline_runs_its_stages_and_stage2_starts_from_stage1(tmp_path):
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.005, world="scenes")  # teacher 15, ctx 1, stage1 1, stage2 3
     assert list(seconds) == list(pipeline.SCENE_ORDER)
     assert json.loads((tmp_path / "pipeline.json").read_text())["world"] == "scenes"
     config = json.loads((tmp_path / "stage2" / "config.json").read_text())
@@ -161,5 +161,27 @@ def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
                      "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "2"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("flow_loss" in row or "loss" in row for row in rows)
-    with pytest.raises(ValueError, match="multi-visit contexts"):
-        build_run(apply_overrides(preset("toy-context-teacher"), {"world": "scenes"}))
+
+
+def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, monkeypatch):
+    """The learned context teacher on the scene world: clips end in the target visit, cut from the front."""
+    import training.loop as loop
+
+    cfg = apply_overrides(preset("toy-scenes-context-teacher"), {"batch_size": "2"})
+    r = build_run(cfg)
+    clip = r.clips[0]
+    assert clip.latents.shape == (48, cfg.context_max + cfg.target_frames, 8, 8)
+    target = clip.latents[:, -cfg.target_frames:]
+    assert all(torch.equal(target[:, 0], target[:, i]) for i in range(cfg.target_frames))
+    batches, clips = [], []
+    real_batch, real_step = loop._clip_batch, loop.erft_step
+    monkeypatch.setattr(loop, "_clip_batch", lambda *a: batches.append(real_batch(*a)) or batches[-1])
+    monkeypatch.setattr(loop, "erft_step", lambda student, x, *a, **k: clips.append(x) or real_step(student, x, *a, **k))
+    assert run.main(["context-teacher", "--config", "toy-scenes-context-teacher", "--out", str(tmp_path), "--steps",
+                     "2", "--batch_size", "2"]) == 0
+    assert len(clips) == 2
+    for (latents, _), x in zip(batches, clips):
+        assert cfg.context_min + cfg.target_frames <= x.shape[2] <= latents.shape[2]
+        assert torch.equal(x, latents[:, :, -x.shape[2]:])
+    with pytest.raises(ValueError, match="multiple of 6"):
+        apply_overrides(preset("toy-scenes-context-teacher"), {"context_max": "81"})

@@ -85,3 +85,17 @@ def test_scene_clips_are_still_library_pictures_drawn_uniformly():
     assert counts.min() > 70  # ~100 each
     batch = SceneClip.collate([ds[0], ds[1]])
     assert batch["latents"].shape == (2, 48, 5, 8, 8) and len(batch["picture"]) == 2
+
+
+def test_scene_context_clips_end_in_their_prompts_visit():
+    from context_forcing_core.toyworld.dataset import SceneContextClipDataset
+    from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
+
+    ds = SceneContextClipDataset(50, context_frames=24, target_frames=6, seed=2)
+    by_text = {p.text: p for p in all_scene_prompts()}
+    for i in range(10):
+        clip = ds[i]
+        assert clip.latents.shape == (48, 30, 8, 8) and torch.equal(ds[i].latents, clip.latents)
+        picture = library_latents(by_text[clip.prompt])[clip.picture][:, None]
+        assert torch.equal(clip.latents[:, -6:], picture.expand(-1, 6, -1, -1))
+        assert not torch.equal(clip.latents[:, -7], clip.latents[:, -6])  # a cut before the target visit

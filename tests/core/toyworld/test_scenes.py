@@ -20,6 +20,8 @@ from context_forcing_core.toyworld.scenes import (
     random_schedule,
     relabel_schedule,
     render_schedule,
+    return_schedule,
+    schedule_latents,
 )
 from context_forcing_core.toyworld.world import CELL, FRAMES_PER_SECOND, PALETTES
 
@@ -96,6 +98,31 @@ def test_min_return_gap_falls_back_to_the_least_recent_scene():
     # 3 scenes of 6-frame visits cannot keep 18 frames apart: the least recently shown one returns
     s = random_schedule(np.random.default_rng(0), num_frames=48, num_scenes=3, visit_units=(1, 1), min_return_gap=18)
     assert len(s.visits) == 8 and min(_return_gaps(s)) == 6
+
+
+def test_return_schedules_end_in_a_return_half_of_the_time():
+    returns = 0
+    for seed in range(200):
+        s = return_schedule(np.random.default_rng(seed), context_frames=84, target_frames=6)
+        *context, target = s.visits
+        assert (target.start, target.stop) == (84, 90) and target.prompt != context[-1].prompt
+        shown = {v.prompt: v.picture for v in context}
+        if target.prompt in shown:
+            returns += 1
+            assert target.picture == shown[target.prompt]
+        else:
+            assert target.prompt.palette not in {v.prompt.palette for v in context}
+    assert 80 <= returns <= 120
+    never = return_schedule(np.random.default_rng(0), context_frames=84, target_frames=6, return_prob=0.0)
+    assert never.visits[-1].prompt not in {v.prompt for v in never.visits[:-1]}
+
+
+def test_schedule_latents_are_the_codec_of_the_rendered_frames():
+    s = return_schedule(np.random.default_rng(5), context_frames=24, target_frames=6)
+    lat = schedule_latents(s)  # (48, 30, 8, 8)
+    assert lat.shape == (48, 30, 8, 8)
+    frames = ToyCodec().decode(lat[None])[0].numpy()
+    np.testing.assert_array_equal(frames, render_schedule(s))
 
 
 def test_schedule_rejects_two_pictures_for_one_prompt_and_repeated_scene():
