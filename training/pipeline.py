@@ -1,6 +1,7 @@
 """The whole toy recipe in order, each stage through the CLI: teacher, context teacher (ERFT), ODE init, Stage 1,
 Stage 2, export; or, with ``--world scenes``, the scene world's: learned teacher and context teacher (measured beside
-the exact ones, not used), Stage 1 (DMD against the exact short teacher), Stage 2 (regression onto the exact long teacher), export.
+the exact ones, not used), Stage 1 (DMD against the exact short teacher), Stage 2 (regression onto the exact long
+teacher), export.
 
     python -m training.pipeline --out outputs/toy-pipeline [--world pan|scenes] [--scale 1.0] [--export FILE]
 
