@@ -147,6 +147,9 @@ class TrainConfig:
     """Scene world, regression: weight of the reading term (``objectives.scheduled_regression``): the student's own
     few-step sample of each chunk regresses onto the exact teacher's reading of it (the library picture it shows, or
     the one its context holds); 0 leaves it out."""
+    read_onto: str = "reading"
+    """Scene world, regression: target of the reading term, "reading" (the library picture the teacher reads in the
+    student's sample) or "endpoint" (the teacher's ODE end point from the chunk's noise: keeps the teacher's variety)."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
     scene_visit_units: tuple[int, int] = (1, 2)
@@ -193,6 +196,8 @@ class TrainConfig:
         if self.world == "scenes" and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
             raise ValueError(f"the scene world's context clips are whole visits: context_max must be a multiple of "
                              f"{VISIT_UNIT} frames, got {self.context_max}")
+        if self.read_onto not in ("reading", "endpoint"):
+            raise ValueError(f"read_onto must be 'reading' or 'endpoint', got {self.read_onto!r}")
         if self.scene_min_return_gap < 0:
             raise ValueError(f"scene_min_return_gap must be >= 0 frames, got {self.scene_min_return_gap}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:

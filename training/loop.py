@@ -386,7 +386,8 @@ def scheduled_update(run: Run) -> dict[str, float]:
                                          teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
                                          latent_size=cfg.latent_size, memory_grad=cfg.memory_grad,
                                          teacher_window=cfg.target_frames if cfg.stage == "stage1" else None,
-                                         read=read_fn, read_weight=cfg.read_weight, read_losses=reads)
+                                         read=read_fn, read_weight=cfg.read_weight, read_losses=reads,
+                                         read_onto=cfg.read_onto)
         loss += float(np.mean(losses)) / cfg.grad_accum
         read_loss += float(np.mean(reads)) / cfg.grad_accum if reads else 0.0
         forced += float(tf) / cfg.grad_accum

@@ -72,12 +72,16 @@ def scheduled_regression(
     read: ReadFn | None = None,
     read_weight: float = 0.0,
     read_losses: list[float] | None = None,
+    read_onto: str = "reading",
 ) -> tuple[list[float], Tensor]:
     """One rollout of regression; gradients accumulate in ``student`` (``loss_scale`` x the mean chunk loss).
     ``level_losses``, when given, receives every chunk's mean squared error per step level (first: from z).
     ``teacher_window``: None, the teacher sees the memory's frames (Stage 2); else the last ``teacher_window -
     chunk`` frames (the short teacher of Stage 1). ``read`` with ``read_weight`` > 0 adds the reading term (module
-    docstring) to every chunk's loss; ``read_losses`` receives its mean squared error per chunk.
+    docstring) to every chunk's loss; ``read_losses`` receives its mean squared error per chunk. ``read_onto``
+    "endpoint" regresses the student's own sample onto the teacher's ODE end point from the same noise instead (the
+    chunk's x0*; ``read`` is then not needed): as varied as the teacher's samples, where the reading follows
+    whatever picture the student already leans to.
 
     Returns:
         The regression loss of every chunk (mean squared error over its step levels; the reading term apart, in
@@ -87,6 +91,9 @@ def scheduled_regression(
     chunk = memory.chunk_frames
     if num_latent_frames <= 0 or num_latent_frames % chunk:
         raise ValueError(f"num_latent_frames must be a positive multiple of the chunk size {chunk}")
+    if read_onto not in ("reading", "endpoint"):
+        raise ValueError(f"read_onto must be 'reading' or 'endpoint', got {read_onto!r}")
+    reads = read_weight > 0 and (read is not None or read_onto == "endpoint")
     if teacher_window is not None and teacher_window < chunk:
         raise ValueError(f"teacher_window must hold at least one chunk ({chunk} frames), got {teacher_window}")
     seen = 0 if teacher_window is None else teacher_window - chunk  # frames before the chunk the short teacher sees
@@ -136,9 +143,10 @@ def scheduled_regression(
         def chunk_flow(x: Tensor, t: Tensor, c=ctx) -> Tensor:  # the student on this chunk, attending its memory
             return student(x, t, c, attention=mem.attention())
 
-        if read is not None and read_weight > 0:  # the student's own sample onto the teacher's reading of it
+        if reads:  # the student's own sample onto the teacher's reading of it (or its end point)
             own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True)  # grad: last step only
-            mse = F.mse_loss(own, read(own.detach(), text, context).detach())
+            goal = target if read_onto == "endpoint" else read(own.detach(), text, context)
+            mse = F.mse_loss(own, goal.detach())
             if read_losses is not None:
                 read_losses.append(float(mse.detach()))
             loss = loss + read_weight * mse

@@ -3,6 +3,7 @@ commits the teacher's chunks, every chunk's loss reaches the student."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from context_forcing_core.diffusion.prompts import PromptSchedule
@@ -91,6 +92,26 @@ def test_reading_term_reads_the_students_own_committed_sample_with_the_teachers_
                                    generator=torch.Generator().manual_seed(3), read=read, read_weight=0.0)
     assert abs(losses[0] - base[0]) < 1e-6  # the first chunk's regression is the same; the reading term is apart
     assert any(not torch.allclose(a, p.grad) for a, p in zip(with_read, model.parameters()))  # and it trains
+
+
+def test_reading_onto_the_endpoint_targets_the_teachers_chunk_and_needs_no_reader():
+    model = random_model(toy()).train()
+    mem = memory_preset("infinity_rope")
+    targets = []
+
+    def teacher(z, text, context, frames):
+        targets.append(torch.randn(z.shape, generator=torch.Generator().manual_seed(frames.start)))
+        return targets[-1]
+
+    got: list[float] = []
+    _, latents = scheduled_regression(model, teacher, _schedule(b=1), num_latent_frames=9, memory=mem,
+                                      generator=torch.Generator().manual_seed(3), read_weight=1.0, read_losses=got,
+                                      read_onto="endpoint")
+    own = [latents[:, :, 3 * c:3 * c + 3] for c in range(3)]  # on-policy: the committed samples are the read ones
+    torch.testing.assert_close(torch.tensor(got), torch.stack([((o - t) ** 2).mean() for o, t in zip(own, targets)]))
+    with pytest.raises(ValueError, match="read_onto"):
+        scheduled_regression(model, teacher, _schedule(b=1), num_latent_frames=9, memory=mem,
+                             generator=torch.Generator().manual_seed(3), read_weight=1.0, read_onto="mode")
 
 
 def test_on_policy_commits_the_students_own_samples_and_memory_frames_is_the_union():
