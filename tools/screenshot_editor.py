@@ -2,7 +2,15 @@
 
     python -m tools.screenshot_editor workflows/toy_long_video.json --run-seconds 30 --out docs/comfyui_toy_workflow.png
 
-Needs ``chromium`` (Debian package) and the provisioned ComfyUI. Drives the page over the Chrome DevTools protocol:
+Needs Chromium and the provisioned ComfyUI. ``--chromium`` names the binary (default: ``$CHROMIUM``, else
+``chromium`` on PATH, the Debian package). Without a Debian package, the npm package ``@sparticuz/chromium`` carries a
+compressed headless Chromium inside its tarball (no download); unpack it outside the repository:
+
+    mkdir -p /tmp/chromium-npm && cd /tmp/chromium-npm && npm install @sparticuz/chromium@143.0.4
+    node -e "require('@sparticuz/chromium').default.executablePath().then(console.log)"   # -> /tmp/chromium
+    python -m tools.screenshot_editor workflows/toy_long_video.json --run-seconds 60 --chromium /tmp/chromium
+
+Drives the page over the Chrome DevTools protocol:
 load the workflow with the frontend's own ``app.loadGraphData``, close the first-run template dialog, queue it
 like the Run button does, wait until the queue is empty, capture. This is how the README's picture was made.
 """
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -60,12 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/editor.png"))
     parser.add_argument("--run-seconds", type=float, default=0.0, help="queue the workflow; wait at most this long")
     parser.add_argument("--size", default="1800,1000")
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "chromium"), help="Chromium binary")
     args = parser.parse_args(argv)
     comfy_dir = provision()
     workflow = args.workflow.read_text()
     with ComfyServer(comfy_dir, DEFAULT_HOME / "venv" / "bin" / "python", DEFAULT_HOME / "editor") as server:
         port = free_port()
-        chrome = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+        chrome = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
                                    f"--remote-debugging-port={port}", f"--remote-allow-origins=http://127.0.0.1:{port}",
                                    f"--window-size={args.size}", "about:blank"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
