@@ -115,7 +115,7 @@ def toy_long_video() -> dict:
     nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
              sampler(60.0, first, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
                                                                          (1080, 0)),
-             inspector((780, 360)), *switches]
+             inspector((1380, 600)), *switches]
     edges = [(1, "cf_model", 3, "model"), (2, "memory", 3, "memory"), (3, "latent", 4, "latent"),
              (4, "images", 5, "images"), (5, "VIDEO", 6, "video"), (3, "memory_trace", 7, "memory_trace"), *chain,
              (7 + len(switches), "schedule", 3, "schedule")]

@@ -12,7 +12,8 @@ compressed headless Chromium inside its tarball (no download); unpack it outside
 
 Drives the page over the Chrome DevTools protocol:
 load the workflow with the frontend's own ``app.loadGraphData``, close the first-run template dialog, queue it
-like the Run button does, wait until the queue is empty, capture. This is how the README's picture was made.
+like the Run button does, wait until the queue is empty, fit the whole graph into the window, capture. This is how
+the README's picture was made.
 """
 
 from __future__ import annotations
@@ -81,11 +82,15 @@ def main(argv: list[str] | None = None) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             server.post("/settings/Comfy.TutorialCompleted", True)  # no first-run template browser over the graph
+            server.post("/settings/Comfy.Minimap.Visible", False)  # nor a minimap or canvas statistics over its corners
+            server.post("/settings/Comfy.Graph.CanvasInfo", False)
             page = Page(port)
             page.call("Page.enable")
             page.call("Page.navigate", url=server.url)
-            for _ in range(120):  # until the frontend's app object exists
-                if page.js("!!(window.app?.graph || window.comfyAPI?.app?.app?.graph)"):
+            types = json.dumps(sorted({n["type"] for n in json.loads(workflow)["nodes"]}))
+            for _ in range(120):  # until the frontend's app exists and knows every node type (else none is queued)
+                if page.js(f"!!(window.app?.graph || window.comfyAPI?.app?.app?.graph) && "
+                           f"{types}.every(t => window.LiteGraph?.registered_node_types?.[t])"):
                     break
                 time.sleep(0.5)
             nodes = page.js(f"(async () => {{ await {APP}.loadGraphData({workflow}); "
@@ -111,8 +116,17 @@ def main(argv: list[str] | None = None) -> None:
                     "d.textContent.trim().startsWith('Introducing Nodes')).slice(-1).forEach(d => { "
                     "while (d.parentElement && d.parentElement.getBoundingClientRect().height < 80) d = d.parentElement; "
                     "d.remove(); })")
-            # last, as the workflow's own stored view is applied after loading
-            page.js(f"{APP}.canvas.ds.scale = 0.58; {APP}.canvas.ds.offset = [160, 300]; {APP}.canvas.setDirty(true, true)")
+            # last, as the workflow's own stored view is applied after loading: fit every node (with its output
+            # previews), centred in the canvas right of the side bar and below the tabs
+            page.js(f"(() => {{ const c = {APP}.canvas, r = c.canvas.getBoundingClientRect(), b = [1e9, 1e9, -1e9, -1e9]; "
+                    f"for (const n of {APP}.graph._nodes) {{ const [x, y, w, h] = n.boundingRect; "
+                    "b[0] = Math.min(b[0], x); b[1] = Math.min(b[1], y); b[2] = Math.max(b[2], x + w); "
+                    "b[3] = Math.max(b[3], y + h); } "
+                    "const left = 90, top = 60, pad = 30, w = r.width - left - pad, h = r.height - top - pad, "
+                    "s = Math.min(w / (b[2] - b[0]), h / (b[3] - b[1])); c.ds.scale = s; "
+                    "c.ds.offset = [(left + w / 2) / s - (b[0] + b[2]) / 2, (top + h / 2) / s - (b[1] + b[3]) / 2]; "
+                    "c.setDirty(true, true); })()")
+            page.js("document.querySelector('.subgraph-breadcrumb')?.remove()")  # the workflow's name over the canvas
             time.sleep(1)
             shot = page.call("Page.captureScreenshot", format="png")["result"]["data"]
             args.out.parent.mkdir(parents=True, exist_ok=True)
