@@ -36,6 +36,7 @@ from context_forcing_core.objectives.context_teacher import ContextLayout, conte
 from context_forcing_core.objectives.continuation import continue_with_teacher
 from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
+from context_forcing_core.toyworld.metrics import _binned
 from context_forcing_core.toyworld.scene_rollout import encoder_for, video_of
 from context_forcing_core.toyworld.scenes import (
     VISIT_UNIT,
@@ -117,13 +118,16 @@ def run(teachers: dict[str, WanModel], *, student: WanModel | None, schedules: i
     names = ["exact long teacher", "exact short teacher (no context)", *teachers]
     rows: dict[str, list[list[Continuation]]] = {f"{n} | {c}": [[] for _ in range(seeds)] for c in contexts
                                                  for n in names}
+    encoders = {name: encoder_for(model) for name, model in teachers.items()}
+    uncond = {name: enc.encode([""]) for name, enc in encoders.items()}
+    student_memory = memory_preset("context_forcing").replace(tau=STUDENT_TAU)
     for i, s in enumerate(scheds):
         cases = returns_of(s)
         for seed in range(seeds):
             videos = {"ground truth": schedule_latents(s)[None]}  # (1, C, T, H, W)
             if student is not None:
-                videos["student"] = video_of(student, [s], memory=memory_preset("context_forcing").replace(
-                    tau=STUDENT_TAU), seed=1000 * i + seed)[1].latents.float().cpu()
+                videos["student"] = video_of(student, [s], memory=student_memory,
+                                             seed=1000 * i + seed)[1].latents.float().cpu()
             for source, latents in videos.items():
                 rgb = codec.decode(latents).clamp(0, 1)[0].numpy()  # (T, 3, 32, 32)
                 for k, (ret, prev) in enumerate(cases):
@@ -135,11 +139,10 @@ def run(teachers: dict[str, WanModel], *, student: WanModel | None, schedules: i
                         made[name] = continue_exact(exact, ctx, exact.encoder.encode([ret.prompt.text]),
                                                     num_frames=n, layout=layout, use_context=use, generator=gen)
                     for name, model in teachers.items():
-                        enc = encoder_for(model)
                         gen = torch.Generator().manual_seed(10_000 * i + 100 * seed + k)
                         with torch.no_grad():
-                            made[name] = continue_with_teacher(model, ctx, enc.encode([ret.prompt.text]),
-                                                               enc.encode([""]), num_frames=n, layout=layout,
+                            made[name] = continue_with_teacher(model, ctx, encoders[name].encode([ret.prompt.text]),
+                                                               uncond[name], num_frames=n, layout=layout,
                                                                num_steps=LEARNED_STEPS, guidance=LEARNED_GUIDANCE,
                                                                generator=gen)
                     for name, lat in made.items():
@@ -147,6 +150,14 @@ def run(teachers: dict[str, WanModel], *, student: WanModel | None, schedules: i
                         rows[f"{name} | {source}"][seed].append(score(out, rgb, ret, prev))
         log(f"schedule {i + 1}/{schedules} done ({len(cases)} returns)")
     return {name: {"seeds": per_seed} for name, per_seed in rows.items()}
+
+
+def _mean_std(values: list[float]) -> list[float]:
+    return [float(np.nanmean(values)), float(np.nanstd(values))]
+
+
+def _mean(cs: list[Continuation], field: str) -> float:
+    return float(np.mean([getattr(c, field) for c in cs])) if cs else float("nan")
 
 
 def summary(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -157,27 +168,17 @@ def summary(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     out = {}
     for name, row in rows.items():
         per_seed: list[list[Continuation]] = row["seeds"]
-
-        def ms(values: list[float]) -> list[float]:
-            return [float(np.nanmean(values)), float(np.nanstd(values))]
-
-        def mean(cs: list[Continuation], field: str) -> float:
-            return float(np.mean([getattr(c, field) for c in cs])) if cs else float("nan")
-
+        long = [[c for c in cs if c.gap_s >= LONG_GAP_S] for cs in per_seed]
         pooled = [c for cs in per_seed for c in cs]
-        gaps = np.asarray([c.gap_s for c in pooled])
-        hits = np.asarray([float(c.recalled) for c in pooled])
-        idx = np.clip(np.searchsorted(edges, gaps, side="right") - 1, 0, len(edges) - 2)
-        count = np.bincount(idx, minlength=len(edges) - 1)
-        total = np.bincount(idx, weights=hits, minlength=len(edges) - 1)
-        by_gap = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        by_gap = _binned(edges, np.asarray([c.gap_s for c in pooled]),
+                         np.asarray([float(c.recalled) for c in pooled]), 0.0, 0)  # error = recall per bin
         out[name] = {
-            "recall": ms([mean(cs, "recalled") for cs in per_seed]),
-            "recall_long": ms([mean([c for c in cs if c.gap_s >= LONG_GAP_S], "recalled") for cs in per_seed]),
-            "relative": ms([mean(cs, "relative") for cs in per_seed]),
-            "relative_long": ms([mean([c for c in cs if c.gap_s >= LONG_GAP_S], "relative") for cs in per_seed]),
-            "library_distance": ms([mean(cs, "library_distance") for cs in per_seed]),
-            "bin_edges_s": edges.tolist(), "recall_by_gap": by_gap.tolist(), "count_by_gap": count.tolist(),
+            "recall": _mean_std([_mean(cs, "recalled") for cs in per_seed]),
+            "recall_long": _mean_std([_mean(cs, "recalled") for cs in long]),
+            "relative": _mean_std([_mean(cs, "relative") for cs in per_seed]),
+            "relative_long": _mean_std([_mean(cs, "relative") for cs in long]),
+            "library_distance": _mean_std([_mean(cs, "library_distance") for cs in per_seed]),
+            "bin_edges_s": edges.tolist(), "recall_by_gap": by_gap.error.tolist(), "count_by_gap": by_gap.count.tolist(),
             "returns": len(pooled),
         }
     return out
