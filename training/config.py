@@ -19,10 +19,13 @@ from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.erft import ErftConfig
 from context_forcing_core.student import TOY_MEMORY_TAU
+from context_forcing_core.toyworld.exact_teacher import MAX_BALANCED_GROUP
 from context_forcing_core.toyworld.scenes import VISIT_UNIT
 
 STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
 EXACT_TEACHER = "exact"
+READ_TARGETS = ("reading", "endpoint", "balanced")
+"""Values of ``TrainConfig.read_onto``."""
 """``teacher`` value of the scene world's closed-form teacher (``toyworld.exact_teacher``), not an architecture."""
 
 
@@ -149,7 +152,10 @@ class TrainConfig:
     the one its context holds); 0 leaves it out."""
     read_onto: str = "reading"
     """Scene world, regression: target of the reading term, "reading" (the library picture the teacher reads in the
-    student's sample) or "endpoint" (the teacher's ODE end point from the chunk's noise: keeps the teacher's variety)."""
+    student's sample), "endpoint" (the teacher's ODE end point from the chunk's noise: keeps the teacher's variety)
+    or "balanced" (the reading, but chunks that must invent get pictures jointly, each of the prompt's K equally
+    often: ``exact_teacher.balanced_reading``; a micro-batch is then ``batch_size`` copies of one schedule, same
+    prompts, other noise, so each invention has batch_size samples to share out)."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
     scene_visit_units: tuple[int, int] = (1, 2)
@@ -196,8 +202,11 @@ class TrainConfig:
         if self.world == "scenes" and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
             raise ValueError(f"the scene world's context clips are whole visits: context_max must be a multiple of "
                              f"{VISIT_UNIT} frames, got {self.context_max}")
-        if self.read_onto not in ("reading", "endpoint"):
-            raise ValueError(f"read_onto must be 'reading' or 'endpoint', got {self.read_onto!r}")
+        if self.read_onto not in READ_TARGETS:
+            raise ValueError(f"read_onto must be one of {', '.join(READ_TARGETS)}, got {self.read_onto!r}")
+        if self.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
+            raise ValueError(f"the balanced reading shares pictures out among at most {MAX_BALANCED_GROUP} copies: "
+                             f"batch_size must be <= {MAX_BALANCED_GROUP}, got {self.batch_size}")
         if self.scene_min_return_gap < 0:
             raise ValueError(f"scene_min_return_gap must be >= 0 frames, got {self.scene_min_return_gap}")
         if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:

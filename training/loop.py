@@ -39,7 +39,7 @@ from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_lo
 from context_forcing_core.objectives.ode import ode_regression_loss
 from context_forcing_core.objectives.rollout import self_rollout
 from context_forcing_core.objectives.scheduled_regression import scheduled_regression
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample, reading
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, balanced_reading, exact_sample, reading
 from context_forcing_core.toyworld.scene_rollout import prompt_schedule
 from context_forcing_core.toyworld.scenes import random_schedule, relabel_schedule
 from context_forcing_core.toyworld.text import ToyTextEncoder
@@ -361,7 +361,8 @@ def _teacher_forcing(run: Run) -> float:
 def scheduled_update(run: Run) -> dict[str, float]:
     """One student step of on-policy contextual ODE regression onto the exact teacher (scene world Stage 2): per
     micro-batch one seeded visit schedule of ``rollout_frames`` (``batch_size`` relabelled copies: same switches,
-    other scenes and pictures), rolled out through the memory with re-caching at every switch.
+    other scenes and pictures; with the balanced reading, plain copies), rolled out through the memory with
+    re-caching at every switch.
     """
     st, cfg = run.state, run.cfg
     loss, forced, read_loss = 0.0, 0.0, 0.0
@@ -370,14 +371,18 @@ def scheduled_update(run: Run) -> dict[str, float]:
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
         base = random_schedule(rng, num_frames=cfg.rollout_frames, num_scenes=cfg.scenes_per_video,
                                visit_units=tuple(cfg.scene_visit_units), min_return_gap=cfg.scene_min_return_gap)
-        schedules = [base] + [relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
+        balanced = cfg.read_onto == "balanced"
+        schedules = [base] * cfg.batch_size if balanced else [base] + [
+            relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
         tf = bool(rng.random() < _teacher_forcing(run))
 
         def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
             return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
                                 noise=z, generator=gen)
 
-        def read_fn(own: Tensor, text: Tensor, context: Tensor | None) -> Tensor:
+        def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor) -> Tensor:
+            if balanced:
+                return balanced_reading(run.teacher, own, text, context, invent)
             return reading(run.teacher, own, text, context)
 
         reads: list[float] = []
@@ -387,7 +392,7 @@ def scheduled_update(run: Run) -> dict[str, float]:
                                          latent_size=cfg.latent_size, memory_grad=cfg.memory_grad,
                                          teacher_window=cfg.target_frames if cfg.stage == "stage1" else None,
                                          read=read_fn, read_weight=cfg.read_weight, read_losses=reads,
-                                         read_onto=cfg.read_onto)
+                                         read_onto="endpoint" if cfg.read_onto == "endpoint" else "reading")
         loss += float(np.mean(losses)) / cfg.grad_accum
         read_loss += float(np.mean(reads)) / cfg.grad_accum if reads else 0.0
         forced += float(tf) / cfg.grad_accum

@@ -24,7 +24,9 @@ small student's imperfect mean at high noise blends pictures that later steps do
 (``read``, ``read_weight``) adds the mode-seeking half of DMD with the exact real score: the student's own sample of
 the chunk (gradient through its last step) regresses onto what the teacher reads in it given the same context
 (:func:`~context_forcing_core.toyworld.exact_teacher.reading`: the library picture it is nearest to, or the one the
-context holds). With the sample it also commits that sample (on-policy), so no second sampling is needed.
+context holds). With the sample it also commits that sample (on-policy), so no second sampling is needed. The
+reader is told which chunks must invent (no frame of the context was shown under their prompt), so it can read
+those jointly (:func:`~context_forcing_core.toyworld.exact_teacher.balanced_reading`).
 """
 
 from __future__ import annotations
@@ -42,10 +44,20 @@ from ..memory.config import MemoryConfig
 from ..memory.slow_fast import SlowFastMemory
 from ..models.wan import WanModel
 
-ReadFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-"""(the student's chunk (B, C, f, H, W), text (B, L, D), context or None) -> what the teacher reads in it, same shape."""
+ReadFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
+"""(the student's chunk (B, C, f, H, W), text (B, L, D), context or None, invent (B,) bool: the context shows nothing
+of the chunk's prompt) -> what the teacher reads in it, same shape."""
 TeacherFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
 """(z (B, C, f, H, W), text (B, L, D), context (B, C, Fc, H, W) or None, frames) -> ODE end point x0* (B, C, f, H, W)."""
+
+
+def inventing(schedule: PromptSchedule, prompt: int, held: Sequence[int]) -> Tensor:
+    """(B,) bool: no frame in ``held`` was shown under the same prompt text as ``prompt`` (an index into
+    ``schedule.texts``; a scene that returns has a new index with the same text)."""
+    texts = schedule.texts
+    shown = {schedule.prompt_at(f) for f in held}
+    same = [(texts[i] == texts[prompt]).flatten(1).all(1) for i in shown]  # each (B,)
+    return ~torch.stack(same).any(0) if same else torch.ones(texts[prompt].shape[0], dtype=torch.bool)
 
 
 def memory_frames(mem: SlowFastMemory) -> list[int]:
@@ -145,7 +157,8 @@ def scheduled_regression(
 
         if reads:  # the student's own sample onto the teacher's reading of it (or its end point)
             own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True)  # grad: last step only
-            goal = target if read_onto == "endpoint" else read(own.detach(), text, context)
+            goal = target if read_onto == "endpoint" else read(own.detach(), text, context,
+                                                                inventing(schedule, wanted, held))
             mse = F.mse_loss(own, goal.detach())
             if read_losses is not None:
                 read_losses.append(float(mse.detach()))

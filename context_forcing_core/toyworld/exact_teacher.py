@@ -26,6 +26,7 @@ context (what :func:`~context_forcing_core.objectives.dmd.score_with_context` pa
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -102,7 +103,13 @@ class ExactTeacher(nn.Module):
 
     def posterior(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
                   context_logp: Tensor | None = None) -> Tensor:
-        """Posterior weights over the library.
+        """(B, P*K) float64 posterior weights over the library, summing to 1 (0 outside the prompt's pictures):
+        the softmax of :meth:`log_weights` (same arguments)."""
+        return torch.softmax(self.log_weights(x_t, sigma, text, context, context_logp=context_logp), dim=1)
+
+    def log_weights(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
+                    context_logp: Tensor | None = None) -> Tensor:
+        """Unnormalised log posterior weights over the library.
 
         Args:
             x_t: (B, C, F, H, W) noisy target frames (F >= 1).
@@ -113,7 +120,7 @@ class ExactTeacher(nn.Module):
             context_logp: :meth:`context_logp` of the context, computed once (instead of ``context``).
 
         Returns:
-            (B, P*K) float64 weights summing to 1 (0 outside the prompt's pictures).
+            (B, P*K) float64 log w_h up to a per-sample constant (-inf outside the prompt's pictures).
 
         """
         b, f = x_t.shape[0], x_t.shape[2]
@@ -132,8 +139,7 @@ class ExactTeacher(nn.Module):
         idx = text.to(x.device) if text.ndim == 1 else self.prompt_index(text.to(x_t.device))  # (B,)
         owner = self.owner.to(x.device)
         keep = (idx[:, None] < 0) | (owner[None] == idx[:, None])  # (B, N)
-        logw = torch.where(keep, logw, torch.tensor(-math.inf, dtype=logw.dtype, device=logw.device))
-        return torch.softmax(logw, dim=1)
+        return torch.where(keep, logw, torch.tensor(-math.inf, dtype=logw.dtype, device=logw.device))
 
     def context_logp(self, context: Tensor) -> Tensor:
         """(B, N) float64 sum over context frames of log p(c | h) (up to a constant); zeros when the teacher ignores
@@ -206,11 +212,63 @@ def reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, context: Tensor
         (B, C, F, H, W) the posterior-mean picture, the same for every frame.
 
     """
+    x_t, sigma = _as_observation(teacher, frames)
+    return teacher.x0(x_t, sigma, text, context).to(frames.dtype)
+
+
+def _as_observation(teacher: ExactTeacher, frames: Tensor) -> tuple[Tensor, Tensor]:
+    """Clean frames (B, C, F, H, W) as the noisy target x_t and its (B, F) sigma at which they are observations at
+    the teacher's ``context_sigma``."""
     # An observation c = mu + context_sigma * eps is x_t / (1 - sigma) at sigma / (1 - sigma) = context_sigma.
     sigma = teacher.context_sigma / (1 + teacher.context_sigma)
     b, f = frames.shape[0], frames.shape[2]
-    x_t = (1 - sigma) * frames.float()
-    return teacher.x0(x_t, torch.full((b, f), sigma, device=frames.device), text, context).to(frames.dtype)
+    return (1 - sigma) * frames.float(), torch.full((b, f), sigma, device=frames.device)
+
+
+MAX_BALANCED_GROUP = 8
+"""Most chunks of one prompt that :func:`balanced_reading` assigns jointly (it searches every assignment)."""
+
+
+@torch.no_grad()
+def balanced_reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, context: Tensor | None,
+                     invent: Tensor) -> Tensor:
+    """:func:`reading`, except for the chunks that must invent (``invent``, (B,) bool: their context shows nothing
+    of their prompt, so the teacher's choice is uniform over the prompt's K pictures). The n inventing chunks of one
+    prompt are read jointly: each gets one picture (not a posterior mean), each picture going to at most ceil(n / K)
+    of them, under the assignment the teacher finds most likely (sum of the chunks' log weights). With n = K every
+    picture goes to exactly one chunk: the optimal transport between the student's n samples and the teacher's K
+    equally likely pictures, so the targets are as varied as the teacher while each sample goes to a picture near
+    it where it can. The plain reading sends each sample to the picture it leans to, which keeps (and, trained on,
+    deepens) whatever bias the student's inventions have.
+
+    Args:
+        frames: (B, C, F, H, W) the chunks, clean; ``text`` (B, L, D) their prompts; ``context`` as for
+            :func:`reading`.
+        invent: (B,) bool.
+
+    Returns:
+        (B, C, F, H, W) the targets.
+
+    """
+    out = reading(teacher, frames, text, context).clone()  # (B, C, F, H, W); reading() expands one frame
+    x_t, sigma = _as_observation(teacher, frames)
+    logw = teacher.log_weights(x_t, sigma, text).cpu()  # (B, N): the chunks alone (no context: nothing of the prompt)
+    prompts = teacher.prompt_index(text.to(teacher.device)).cpu()  # (B,)
+    for p in prompts[invent.cpu()].unique().tolist():
+        rows = torch.nonzero(invent.cpu() & (prompts == p)).flatten()
+        if p < 0:
+            raise ValueError("balanced_reading needs prompts of the world's library, got an unknown text")
+        if len(rows) > MAX_BALANCED_GROUP:
+            raise ValueError(f"balanced_reading assigns at most {MAX_BALANCED_GROUP} chunks of one prompt jointly, "
+                             f"got {len(rows)}")
+        pics = torch.nonzero(teacher.owner.cpu() == p).flatten()  # (K,) the prompt's pictures
+        slots = pics.repeat(math.ceil(len(rows) / len(pics)))  # each picture ceil(n / K) times
+        ways = torch.tensor(list(itertools.permutations(range(len(slots)), len(rows))))  # (M, n) slot of each row
+        score = logw[rows[None, :], slots[ways]].sum(1)  # (M,)
+        chosen = slots[ways[int(score.argmax())]]  # (n,) picture of each row
+        pictures = teacher.pictures[chosen.to(teacher.device)].to(out)  # (n, C, H, W)
+        out[rows.to(out.device)] = pictures[:, :, None].expand(-1, -1, out.shape[2], -1, -1)
+    return out
 
 
 @torch.no_grad()

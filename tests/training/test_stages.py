@@ -151,6 +151,36 @@ def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):
     assert row["regression_loss"] > 0
 
 
+def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch):
+    """``--read_onto balanced``: the micro-batch's items share their prompts (so inventions can be shared out), the
+    reader is the balanced one, and the loss includes its term."""
+    import training.loop as loop
+
+    texts, calls = [], []
+    real_regression, real_reading = loop.scheduled_regression, loop.balanced_reading
+
+    def spy(student, teacher, schedule, **kwargs):
+        texts.append(schedule.texts)
+        return real_regression(student, teacher, schedule, **kwargs)
+
+    def spy_reading(*args):
+        calls.append(args[-1].clone())
+        return real_reading(*args)
+
+    monkeypatch.setattr(loop, "scheduled_regression", spy)
+    monkeypatch.setattr(loop, "balanced_reading", spy_reading)
+    assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
+                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start",
+                     "12", "--curriculum_end", "12", "--scenes_per_video", "2", "--ode_steps", "4",
+                     "--read_onto", "balanced"]) == 0
+    assert all(torch.equal(t[0], t[1]) for t in texts[0])
+    assert len(calls) == 4 and bool(calls[0].all())  # every chunk read; the first one invents
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["read_loss"] > 0
+    with pytest.raises(ValueError, match="batch_size"):
+        apply_overrides(preset("toy-scenes-stage2"), {"read_onto": "balanced", "batch_size": "9"})
+
+
 def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
     """The learned teacher on the scene world: its clips are one library picture held still."""
     cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "6", "target_frames": "6", "batch_size": "2"})

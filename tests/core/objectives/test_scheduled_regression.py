@@ -73,7 +73,7 @@ def test_reading_term_reads_the_students_own_committed_sample_with_the_teachers_
         contexts.append(context)
         return torch.zeros_like(z)
 
-    def read(own, text, context):
+    def read(own, text, context, invent):
         reads.append((own.clone(), context))
         return torch.zeros_like(own)
 
@@ -92,6 +92,27 @@ def test_reading_term_reads_the_students_own_committed_sample_with_the_teachers_
                                    generator=torch.Generator().manual_seed(3), read=read, read_weight=0.0)
     assert abs(losses[0] - base[0]) < 1e-6  # the first chunk's regression is the same; the reading term is apart
     assert any(not torch.allclose(a, p.grad) for a, p in zip(with_read, model.parameters()))  # and it trains
+
+
+def test_the_reader_is_told_which_chunks_must_invent():
+    """A chunk invents when no frame of the teacher's context was shown under its prompt's text: the first chunk of
+    each new scene does, a visit's later chunks and a return the memory still holds (here by its sink frame) do not,
+    per batch item (item 1's third prompt is a new scene, item 0's the first one returning)."""
+    model = random_model(toy()).train()
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(2, 16, 4096, generator=gen) for _ in range(3))
+    returning = torch.stack([a[0], c[1]])
+    sched = PromptSchedule(texts=[a, b, returning], switch_frames=[3, 9])
+    told = []
+
+    def read(own, text, context, invent):
+        told.append(invent.tolist())
+        return torch.zeros_like(own)
+
+    scheduled_regression(model, lambda z, text, context, frames: torch.zeros_like(z), sched, num_latent_frames=12,
+                         memory=memory_preset("infinity_rope"), generator=torch.Generator().manual_seed(3),
+                         read=read, read_weight=1.0)
+    assert told == [[True, True], [True, True], [False, False], [False, True]]
 
 
 def test_reading_onto_the_endpoint_targets_the_teachers_chunk_and_needs_no_reader():

@@ -10,7 +10,7 @@ import torch
 
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.objectives.dmd import score_with_context
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample, reading
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher, balanced_reading, exact_sample, reading
 from context_forcing_core.toyworld.scenes import ScenePrompt, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
@@ -93,6 +93,30 @@ def test_reading_is_the_posterior_of_frames_seen_at_the_context_noise(tiny, with
     torch.testing.assert_close(got[0, :, 0], want, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got[0, :, 1], got[0, :, 0])
     assert (w[1] > 0.99) if with_context else (w[0] > 0.5)  # the context overrides the chunk's lean
+
+
+def test_balanced_reading_shares_the_pictures_out_among_inventions_of_one_prompt(tiny):
+    """Hand case (K = 2): four chunks of prompt 1 that must invent, three leaning to picture 2, one to picture 3; each
+    picture goes to two of them, the chunk leaning least to 2 being the one moved. A chunk that need not invent is
+    read as usual; an inventing chunk alone with its prompt gets the picture it is nearest to, not a blend."""
+    teacher, enc = tiny
+    pics = teacher.pictures  # (6, 48, 8, 8): prompt p owns pictures 2p, 2p + 1
+    lean = [pics[2], 0.9 * pics[2] + 0.1 * pics[3], 0.7 * pics[2] + 0.3 * pics[3], pics[3],
+            0.6 * pics[2] + 0.4 * pics[3], 0.8 * pics[4] + 0.2 * pics[5]]
+    frames = torch.stack([x[:, None].repeat(1, 2, 1, 1) for x in lean])  # (6, 48, 2, 8, 8)
+    text = enc.encode([PROMPTS[p].text for p in (1, 1, 1, 1, 1, 2)])
+    invent = torch.tensor([True, True, True, True, False, True])
+    got = balanced_reading(teacher, frames, text, None, invent)
+    for row, picture in zip(range(4), (2, 2, 3, 3)):
+        torch.testing.assert_close(got[row], pics[picture][:, None].expand(-1, 2, -1, -1))
+    torch.testing.assert_close(got[4], reading(teacher, frames[4:5], text[4:5])[0])  # a blend: the posterior mean
+    torch.testing.assert_close(got[5], pics[4][:, None].expand(-1, 2, -1, -1))
+    same = balanced_reading(teacher, pics[2][None, :, None].repeat(4, 1, 1, 1, 1), text[:4], None, invent[:4])
+    counts = [sum(torch.equal(same[r, :, 0], pics[h]) for r in range(4)) for h in (2, 3)]
+    assert counts == [2, 2]  # four identical samples: the teacher's uniform choice, not four times picture 2
+    with pytest.raises(ValueError, match="at most"):
+        balanced_reading(teacher, frames[:1].repeat(9, 1, 1, 1, 1), text[:1].repeat(9, 1, 1), None,
+                         torch.ones(9, dtype=torch.bool))
 
 
 def test_forward_is_a_bidirectional_model_for_score_with_context(tiny):
