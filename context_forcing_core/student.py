@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .budget import MemoryNeed, kv_cache_bytes, rollout_need
+from .diffusion.settings import SECONDS, check_pixels
 from .latents import wan_denormalize
 from .memory.config import MemoryConfig
 from .models.config import WanConfig
@@ -58,24 +60,27 @@ class Student:
         if self.toy:
             side = ToyCodec().latent_size
             return side, side
-        if width % 16 or height % 16 or width <= 0 or height <= 0:
-            raise ValueError(f"Wan video width and height must be positive multiples of 16, got {width} x {height}")
+        try:
+            check_pixels(width, height)
+        except ValueError as err:
+            raise ValueError(f"Wan video width and height must be multiples of 16: {err}") from None
         return height // 8, width // 8
 
     def latent_frames(self, seconds: float, chunk_frames: int) -> int:
         """Latent frames for ``seconds`` of video, rounded up to whole chunks (at least one)."""
         if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"length must be a positive number of seconds, got {seconds}")
+        SECONDS.check("seconds", seconds)
         frames = math.ceil(seconds * self.latent_frames_per_second - 1e-9)
         return max(1, math.ceil(frames / chunk_frames)) * chunk_frames
 
     def kv_cache_bytes(self, memory: MemoryConfig, latent_size: tuple[int, int], num_latent_frames: int) -> int:
         """Bytes of K/V the memory holds at most over a rollout (all layers), for a memory manager's budget."""
-        cfg = self.model.config
-        frames = memory.capacity or num_latent_frames
-        tokens = (latent_size[0] // cfg.patch_size[1]) * (latent_size[1] // cfg.patch_size[2])
-        element = torch.finfo(self.model.dtype).bits // 8
-        return 2 * cfg.num_layers * frames * tokens * cfg.dim * element
+        return kv_cache_bytes(self.model.config, memory, latent_size, num_latent_frames, self.model.dtype)
+
+    def rollout_need(self, memory: MemoryConfig, latent_size: tuple[int, int], num_latent_frames: int) -> MemoryNeed:
+        """Bytes a rollout of this student needs (K/V cache, one chunk's activations, the whole video's latents)."""
+        return rollout_need(self.model.config, memory, latent_size, num_latent_frames, self.model.dtype)
 
     def encode_prompt(self, text: str) -> Tensor:
         """(1, L, D) text states from the bundled encoder; only toy-world models bundle one."""

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..budget import available_bytes, check_budget, rollout_need
 from ..memory.config import MemoryConfig, memory_preset
 from ..memory.slow_fast import SlowFastMemory
 from ..memory.trace import ChunkStep, MemoryTrace
 from ..models.wan import TextContext, WanModel
 from .prompts import PromptSchedule
 from .schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
+from .settings import LATENT_FRAMES, LATENT_SIDE, SEED, SHIFT, STEPS
 
 FlowFn = Callable[[Tensor, Tensor], Tensor]
 """(x_t (B, C, f, H, W), t (B, f)) -> predicted flow (B, C, f, H, W)."""
@@ -135,6 +137,8 @@ def stream(
     latent_size: tuple[int, int] = (60, 104),
     progress: Callable[[int, int], None] | None = None,
     interrupt: Callable[[], None] | None = None,
+    budget_bytes: float | None = None,
+    keep_latents: bool = False,
 ) -> Iterator[ChunkOutput]:
     """Generate chunk by chunk, yielding each chunk as soon as it is committed.
 
@@ -150,15 +154,34 @@ def stream(
         latent_size: latent (H, W); 60 x 104 for 480 x 832 video.
         progress: called with (chunks done, chunks total) after every chunk.
         interrupt: called before every chunk; raise from it to stop (e.g. ComfyUI's interruption check).
+        budget_bytes: bytes the rollout may use on the model's device; None is what the device has available now
+            (free VRAM, or available RAM on CPU); ``math.inf`` skips the check.
+        keep_latents: count the whole video's latents in the budget (the caller keeps every chunk, as
+            :func:`generate` does).
+
+    Raises:
+        ValueError: a setting outside its range (:mod:`.settings`), NaN or infinite.
+        MemoryBudgetError: the rollout needs more memory than ``budget_bytes`` (checked before any allocation).
 
     """
     cfg = memory_preset(memory) if isinstance(memory, str) else memory
     schedule = text if isinstance(text, PromptSchedule) else PromptSchedule(texts=[text])
-    if num_latent_frames <= 0 or num_latent_frames % cfg.chunk_frames:
+    LATENT_FRAMES.check("num_latent_frames", num_latent_frames)
+    if num_latent_frames % cfg.chunk_frames:
         raise ValueError(
             f"num_latent_frames must be a positive multiple of the chunk size {cfg.chunk_frames}, got {num_latent_frames}"
         )
+    SEED.check("seed", seed)
+    SHIFT.check("shift", shift)
+    STEPS.check("number of steps", len(steps))
+    for side in latent_size:
+        LATENT_SIDE.check("latent_size", side)
     timesteps = warp_timesteps(steps, shift)
+    batch = schedule.texts[0].shape[0] if schedule.texts[0].ndim == 3 else 1
+    need = rollout_need(model.config, cfg, tuple(latent_size), num_latent_frames, model.dtype, batch=batch,
+                        keep_latents=keep_latents)
+    check_budget(need, available_bytes(model.device) if budget_bytes is None else budget_bytes,
+                 where=f"the model's device ({model.device})")
     mem = SlowFastMemory(cfg, model.config)
     generator = torch.Generator().manual_seed(seed)
     num_chunks = num_latent_frames // cfg.chunk_frames
@@ -197,7 +220,8 @@ def recache_fast_window(model: WanModel, mem: SlowFastMemory, text_ctx: TextCont
 
 
 def generate(model: WanModel, text: Tensor | PromptSchedule, **kwargs) -> Generation:
-    """Generate a whole video; the keyword arguments are those of :func:`stream`.
+    """Generate a whole video; the keyword arguments are those of :func:`stream` (``budget_bytes`` included: the
+    budget then counts the whole video's latents).
 
     Returns:
         The latents (B, C, F, H, W) and the memory trace.
@@ -205,7 +229,7 @@ def generate(model: WanModel, text: Tensor | PromptSchedule, **kwargs) -> Genera
     """
     chunks = []
     trace = MemoryTrace()
-    for out in stream(model, text, **kwargs):
+    for out in stream(model, text, keep_latents=True, **kwargs):
         chunks.append(out.latents)
         trace.chunks.append(out.step)
     return Generation(latents=torch.cat(chunks, dim=2), trace=trace)

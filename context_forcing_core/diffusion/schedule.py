@@ -6,6 +6,7 @@ t = 1000 sigma, hence x0 = x_t - sigma v.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -31,8 +32,8 @@ def warp_timesteps(steps: Sequence[float] = DEFAULT_STEPS, shift: float = DEFAUL
             raise ValueError(f"denoising steps must lie in (0, {NUM_TRAIN_TIMESTEPS}], got {list(steps)}")
     if list(steps) != sorted(steps, reverse=True):
         raise ValueError(f"denoising steps must be decreasing, got {list(steps)}")
-    if shift <= 0:
-        raise ValueError(f"shift must be positive, got {shift}")
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift must be a positive finite number, got {shift}")
     return [NUM_TRAIN_TIMESTEPS * shift_sigma(s / NUM_TRAIN_TIMESTEPS, shift) for s in steps]
 
 

@@ -7,12 +7,51 @@ config: which frames stay attended (sink, slow, fast) and which RoPE position ea
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
 SlowSelect = Literal["surprisal", "uniform", "none"]
 PositionRule = Literal["bounded", "absolute", "slot"]
 SimilarityReference = Literal["previous", "last_consolidated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The closed range [low, high] a numeric setting may take: the one source of the core's checks and of the
+    ComfyUI widgets' min / max. NaN and infinities are outside every bound.
+    """
+
+    low: int | float
+    high: int | float
+    integer: bool = True
+    """Whether the value must be an integer (bool is not accepted as one)."""
+
+    def check(self, name: str, value: object) -> None:
+        """Raise ValueError naming ``name``, the value and the allowed range unless ``value`` lies in it."""
+        span = f"[{self.low}, {self.high}]"
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            kind = "an integer" if self.integer else "a number"
+            raise ValueError(f"{name} must be {kind} in {span}, got {value!r} ({type(value).__name__})")
+        if self.integer and not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an integer in {span}, got {value!r}")
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            raise ValueError(f"{name} must lie in {span}, got {value!r}")
+
+
+MEMORY_BOUNDS: dict[str, Bound] = {
+    "chunk_frames": Bound(1, 16),
+    "sink_frames": Bound(0, 64),
+    "slow_frames": Bound(0, 256),
+    "fast_frames": Bound(1, 256),
+    "cache_frames": Bound(1, 1024),
+    "consolidate_every": Bound(1, 64),
+    "keep_frames": Bound(1, 16),
+    "tau": Bound(-1.0, 1.0, integer=False),
+}
+"""Allowed values of the numeric MemoryConfig fields (latent frames; tau is a cosine similarity). The caps keep a
+single request from asking for more cache than any GPU holds (264 frames of Wan 1.3B at 480p ~ 76 GB in bf16)."""
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -43,17 +82,13 @@ class MemoryConfig:
     """RoPE time of attended frames: "bounded" (CF Eq. 8), "absolute" (frame index) or "slot" (0..n-1 in age order)."""
 
     def __post_init__(self) -> None:
-        def positive(name: str, allow_zero: bool = False) -> None:
+        for name, bound in MEMORY_BOUNDS.items():
             value = getattr(self, name)
-            if value < 0 or (value == 0 and not allow_zero):
-                bound = "non-negative" if allow_zero else "positive"
-                raise ValueError(f"MemoryConfig.{name} must be {bound}, got {value}")
-
-        positive("chunk_frames")
-        positive("sink_frames", allow_zero=True)
-        positive("slow_frames", allow_zero=True)
-        positive("consolidate_every")
-        positive("keep_frames")
+            if value is None and name in ("fast_frames", "cache_frames"):
+                continue
+            if name == "tau" and isinstance(value, numbers.Real) and not -1.0 <= value <= 1.0:
+                raise ValueError(f"MemoryConfig.tau is a cosine similarity and must lie in [-1, 1], got {value}")
+            bound.check(f"MemoryConfig.{name}", value)
         if self.fast_frames is not None and self.fast_frames < self.chunk_frames:
             raise ValueError(
                 f"MemoryConfig.fast_frames ({self.fast_frames}) counts the chunk being generated and must be at "
@@ -70,8 +105,6 @@ class MemoryConfig:
                     f"sink + slow + fast = {self.sink_frames} + {self.slow_frames} + {self.fast_frames} = {used} "
                     f"latent frames does not fit the cache of {self.cache_frames}; lower a size or raise cache_frames"
                 )
-        if not -1.0 <= self.tau <= 1.0:
-            raise ValueError(f"MemoryConfig.tau is a cosine similarity and must lie in [-1, 1], got {self.tau}")
         if self.keep_frames > self.chunk_frames:
             raise ValueError(f"keep_frames ({self.keep_frames}) cannot exceed chunk_frames ({self.chunk_frames})")
         for name, allowed in (

@@ -26,17 +26,23 @@ def _student(cfg: WanConfig) -> Student:
 
 def test_seconds_round_up_to_whole_chunks():
     s = _student(WAN)
-    assert s.latent_frames(60.0, 3) == 240 and s.latent_frames(1.0, 3) == 6 and s.latent_frames(0.1, 3) == 3
+    assert s.latent_frames(60.0, 3) == 240 and s.latent_frames(1.0, 3) == 6 and s.latent_frames(0.25, 3) == 3
+    assert s.latent_frames(3600.0, 3) == 14_400
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="positive number of seconds"):
+            s.latent_frames(bad, 3)
+    for bad in (0.1, 3600.25, 1e300):
+        with pytest.raises(ValueError, match=r"seconds must lie in \[0.25, 3600.0\]"):
             s.latent_frames(bad, 3)
 
 
 def test_latent_sizes_and_text():
     wan, toy = _student(WAN), _student(TOY)
     assert wan.latent_size(832, 480) == (60, 104) and toy.latent_size(832, 480) == (8, 8)
-    with pytest.raises(ValueError, match="multiples of 16"):
+    with pytest.raises(ValueError, match="multiples of 16: width must be a multiple of 16, got 830"):
         wan.latent_size(830, 480)
+    with pytest.raises(ValueError, match=r"width must lie in \[16, 4096\], got 999999984"):
+        wan.latent_size(999_999_984, 480)
     assert torch.equal(toy.encode_prompt("a snow panorama"), ToyTextEncoder().encode(["a snow panorama"]))
     with pytest.raises(ValueError, match="CONDITIONING"):
         wan.encode_prompt("a fox")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from context_forcing_core.budget import MemoryBudgetError, available_bytes, rollout_need
 from context_forcing_core.diffusion.prompts import PromptSchedule
 from context_forcing_core.diffusion.sampler import generate, sample_chunk, stream
 from context_forcing_core.diffusion.schedule import warp_timesteps
+from context_forcing_core.memory.config import memory_preset
 
 KW = dict(latent_size=(4, 4), memory="context_forcing")
 
@@ -102,3 +106,35 @@ def test_stream_does_not_disable_grad_in_the_caller(model):
     text = torch.randn(1, 3, model.config.text_dim)
     modes = [torch.is_grad_enabled() for _ in stream(model, text, num_latent_frames=6, **KW)]
     assert modes == [True, True]
+
+
+def test_non_finite_and_out_of_range_settings_are_refused_before_any_work(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    for kwargs, message in [({"shift": float("nan")}, r"shift must lie in \[0.1, 20.0\], got nan"),
+                            ({"shift": float("inf")}, "shift must lie"),
+                            ({"seed": -1}, r"seed must lie in \[0, 9223372036854775807\]"),
+                            ({"seed": 2**64}, "seed must lie"),
+                            ({"steps": [1000.0, float("nan")]}, "denoising steps must lie in"),
+                            ({"steps": [1000.0 - i for i in range(51)]}, r"number of steps must lie in \[1, 50\]"),
+                            ({"latent_size": (4, 10**6)}, r"latent_size must lie in \[1, 512\]"),
+                            ({"num_latent_frames": 3 * 10**9}, r"num_latent_frames must lie in \[1, 14400\]")]:
+        with pytest.raises(ValueError, match=message):
+            next(stream(model, text, **({"num_latent_frames": 3} | KW | kwargs)))
+
+
+def test_budget_refuses_before_allocation_and_can_be_overridden(model):
+    text = torch.randn(1, 3, model.config.text_dim)
+    with pytest.raises(MemoryBudgetError, match=r"needs .* GB \(K/V cache .* GB \+ latents .* GB.* but the model's "
+                                                r"device \(cpu\) has 0.00 GB available; lower"):
+        next(stream(model, text, num_latent_frames=3, budget_bytes=1000, **KW))
+    need = rollout_need(model.config, memory_preset("context_forcing"), (4, 4), 3, model.dtype, keep_latents=False)
+    assert len(list(stream(model, text, num_latent_frames=3, budget_bytes=need.total, **KW))) == 1
+    # generate keeps the whole video: its budget counts the latents, a stream's does not
+    with pytest.raises(MemoryBudgetError, match="latents 0.00 GB"):
+        generate(model, text, num_latent_frames=3, budget_bytes=need.total, **KW)
+    assert generate(model, text, num_latent_frames=3, budget_bytes=math.inf, **KW).latents.shape[2] == 3
+    # the default budget is what the device has: an hour of the largest latents does not fit (~240 GB)
+    assert rollout_need(model.config, memory_preset("context_forcing"), (512, 512), 14_400, model.dtype
+                        ).total > available_bytes("cpu")
+    with pytest.raises(MemoryBudgetError, match="lower the video length, the resolution or the memory sizes"):
+        generate(model, text, num_latent_frames=14_400, latent_size=(512, 512))
