@@ -8,9 +8,12 @@ diffusers folders (single or sharded), and in-memory state dicts. Key mapping li
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pickle
+import re
+import struct
 import uuid
 import zipfile
 from collections import Counter
@@ -42,6 +45,18 @@ _CONFIG_JSON_FIELDS = {"num_attention_heads": "num_heads", "in_dim": "in_channel
                    "num_layers", "patch_size", "eps")}}
 
 Source = str | os.PathLike[str] | Mapping[str, Any]
+
+MAX_HEADER_BYTES = 16 * 1024**2
+"""Largest safetensors header read (Wan2.1 14B: ~0.1 MB); a larger one is refused before it is parsed."""
+MAX_TENSORS = 10_000
+"""Most tensors a checkpoint may hold (Wan2.1 14B: ~1,100)."""
+MAX_BLOCKS = 128
+"""Most transformer blocks (Wan2.1 14B: 40)."""
+MAX_DIMS = 6
+"""Most dimensions of one tensor (the patch embedding has 5)."""
+MAX_DIM_SIZE = 2**20
+"""Largest size of one dimension (Wan2.1 14B: 13,824 at most)."""
+_BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
 class _Opened(NamedTuple):
@@ -110,6 +125,11 @@ def load_model(
 def inspect_checkpoint(source: Source, *, config: WanConfig | None = None, use_ema: bool | None = None) -> WanConfig:
     """Validate a checkpoint as :func:`load_model` does, without reading its weights (safetensors: header only).
 
+    Safetensors files are checked against the caps (:data:`MAX_HEADER_BYTES`, :data:`MAX_TENSORS`,
+    :data:`MAX_BLOCKS`, :data:`MAX_DIMS`, :data:`MAX_DIM_SIZE`) before anything else, so any file is answered in
+    milliseconds. Pickled checkpoints are memory-mapped and unpickled (``weights_only``), which takes longer for
+    large files: run this off a server's event loop.
+
     Returns:
         The architecture it holds.
 
@@ -121,11 +141,92 @@ def inspect_checkpoint(source: Source, *, config: WanConfig | None = None, use_e
         return _validated(_open(source, stack), config, use_ema)[3].config
 
 
+def inspect_checkpoint_cached(path: str | os.PathLike[str]) -> WanConfig:
+    """:func:`inspect_checkpoint` of a file or folder, remembered per (path, modification time, size).
+
+    A failed inspection is remembered too (the same ValueError is raised again), so a server that is asked about a
+    bad file many times reads it once.
+    """
+    stat = os.stat(path)  # FileNotFoundError for a missing path, not cached
+    result = _inspect_by_stat(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+    if isinstance(result, str):
+        raise ValueError(result)
+    return result
+
+
+@functools.lru_cache(maxsize=256)
+def _inspect_by_stat(path: str, mtime_ns: int, size: int) -> WanConfig | str:
+    try:
+        return inspect_checkpoint(path)
+    except (OSError, ValueError) as err:
+        return str(err)
+
+
+def _check_caps(sd: Mapping[str, Any]) -> None:
+    """Refuse state dicts larger than any Wan2.1 model before keys are mapped or a model is built."""
+    if len(sd) > MAX_TENSORS:
+        raise ValueError(f"holds {len(sd)} tensors; a Wan2.1 checkpoint has at most {MAX_TENSORS}")
+    blocks = {m.group(1) for key in sd if isinstance(key, str) and (m := _BLOCK_INDEX.search(key))}
+    if len(blocks) > MAX_BLOCKS:
+        raise ValueError(f"holds {len(blocks)} transformer blocks; at most {MAX_BLOCKS} are supported")
+    for key, value in sd.items():
+        shape = tuple(getattr(value, "shape", ()))
+        if len(shape) > MAX_DIMS or any(d > MAX_DIM_SIZE for d in shape):
+            raise ValueError(f"tensor {key!r} has shape {shape}; at most {MAX_DIMS} dimensions of at most "
+                             f"{MAX_DIM_SIZE} each are supported")
+
+
+def read_safetensors_header(file: Path) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict[str, str]]:
+    """Parse a safetensors header within the caps: {key: (dtype, shape)} and the string metadata.
+
+    Raises:
+        ValueError: header larger than :data:`MAX_HEADER_BYTES`, malformed, more than :data:`MAX_TENSORS` tensors,
+            an unknown dtype, a bad shape, or data offsets outside the file.
+
+    """
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise ValueError("shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES or length > size - 8:
+            raise ValueError(f"header of {length} bytes (file {size} bytes, at most {MAX_HEADER_BYTES} read)")
+        raw = fh.read(length)
+    try:
+        header = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"header is not JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("__metadata__ must map strings to strings")
+    if len(header) > MAX_TENSORS:
+        raise ValueError(f"holds {len(header)} tensors; a Wan2.1 checkpoint has at most {MAX_TENSORS}")
+    data = size - 8 - length
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for key, info in header.items():
+        if not isinstance(info, dict) or info.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"tensor {key!r}: unknown dtype in {str(info)[:80]}")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if (not isinstance(shape, list) or len(shape) > MAX_DIMS
+                or not all(isinstance(d, int) and 0 <= d <= MAX_DIM_SIZE for d in shape)):
+            raise ValueError(f"tensor {key!r}: shape {str(shape)[:80]} (at most {MAX_DIMS} dimensions of at most "
+                             f"{MAX_DIM_SIZE} each)")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data):
+            raise ValueError(f"tensor {key!r}: data offsets {str(offsets)[:80]} outside the file's {data} data bytes")
+        tensors[key] = (info["dtype"], tuple(shape))
+    return tensors, metadata
+
+
 def _validated(opened: _Opened, config: WanConfig | None, use_ema: bool | None
                ) -> tuple[Mapping[str, Any], dict[str, str], dict[str, Any], WanModel]:
     """Select the weights, map them to official keys, infer the config, check keys and shapes on a meta model."""
     try:
         raw = select_state_dict(opened.obj, use_ema=use_ema)
+        _check_caps(raw)
         names = official_key_map(raw)
         sd = {names[key]: value for key, value in raw.items()}
         cfg = config if config is not None else infer_config(sd, hint=opened.hint)
@@ -258,30 +359,37 @@ def _resolve_folder(folder: Path) -> tuple[list[Path], dict[str, Any] | None]:
 
 
 def _open_safetensors(files: list[Path], hint: dict[str, Any] | None, stack: ExitStack) -> _Opened:
-    """Read the headers only: meta tensors carry shapes and dtypes, ``fetch`` reads one tensor at a time."""
+    """Read the headers only (within the caps): meta tensors carry shapes and dtypes, ``fetch`` reads one tensor at a
+    time (the file is opened with ``safe_open`` on the first read).
+    """
     tensors: dict[str, Tensor] = {}
-    handles: dict[str, Any] = {}
+    owner: dict[str, Path] = {}
     for file in files:
         try:
-            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
-            metadata = handle.metadata() or {}
-            for key in handle.keys():
-                if key in tensors:
-                    raise ValueError(f"key {key!r} appears in two shards")
-                sl = handle.get_slice(key)
-                tensors[key] = torch.empty(sl.get_shape(), dtype=_SAFETENSORS_DTYPES[sl.get_dtype()], device="meta")
-                handles[key] = handle
-        except Exception as err:  # SafetensorError derives from Exception only
-            raise ValueError(f"{file}: not a readable safetensors file (truncated or corrupt?): {err}") from err
+            header, metadata = read_safetensors_header(file)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{file}: not a readable safetensors file (truncated, corrupt or too large?): {err}"
+                             ) from err
+        for key, (dtype, shape) in header.items():
+            if key in tensors:
+                raise ValueError(f"{file}: key {key!r} appears in two shards")
+            tensors[key] = torch.empty(shape, dtype=_SAFETENSORS_DTYPES[dtype], device="meta")
+            owner[key] = file
+        if len(tensors) > MAX_TENSORS:
+            raise ValueError(f"{file}: the shards hold {len(tensors)} tensors; at most {MAX_TENSORS}")
         if CONFIG_METADATA_KEY in metadata:
             config = _json_object(metadata[CONFIG_METADATA_KEY], f"{file} metadata {CONFIG_METADATA_KEY!r}")
             hint = config if hint is None else {**hint, **config}
     name = str(files[0]) if len(files) == 1 else f"{files[0].parent} ({len(files)} shards)"
+    handles: dict[Path, Any] = {}
 
     def fetch(key: str) -> Tensor:
         try:
-            return handles[key].get_tensor(key)
-        except Exception as err:
+            file = owner[key]
+            if file not in handles:
+                handles[file] = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+            return handles[file].get_tensor(key)
+        except Exception as err:  # SafetensorError derives from Exception only
             raise ValueError(f"{name}: cannot read tensor {key!r}: {err}") from err
 
     return _Opened(name, tensors, fetch, hint)

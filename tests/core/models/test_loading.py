@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,14 @@ from context_forcing_core.models.keys import (
     to_diffusers_keys,
     to_official_keys,
 )
-from context_forcing_core.models.loading import CONFIG_METADATA_KEY, load_model, save_model
+from context_forcing_core.models.loading import (
+    CONFIG_METADATA_KEY,
+    _inspect_by_stat,
+    inspect_checkpoint,
+    inspect_checkpoint_cached,
+    load_model,
+    save_model,
+)
 from context_forcing_core.models.wan import WanModel
 
 # Formats without stored metadata cannot know text_len, so their originals use the default (Wan's 512).
@@ -292,3 +301,53 @@ def test_learned_positions_round_trip_with_and_without_metadata(tmp_path: Path) 
     assert load_model(bare).config.position_grid == (2, 2)
     with pytest.raises(ValueError, match="unexpected key 'pos_embedding'"):  # a config without the table
         load_model(path, config=micro())
+
+
+def _raw_safetensors(path: Path, header: dict, data: bytes = b"", length: int | None = None) -> Path:
+    """Write a safetensors file byte by byte (a crafted header the safetensors library would refuse to write)."""
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + data)
+    return path
+
+
+def test_crafted_safetensors_are_refused_by_the_caps_in_milliseconds(tmp_path: Path) -> None:
+    # 20,000 tiny "blocks" (the file that froze the server for 73 s): refused from the header, before any model
+    blocks = {f"blocks.{i}.norm3.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for i in range(20_000)}
+    many = _raw_safetensors(tmp_path / "many.safetensors", blocks, b"\0" * 4)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"many.safetensors: .*20000 tensors; a Wan2.1 checkpoint has at most 10000"):
+        inspect_checkpoint(many)
+    assert time.perf_counter() - start < 1.0
+    few = {f"blocks.{i}.norm3.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for i in range(200)}
+    with pytest.raises(ValueError, match="200 transformer blocks; at most 128"):
+        inspect_checkpoint(_raw_safetensors(tmp_path / "blocks.safetensors", few, b"\0" * 4))
+    cases = [
+        ({"a": {"dtype": "F32", "shape": [2**31], "data_offsets": [0, 4]}}, "shape"),
+        ({"a": {"dtype": "F32", "shape": [1] * 9, "data_offsets": [0, 4]}}, "at most 6 dimensions"),
+        ({"a": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 4]}}, "unknown dtype"),
+        ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 10**12]}}, "outside the file"),
+        ({"__metadata__": {"k": 1}}, "__metadata__"),
+    ]
+    for header, message in cases:
+        with pytest.raises(ValueError, match=message):
+            inspect_checkpoint(_raw_safetensors(tmp_path / "bad.safetensors", header, b"\0" * 4))
+    with pytest.raises(ValueError, match="at most 16777216 read"):
+        inspect_checkpoint(_raw_safetensors(tmp_path / "long.safetensors", {}, b"", length=2**40))
+    (tmp_path / "tiny.safetensors").write_bytes(b"\1\2")
+    with pytest.raises(ValueError, match="shorter than a safetensors header"):
+        inspect_checkpoint(tmp_path / "tiny.safetensors")
+
+
+def test_inspection_is_cached_per_path_mtime_and_size(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_model(random_model(micro()), path)
+    assert inspect_checkpoint_cached(path) == micro()
+    hits = _inspect_by_stat.cache_info().hits
+    assert inspect_checkpoint_cached(path) == micro()
+    assert _inspect_by_stat.cache_info().hits == hits + 1
+    _raw_safetensors(path, {"a": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)  # new size
+    for _ in range(2):  # the failure is remembered and raised again
+        with pytest.raises(ValueError, match="unknown dtype"):
+            inspect_checkpoint_cached(path)
+    with pytest.raises(FileNotFoundError):
+        inspect_checkpoint_cached(tmp_path / "gone.safetensors")
