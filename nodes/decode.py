@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
+from context_forcing_core.diffusion.settings import DECODE_SCALE
 from context_forcing_core.toyworld.codec import ToyCodec
 
-from .types import CATEGORY
+from .types import CATEGORY, limits
 
 
 class ToyDecode(io.ComfyNode):
@@ -20,7 +21,7 @@ class ToyDecode(io.ComfyNode):
             category=CATEGORY,
             description="Turns the bundled toy model's latents into video frames (32 x 32 pixels, enlarged by "
                         "'scale' without smoothing). Wan latents go through core VAE Decode instead.",
-            inputs=[io.Latent.Input("latent"), io.Int.Input("scale", default=8, min=1, max=32)],
+            inputs=[io.Latent.Input("latent"), io.Int.Input("scale", default=8, **limits(DECODE_SCALE))],
             outputs=[io.Image.Output(display_name="images")],
         )
 

@@ -7,9 +7,10 @@ import torch
 from comfy_api.v0_0_2 import io, ui
 
 from context_forcing_core import MemoryTrace
+from context_forcing_core.diffusion.settings import LAYER
 from context_forcing_core.memory.plot import surprisal_plot, trace_summary
 
-from .types import CATEGORY, CFTrace
+from .types import CATEGORY, CFTrace, limits
 
 
 class SurprisalInspector(io.ComfyNode):
@@ -25,7 +26,8 @@ class SurprisalInspector(io.ComfyNode):
                         "chunks enter slow memory), and which frame sat at which RoPE position (sink, slow, fast).",
             inputs=[
                 CFTrace.Input("memory_trace"),
-                io.Int.Input("layer", default=0, min=0, max=63, tooltip="Transformer layer (memory decides per layer)."),
+                io.Int.Input("layer", default=0, **limits(LAYER),
+                             tooltip="Transformer layer (memory decides per layer)."),
             ],
             outputs=[io.Image.Output(display_name="plot"), io.String.Output(display_name="summary")],
             is_output_node=True,

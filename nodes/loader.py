@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import folder_paths
@@ -9,36 +10,55 @@ import torch
 from comfy import model_management
 from comfy_api.v0_0_2 import io
 
-from context_forcing_core.models.loading import inspect_checkpoint
+from context_forcing_core.models.loading import PICKLE_SUFFIXES, inspect_checkpoint_cached
 from context_forcing_core.student import BUNDLED_TOY_STUDENT, load_student
 
-from .types import CATEGORY, CFModel, ModelHandle
+from .types import CATEGORY, CFModel, ModelHandle, combo
 
 BUNDLED = "toy-student (bundled)"
 FOLDER = "context_forcing"
 DTYPES = {"default": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+"""File types the loader reads; other files in the model folders are not offered."""
+FOLDERS = (FOLDER, "diffusion_models")
+INSPECT_SECONDS = 3.0
+"""Longest a validation waits for a checkpoint check (run in a worker thread, never on the server's event loop)."""
 
 if FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
 
 
 def checkpoint_names() -> list[str]:
-    """The bundled toy student, then files in models/context_forcing and models/diffusion_models."""
+    """The bundled toy student, then the loadable files (:data:`SUFFIXES`) in models/context_forcing and
+    models/diffusion_models.
+    """
     names = [BUNDLED]
-    for folder in (FOLDER, "diffusion_models"):
-        names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+    for folder in FOLDERS:
+        names += [n for n in folder_paths.get_filename_list(folder) if n.lower().endswith(SUFFIXES) and n not in names]
     return names
 
 
 def checkpoint_path(name: str) -> str:
-    """Full path of a name offered by :func:`checkpoint_names`."""
+    """Full path of a name offered by :func:`checkpoint_names` (only those: no other file, no path outside)."""
     if name == BUNDLED:
         return str(BUNDLED_TOY_STUDENT)
-    for folder in (FOLDER, "diffusion_models"):
-        path = folder_paths.get_full_path(folder, name)
-        if path is not None:
-            return path
-    raise FileNotFoundError(f"no model file named {name!r} in models/{FOLDER} or models/diffusion_models")
+    if isinstance(name, str) and name in checkpoint_names():
+        for folder in FOLDERS:
+            path = folder_paths.get_full_path(folder, name)
+            if path is not None:
+                return path
+    shown = name if not isinstance(name, str) or len(name) <= 80 else name[:77] + "..."
+    raise FileNotFoundError(f"no model file named {shown!r} in models/{FOLDER} or models/diffusion_models "
+                            f"(files ending in {', '.join(SUFFIXES)})")
+
+
+def relative_message(message: str, name: str, path: str) -> str:
+    """An error message with the server's absolute paths replaced by the name shown in the dropdown."""
+    message = message.replace(path, name)
+    for folder in FOLDERS:
+        for root in folder_paths.get_folder_paths(folder):
+            message = message.replace(str(root).rstrip(os.sep) + os.sep, f"models/{folder}/")
+    return message.replace(str(BUNDLED_TOY_STUDENT), BUNDLED)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -61,10 +81,10 @@ class LoadModel(io.ComfyNode):
                         "models/context_forcing or models/diffusion_models, or the bundled toy student. Connect a "
                         "MODEL to reuse weights ComfyUI already holds instead of loading them twice.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=checkpoint_names(), default=BUNDLED,
-                               tooltip="Student checkpoint; ignored when a MODEL is connected."),
-                io.Combo.Input("dtype", options=list(DTYPES), default="default",
-                               tooltip="Weight dtype; default is float32 on CPU, bfloat16 on GPU."),
+                combo("ckpt_name", checkpoint_names(), default=BUNDLED,
+                      tooltip="Student checkpoint; ignored when a MODEL is connected."),
+                combo("dtype", list(DTYPES), default="default",
+                      tooltip="Weight dtype; default is float32 on CPU, bfloat16 on GPU."),
                 io.Model.Input("model", optional=True,
                                tooltip="Optional: a Wan2.1 MODEL from Load Diffusion Model whose weights to reuse."),
             ],
@@ -72,11 +92,21 @@ class LoadModel(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, ckpt_name: str) -> bool | str:
+    async def validate_inputs(cls, ckpt_name: str) -> bool | str:
+        # ComfyUI calls this on its event loop: the check runs in a worker thread, is capped in time here and in
+        # size by the core (header-only, bounded), and is remembered per (path, mtime, size).
         try:
-            inspect_checkpoint(checkpoint_path(ckpt_name))
-        except (OSError, ValueError) as err:
+            path = checkpoint_path(ckpt_name)
+        except FileNotFoundError as err:
             return f"Load Context Forcing Model: {err}"
+        try:
+            await asyncio.wait_for(asyncio.to_thread(inspect_checkpoint_cached, path), INSPECT_SECONDS)
+        except TimeoutError:
+            return (f"Load Context Forcing Model: checking {ckpt_name!r} takes longer than {INSPECT_SECONDS:.0f} s "
+                    f"(a large pickled file?); the check goes on in the background, queue the prompt again in a "
+                    f"moment, or convert the file to .safetensors")
+        except (OSError, ValueError) as err:
+            return f"Load Context Forcing Model: {relative_message(str(err), ckpt_name, path)}"
         return True
 
     @classmethod
@@ -90,5 +120,13 @@ class LoadModel(io.ComfyNode):
                                                            f"a Wan2.1 T2V model ({err})")
             return io.NodeOutput(handle)
         device = model_management.get_torch_device()
-        student = load_student(checkpoint_path(ckpt_name), dtype=resolve_dtype(dtype, device), device=device)
+        try:
+            path = checkpoint_path(ckpt_name)
+        except FileNotFoundError as err:
+            return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {err}")
+        try:
+            student = load_student(path, dtype=resolve_dtype(dtype, device), device=device)
+        except (OSError, ValueError) as err:
+            message = relative_message(str(err), ckpt_name, path)
+            return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {message}")
         return io.NodeOutput(ModelHandle(student=student))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from context_forcing_core.memory.config import MemoryConfig, memory_preset
+from context_forcing_core.memory.config import MEMORY_BOUNDS, MemoryConfig, memory_preset
 
-from .types import CATEGORY, CFMemory
+from .types import CATEGORY, CFMemory, check_finite_input, combo, limits
 
 PRESETS = ["context_forcing", "longlive", "self_forcing", "infinity_rope", "uniform"]
 KEEP = -1
@@ -22,11 +22,14 @@ def build_memory(preset: str, threshold: float = KEEP, **fields: int | str) -> M
     changes: dict[str, object] = {k: v for k, v in fields.items() if v not in (KEEP, "preset")}
     if threshold != KEEP:
         changes["tau"] = threshold
+    if changes.get("slow_frames") == 0:
+        changes["slow_select"] = "none"  # no slow memory: nothing to select (the node has no slow_select input)
     try:
         return memory_preset(preset).replace(**changes)
     except (TypeError, ValueError) as err:
         message = str(err).replace("MemoryConfig.tau", "threshold").replace("MemoryConfig.", "")
-        raise ValueError(f"memory preset {preset!r} with {changes}: {message}") from None
+        shown = {("threshold" if k == "tau" else k): v for k, v in changes.items() if k != "slow_select"}
+        raise ValueError(f"memory preset {preset!r} with {shown}: {message}") from None
 
 
 class MemoryConfigNode(io.ComfyNode):
@@ -43,43 +46,42 @@ class MemoryConfigNode(io.ComfyNode):
                         "attention sink, a slow memory filled with surprising chunks, and a rolling fast window; "
                         "bounded positions keep RoPE time inside the trained range.",
             inputs=[
-                io.Combo.Input("preset", options=PRESETS, default="context_forcing",
+                combo("preset", PRESETS, default="context_forcing",
                                tooltip="context_forcing: sink 3 + slow 12 + fast 6 (bounded positions); longlive: "
                                        "sink 3 + recent 9; self_forcing: window of 21; infinity_rope: sink 1 + 4; "
                                        "uniform: Context Forcing with slow memory every 2nd chunk."),
-                io.Int.Input("sink_frames", default=KEEP, min=KEEP, max=64, tooltip=f"Attention sink frames. {keep}"),
-                io.Int.Input("slow_frames", default=KEEP, min=KEEP, max=256,
-                             tooltip=f"Slow memory capacity (consolidated frames). {keep}"),
-                io.Int.Input("fast_frames", default=KEEP, min=KEEP, max=256,
+                io.Int.Input("sink_frames", default=KEEP, **limits(MEMORY_BOUNDS["sink_frames"], KEEP),
+                             tooltip=f"Attention sink frames. {keep}"),
+                io.Int.Input("slow_frames", default=KEEP, **limits(MEMORY_BOUNDS["slow_frames"], KEEP),
+                             tooltip=f"Slow memory capacity (consolidated frames; 0 turns slow memory off). {keep}"),
+                io.Int.Input("fast_frames", default=KEEP, **limits(MEMORY_BOUNDS["fast_frames"], KEEP),
                              tooltip=f"Rolling window incl. the chunk being generated (>= 3). {keep}"),
-                io.Float.Input("threshold", default=KEEP, min=-1.0, max=1.0, step=0.001,
+                io.Float.Input("threshold", default=KEEP, **limits(MEMORY_BOUNDS["tau"]), step=0.001,
                                tooltip="Surprisal threshold tau: a checked chunk whose key similarity to the "
                                        "reference is below it enters slow memory (0.95 for Wan as in the paper; the "
                                        "toy students' chunks are more alike and need about 0.999: the Surprisal "
                                        f"Inspector shows the similarities). {keep}"),
-                io.Int.Input("consolidate_every", default=KEEP, min=KEEP, max=64,
+                io.Int.Input("consolidate_every", default=KEEP, **limits(MEMORY_BOUNDS["consolidate_every"], KEEP),
                              tooltip=f"Chunks between consolidation checks. {keep}"),
-                io.Combo.Input("positions", options=["preset", *CHOICES["positions"]], default="preset",
+                combo("positions", ["preset", *CHOICES["positions"]], default="preset",
                                tooltip="RoPE time: bounded (Context Forcing), absolute frame index, or slot order."),
-                io.Combo.Input("similarity_reference", options=["preset", *CHOICES["similarity_reference"]],
-                               default="preset", tooltip="Compare each chunk with the previous one or with the "
-                                                         "last consolidated one."),
+                combo("similarity_reference", ["preset", *CHOICES["similarity_reference"]], default="preset",
+                      tooltip="Compare each chunk with the previous one or with the last consolidated one."),
             ],
             outputs=[CFMemory.Output(display_name="memory")],
         )
 
     @classmethod
-    def validate_inputs(cls, preset: str, sink_frames: int, slow_frames: int, fast_frames: int, threshold: float,
-                        consolidate_every: int, positions: str, similarity_reference: str) -> bool | str:
-        # Named arguments, not **kwargs: with **kwargs ComfyUI would skip its own range and list checks.
-        try:
-            build_memory(preset, threshold, sink_frames=sink_frames, slow_frames=slow_frames, fast_frames=fast_frames,
-                         consolidate_every=consolidate_every, positions=positions,
-                         similarity_reference=similarity_reference)
-        except ValueError as err:
-            return f"Memory Config: {err}"
-        return True
+    def validate_inputs(cls, threshold: float) -> bool | str:
+        # One named input: ComfyUI skips its own range check for named inputs and repeats a custom error once per
+        # named input. The integers and dropdowns are checked by ComfyUI (min / max from MEMORY_BOUNDS, option
+        # lists); the threshold here, because NaN passes ComfyUI's comparisons. Combinations of fields (fast_frames
+        # below the chunk size, consolidate_every 0) are refused by execute, without a traceback.
+        return check_finite_input("Memory Config", "threshold", threshold, MEMORY_BOUNDS["tau"])
 
     @classmethod
     def execute(cls, preset: str, **fields: object) -> io.NodeOutput:
-        return io.NodeOutput(build_memory(preset, **fields))
+        try:
+            return io.NodeOutput(build_memory(preset, **fields))
+        except ValueError as err:
+            return io.NodeOutput(None, block_execution=f"Memory Config: {err}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from .types import CATEGORY, CFSchedule, ScheduledPrompt
+from context_forcing_core.diffusion.settings import SECONDS
+
+from .types import CATEGORY, CFSchedule, ScheduledPrompt, check_finite_input, limits
 
 
 class PromptSwitch(io.ComfyNode):
@@ -20,7 +22,7 @@ class PromptSwitch(io.ComfyNode):
                         "takes over at the first chunk starting at or after its time (the recent frames are "
                         "re-encoded under the new prompt, so the scene carries over).",
             inputs=[
-                io.Float.Input("at_seconds", default=10.0, min=0.25, max=36000.0, step=0.25),
+                io.Float.Input("at_seconds", default=10.0, **limits(SECONDS), step=0.25),
                 io.String.Input("prompt", multiline=True, default="",
                                 tooltip="Prompt text for models with a bundled text encoder (the toy model)."),
                 io.Conditioning.Input("conditioning", optional=True,
@@ -32,7 +34,7 @@ class PromptSwitch(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, at_seconds: float) -> bool | str:
-        return True if at_seconds > 0 else "Prompt Switch: at_seconds must be positive"
+        return check_finite_input("Prompt Switch", "at_seconds", at_seconds, SECONDS)
 
     @classmethod
     def execute(cls, at_seconds: float, prompt: str, conditioning: object | None = None,

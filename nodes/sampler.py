@@ -14,19 +14,31 @@ from PIL import Image
 from torch import Tensor
 
 from context_forcing_core import MemoryConfig, MemoryTrace, PromptSchedule, memory_preset, stream
+from context_forcing_core.budget import MemoryNeed, check_budget
+from context_forcing_core.diffusion.settings import PIXEL_MULTIPLE, PIXELS, SECONDS, SEED, SHIFT, STEPS
 from context_forcing_core.student import Student
 from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.prompts import all_prompts
 
-from .types import CATEGORY, CFMemory, CFModel, CFSchedule, CFTrace, ModelHandle, ScheduledPrompt
+from .types import (
+    CATEGORY,
+    CFMemory,
+    CFModel,
+    CFSchedule,
+    CFTrace,
+    ModelHandle,
+    ScheduledPrompt,
+    check_finite_input,
+    limits,
+)
 
 PREVIEW_SIZE = 512
+LOWER = "seconds, width / height (Wan models) or the Memory Config's sink / slow / fast frames"
 
 
 def step_list(steps: int) -> list[float]:
     """``steps`` evenly spaced timesteps from 1000 down (4 -> 1000, 750, 500, 250), warped by the shift later."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    STEPS.check("steps", steps)
     return [1000.0 * (1 - i / steps) for i in range(steps)]
 
 
@@ -84,6 +96,27 @@ def preview(student: Student, latents: Tensor) -> tuple[str, Image.Image, int]:
     return "JPEG", image.resize((image.width * scale, image.height * scale), Image.NEAREST), PREVIEW_SIZE
 
 
+def check_memory(student: Student, need: MemoryNeed) -> None:
+    """Refuse (MemoryBudgetError, a ValueError) a rollout that cannot fit, with ComfyUI's own memory figures.
+
+    On a GPU every other model can be evicted, so the K/V cache and the working set are compared with the device's
+    total memory less the student's weights; the latents are kept on ComfyUI's intermediate device (RAM unless
+    --gpu-only) and compared with what is free there. On CPU everything is compared with the free RAM.
+    """
+    device = student.model.device
+    out = model_management.intermediate_device()
+    if device.type == "cpu":
+        check_budget(need, model_management.get_free_memory(device), where="this machine's RAM", lower=LOWER)
+        return
+    weights = sum(p.numel() * p.element_size() for p in student.model.parameters())
+    on_device = MemoryNeed(cache=need.cache, working=need.working, latents=need.latents if out == device else 0)
+    check_budget(on_device, model_management.get_total_memory(device) - weights, where=f"the GPU ({device})", lower=LOWER)
+    if out != device:
+        check_budget(MemoryNeed(cache=0, working=0, latents=need.latents),
+                     model_management.get_free_memory(out), where="this machine's RAM (for the latents)",
+                     lower="seconds or width / height")
+
+
 def reserve_memory(handle: ModelHandle, student: Student, cache_bytes: int) -> None:
     """Tell ComfyUI's memory manager about the KV cache, which it cannot see, so it evicts other models first."""
     if handle.patcher is not None:
@@ -108,14 +141,14 @@ class LongRolloutSampler(io.ComfyNode):
                         "memory trace for the Surprisal Inspector. Cancel stops it between chunks.",
             inputs=[
                 CFModel.Input("model"),
-                io.Float.Input("seconds", default=60.0, min=0.25, max=3600.0, step=0.25,
+                io.Float.Input("seconds", default=60.0, **limits(SECONDS), step=0.25,
                                tooltip="Video length; rounded up to whole chunks (4 latent frames per second)."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
-                io.Int.Input("steps", default=4, min=1, max=50, tooltip="Denoising steps per chunk (students: 4)."),
-                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1,
+                io.Int.Input("seed", default=0, **limits(SEED), control_after_generate=True),
+                io.Int.Input("steps", default=4, **limits(STEPS), tooltip="Denoising steps per chunk (students: 4)."),
+                io.Float.Input("shift", default=5.0, **limits(SHIFT), step=0.1,
                                tooltip="Timestep shift of the step list (students are trained with 5)."),
-                io.Int.Input("width", default=832, min=16, max=4096, step=16, tooltip="Wan models only."),
-                io.Int.Input("height", default=480, min=16, max=4096, step=16, tooltip="Wan models only."),
+                io.Int.Input("width", default=832, **limits(PIXELS), step=PIXEL_MULTIPLE, tooltip="Wan models only."),
+                io.Int.Input("height", default=480, **limits(PIXELS), step=PIXEL_MULTIPLE, tooltip="Wan models only."),
                 io.String.Input("prompt", multiline=True, default=all_prompts()[0].text,
                                 tooltip="For models with a bundled text encoder (the toy model); a connected "
                                         "conditioning is used instead."),
@@ -128,14 +161,12 @@ class LongRolloutSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, seconds: float, steps: int, width: int, height: int) -> bool | str:
-        if not (math.isfinite(seconds) and 0 < seconds <= 3600):
-            return f"Long Rollout Sampler: seconds must lie in (0, 3600], got {seconds}"
-        if not 1 <= steps <= 50:
-            return f"Long Rollout Sampler: steps must lie in [1, 50], got {steps}"
-        if width % 16 or height % 16 or min(width, height) < 16:
-            return f"Long Rollout Sampler: width and height must be multiples of 16, got {width} x {height}"
-        return True
+    def validate_inputs(cls, seconds: float) -> bool | str:
+        # One named input (ComfyUI repeats a custom error once per named input and skips its own range check for
+        # them): seconds, because NaN passes ComfyUI's min / max comparisons. steps, seed, width and height are
+        # range-checked by ComfyUI from the same bounds; shift NaN, width / height not multiples of 16 and the
+        # memory budget (which needs the connected model and memory) are refused by execute, before any allocation.
+        return check_finite_input("Long Rollout Sampler", "seconds", seconds, SECONDS)
 
     @classmethod
     def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
@@ -143,13 +174,16 @@ class LongRolloutSampler(io.ComfyNode):
                 schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
         memory = memory or memory_preset("context_forcing")
         try:  # input mistakes that only show once the inputs are connected: a message for the artist, no traceback
+            SHIFT.check("shift", shift)
             student = model.resolve()
             frames = student.latent_frames(seconds, memory.chunk_frames)
             latent_size = student.latent_size(width, height)
+            need = student.rollout_need(memory, latent_size, frames)
+            check_memory(student, need)  # before anything is allocated
             texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))
         except ValueError as err:
             return io.NodeOutput(None, None, block_execution=f"Long Rollout Sampler: {err}")
-        reserve_memory(model, student, student.kv_cache_bytes(memory, latent_size, frames))
+        reserve_memory(model, student, need.cache + need.working)
         if model.patcher is not None:  # ComfyUI may have moved the MODEL's weights while making room: wrap them anew
             student = model.resolve()
             texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))
@@ -159,8 +193,8 @@ class LongRolloutSampler(io.ComfyNode):
         chunks: list[Tensor] = []
         trace = MemoryTrace()
         rollout = stream(student.model, texts, num_latent_frames=frames, memory=memory, seed=seed,
-                         steps=step_list(steps), shift=shift, latent_size=latent_size,
-                         interrupt=model_management.throw_exception_if_processing_interrupted)
+                         steps=step_list(steps), shift=shift, latent_size=latent_size, budget_bytes=math.inf,
+                         interrupt=model_management.throw_exception_if_processing_interrupted)  # budget checked above
         try:
             for chunk in rollout:
                 chunks.append(chunk.latents.to(out_device))

@@ -12,11 +12,48 @@ from typing import Any
 
 from comfy_api.v0_0_2 import io
 
+from context_forcing_core.memory.config import Bound
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.models.keys import infer_config, to_official_keys
 from context_forcing_core.student import Student, load_student
 
 CATEGORY = "Context Forcing"
+
+
+class _CheckedCombo(io.Combo.Input):
+    """A dropdown whose value ComfyUI 0.3.75 checks at validation: its type is the options list (as in V1 nodes).
+
+    With the V3 type "COMBO", ``execution.validate_inputs`` never compares the value with the options, so a value
+    typed into the API (``dtype="int8"``) reached ``execute``. The list type gets one "Value not in list" error on
+    this input, and the editor shows the same dropdown.
+    """
+
+    def get_io_type(self) -> list:
+        return list(self.options)
+
+
+def combo(id: str, options: list[str], **kwargs: Any) -> io.Combo.Input:
+    """A dropdown input that ComfyUI refuses at validation when the value is not one of ``options``."""
+    return _CheckedCombo(id, options=options, **kwargs)
+
+
+def limits(bound: Bound, low: int | float | None = None) -> dict[str, int | float]:
+    """Widget min / max from a core :class:`Bound` (``low`` replaces the minimum, e.g. -1 for "keep the preset").
+
+    ComfyUI checks them at validation for every input the node's ``validate_inputs`` does not name, with one
+    error on that input ("Value 1000000 bigger than max of 64"); a node names at most one input, because ComfyUI
+    repeats a custom error once per named input.
+    """
+    return {"min": bound.low if low is None else low, "max": bound.high}
+
+
+def check_finite_input(node: str, name: str, value: object, bound: Bound) -> bool | str:
+    """``validate_inputs`` answer for one float input: True, or a message naming the node, input, value and range."""
+    try:
+        bound.check(name, value)
+    except ValueError as err:
+        return f"{node}: {err}"
+    return True
 
 CFModel = io.Custom("CF_MODEL")
 """A :class:`ModelHandle`."""

@@ -18,6 +18,8 @@ PROGRESS: list[tuple[int, int, object]] = []
 INTERRUPT = {"after_ticks": None}
 """Raise InterruptProcessingException from the interrupt check once this many ticks were recorded."""
 MODELS = Path(tempfile.mkdtemp(prefix="cf-models-"))
+FREE_MEMORY = {"bytes": 8 * 1024**3}
+"""What the stubbed model management reports as free (RAM or VRAM), in bytes."""
 
 
 class InterruptProcessingException(Exception):
@@ -114,11 +116,12 @@ def install() -> None:
 
     _module("folder_paths", models_dir=str(MODELS), folder_names_and_paths=folders,
             add_model_folder_path=add_model_folder_path, get_filename_list=get_filename_list,
-            get_full_path=get_full_path)
+            get_full_path=get_full_path, get_folder_paths=lambda name: [str(d) for d in folders.get(name, [])])
     mm = types.SimpleNamespace(
         get_torch_device=lambda: torch.device("cpu"), intermediate_device=lambda: torch.device("cpu"),
         throw_exception_if_processing_interrupted=_interrupt_check, soft_empty_cache=lambda: None,
         free_memory=lambda *a, **k: None, load_models_gpu=lambda *a, **k: None,
+        get_free_memory=lambda *a, **k: FREE_MEMORY["bytes"], get_total_memory=lambda *a, **k: FREE_MEMORY["bytes"],
         InterruptProcessingException=InterruptProcessingException,
     )
     comfy = _module("comfy", model_management=mm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 
 import comfy_stubs
@@ -59,12 +60,57 @@ def test_memory_node_keeps_the_preset_unless_a_field_is_set():
 
 
 def test_memory_node_rejects_bad_combinations_with_readable_messages():
-    msg = MemoryConfigNode.validate_inputs("context_forcing", -1, -1, 2, -1, -1, "preset", "preset")
-    assert isinstance(msg, str) and "fast_frames (2)" in msg and "MemoryConfig." not in msg
-    msg = MemoryConfigNode.validate_inputs("infinity_rope", -1, -1, -1, 1.5, -1, "preset", "preset")
-    assert isinstance(msg, str) and "threshold is a cosine similarity" in msg
-    assert MemoryConfigNode.validate_inputs("longlive", 1, -1, 6, -1, -1, "slot", "preset") is True
-    assert "unknown memory preset" in MemoryConfigNode.validate_inputs("nope", -1, -1, -1, -1, -1, "preset", "preset")
+    keep = dict(sink_frames=-1, slow_frames=-1, fast_frames=-1, threshold=-1, consolidate_every=-1,
+                positions="preset", similarity_reference="preset")
+    msg = MemoryConfigNode.execute("context_forcing", **(keep | {"fast_frames": 2})).block_execution
+    assert "Memory Config: " in msg and "fast_frames (2)" in msg and "MemoryConfig." not in msg
+    msg = MemoryConfigNode.execute("context_forcing", **(keep | {"consolidate_every": 0})).block_execution
+    assert "consolidate_every must lie in [1, 64], got 0" in msg
+    assert "unknown memory preset" in MemoryConfigNode.execute("nope", **keep).block_execution
+    assert MemoryConfigNode.execute("longlive", **(keep | {"sink_frames": 1, "positions": "slot"})).block_execution is None
+    # slow_frames 0 turns slow memory off instead of asking for an option the node does not have
+    off = MemoryConfigNode.execute("context_forcing", **(keep | {"sink_frames": 0, "slow_frames": 0})).args[0]
+    assert (off.sink_frames, off.slow_frames, off.slow_select) == (0, 0, "none")
+
+
+def test_float_inputs_refuse_nan_and_infinities_at_validation_naming_input_value_and_range():
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        msg = MemoryConfigNode.validate_inputs(bad)
+        assert msg.startswith("Memory Config: threshold must lie in [-1.0, 1.0], got ") and "MemoryConfig" not in msg
+        assert PromptSwitch.validate_inputs(bad).startswith("Prompt Switch: at_seconds must lie in [0.25, 3600.0]")
+        assert LongRolloutSampler.validate_inputs(bad).startswith("Long Rollout Sampler: seconds must lie in "
+                                                                  "[0.25, 3600.0], got ")
+    assert MemoryConfigNode.validate_inputs(1.5) == "Memory Config: threshold must lie in [-1.0, 1.0], got 1.5"
+    assert MemoryConfigNode.validate_inputs(-1.0) is True and LongRolloutSampler.validate_inputs(3600.0) is True
+    handle = ModelHandle(student=_student(TOY_SMALL))
+    for bad in (float("nan"), float("inf")):
+        assert "shift must lie in [0.1, 20.0], got" in _run(handle, shift=bad).block_execution
+    assert "width must be a multiple of 16, got 100" in _run(ModelHandle(student=_student(WAN_SMALL)),
+                                                              width=100).block_execution
+
+
+def test_each_node_names_at_most_one_input_in_validate_inputs():
+    # ComfyUI 0.3.75 repeats a custom validation error once per input named here and skips its own checks for them
+    import inspect
+
+    from nodes import NODES
+    for node in NODES:
+        if "validate_inputs" in vars(node):
+            assert len(inspect.signature(node.validate_inputs).parameters) == 1, node.__name__
+
+
+def test_the_sampler_refuses_a_rollout_over_budget_before_allocating():
+    handle = ModelHandle(student=_student(WAN_SMALL))
+    comfy_stubs.FREE_MEMORY["bytes"] = 10_000
+    try:
+        msg = _run(handle).block_execution
+    finally:
+        comfy_stubs.FREE_MEMORY["bytes"] = 8 * 1024**3
+    assert msg.startswith("Long Rollout Sampler: this rollout needs ") and "this machine's RAM has 0.00 GB available"
+    assert "lower seconds, width / height (Wan models) or the Memory Config's sink / slow / fast frames" in msg
+    assert not PROGRESS  # refused before the first chunk
+    big = _run(handle, seconds=3600.0, width=4096, height=4096).block_execution  # 241 GB of latents
+    assert "this rollout needs 2" in big and "GB available" in big
 
 
 def test_prompt_switch_chains_in_order_and_blocks_a_switch_going_back():
@@ -148,12 +194,23 @@ def test_loader_lists_files_validates_them_and_loads(tmp_path):
     torch.manual_seed(0)
     save_model(WanModel(TOY_SMALL), folder / "small_toy.safetensors")
     (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    (folder / "notes.txt").write_text("not a model")
     names = checkpoint_names()
     assert names[0] == BUNDLED and "small_toy.safetensors" in names and "broken.safetensors" in names
-    assert LoadModel.validate_inputs("small_toy.safetensors") is True
-    msg = LoadModel.validate_inputs("broken.safetensors")
-    assert isinstance(msg, str) and "broken.safetensors" in msg
-    assert "no model file named" in LoadModel.validate_inputs("missing.safetensors")
+    assert "notes.txt" not in names  # only files the loader reads are offered
+
+    def validate(name: str) -> bool | str:
+        return asyncio.run(LoadModel.validate_inputs(name))
+
+    assert validate("small_toy.safetensors") is True
+    msg = validate("broken.safetensors")
+    assert isinstance(msg, str) and "broken.safetensors" in msg and str(MODELS) not in msg
+    assert "models/context_forcing/broken.safetensors" not in msg  # the dropdown name, not a server path
+    assert "no model file named" in validate("missing.safetensors")
+    assert "no model file named 'notes.txt'" in validate("notes.txt")
+    assert "no model file named" in validate("../" * 5 + "etc/passwd")
+    blocked = LoadModel.execute("broken.safetensors", "default").block_execution
+    assert blocked.startswith("Load Context Forcing Model: broken.safetensors") and str(MODELS) not in blocked
     handle = LoadModel.execute("small_toy.safetensors", "default").args[0]
     assert handle.student.toy and handle.student.model.dtype == torch.float32
     assert LoadModel.execute("small_toy.safetensors", "bfloat16").args[0].student.model.dtype == torch.bfloat16

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import urllib.request
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-import websocket
+from real_server import listen, messages
 
-from tools.comfy_server import ComfyServer, provision
+from tools.comfy_server import ComfyServer
 from tools.make_workflows import WAN_CKPT, WORKFLOWS, render
 from tools.workflow_api import to_api
 
@@ -29,43 +28,10 @@ EXPECTED_INPUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    comfy_dir = provision()
-    base = tmp_path_factory.mktemp("comfy-base")
-    (base / "models" / "context_forcing").mkdir(parents=True)
-    (base / "models" / "context_forcing" / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}")
-    with ComfyServer(comfy_dir, comfy_dir.parent.parent / "venv" / "bin" / "python", base) as srv:
-        srv.object_info = srv.get("/object_info")
-        yield srv
-
-
 def _toy_prompt(server: ComfyServer, **sampler_inputs: object) -> dict:
     prompt = to_api(json.loads((REPO / "workflows" / "toy_long_video.json").read_text()), server.object_info)
     prompt["3"]["inputs"].update(sampler_inputs)
     return prompt
-
-
-def _listen(server: ComfyServer) -> websocket.WebSocket:
-    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={server.client_id}", timeout=120)
-    return ws
-
-
-def _messages(ws: websocket.WebSocket, prompt_id: str, until: set[str], timeout: float = 600):
-    """Yield (type, data) of JSON websocket messages of one prompt until a message type in ``until``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        raw = ws.recv()
-        if not isinstance(raw, str):
-            continue  # binary preview frames
-        msg = json.loads(raw)
-        data = msg.get("data", {})
-        if data.get("prompt_id") not in (None, prompt_id):
-            continue
-        yield msg["type"], data
-        if msg["type"] in until or (msg["type"] == "executing" and data.get("node") is None and "prompt_id" in data):
-            return
-    raise TimeoutError("no end message from the server")
 
 
 def test_object_info_lists_every_node_with_its_inputs(server):
@@ -110,12 +76,12 @@ def test_toy_workflow_makes_a_60_second_video(server):
 
 
 def test_interrupt_stops_within_one_chunk_and_the_next_prompt_runs(server):
-    ws = _listen(server)
+    ws = listen(server)
     try:
         status, answer = server.queue(_toy_prompt(server, seconds=1800.0, seed=1))  # 2,400 chunks
         assert status == 200, answer
         pid, ticks_after, interrupted_at, end = answer["prompt_id"], 0, None, None
-        for kind, data in _messages(ws, pid, {"execution_interrupted", "execution_error", "execution_success"}):
+        for kind, data in messages(ws, pid, {"execution_interrupted", "execution_error", "execution_success"}):
             if kind == "progress" and data.get("node") == "3":
                 if interrupted_at is None and data["value"] >= 2:
                     assert data["max"] == 2400
@@ -135,10 +101,10 @@ def test_interrupt_stops_within_one_chunk_and_the_next_prompt_runs(server):
 
 
 @pytest.mark.parametrize(("node", "inputs", "expected"), [
-    ("2", {"fast_frames": 1}, "fast_frames (1) counts the chunk being generated"),
-    ("2", {"threshold": 3.0}, "threshold is a cosine similarity"),
-    ("3", {"seconds": 0.0}, "seconds must lie in (0, 3600]"),
-    ("3", {"width": 100}, "multiples of 16"),
+    ("2", {"sink_frames": 65}, "Value 65 bigger than max of 64"),
+    ("2", {"threshold": 3.0}, "threshold must lie in [-1.0, 1.0], got 3.0"),
+    ("3", {"seconds": 0.0}, "seconds must lie in [0.25, 3600.0], got 0.0"),
+    ("3", {"steps": 0}, "Value 0 smaller than min of 1"),
     ("1", {"ckpt_name": "corrupt.safetensors"}, "corrupt.safetensors"),
     ("1", {"ckpt_name": "missing.safetensors"}, "no model file named 'missing.safetensors'"),
 ])
@@ -147,7 +113,10 @@ def test_bad_inputs_come_back_as_validation_errors(server, node, inputs, expecte
     prompt[node]["inputs"].update(inputs)
     status, answer = server.queue(prompt)
     assert status == 400 and node in answer["node_errors"], answer
-    details = " ".join(e["details"] for e in answer["node_errors"][node]["errors"])
+    errors = answer["node_errors"][node]["errors"]
+    assert len(errors) == 1, errors  # one error, on the input it concerns
+    assert errors[0]["extra_info"]["input_name"] == next(iter(inputs))
+    details = f"{errors[0]['message']} {errors[0]['details']}"
     assert expected in details and "Traceback" not in details
     assert server.alive()
 
@@ -158,11 +127,11 @@ def test_an_execution_time_input_mistake_is_a_message_without_traceback(server):
     prompt["21"] = {"class_type": "CF_PromptSwitch",
                     "inputs": {"at_seconds": 2.0, "prompt": "an ocean panorama", "schedule": ["20", 0]}}
     prompt["3"]["inputs"]["schedule"] = ["21", 0]
-    ws = _listen(server)
+    ws = listen(server)
     try:
         status, answer = server.queue(prompt)
         assert status == 200, answer
-        errors = [d for k, d in _messages(ws, answer["prompt_id"], {"execution_interrupted", "execution_success"})
+        errors = [d for k, d in messages(ws, answer["prompt_id"], {"execution_interrupted", "execution_success"})
                   if k == "execution_error"]
     finally:
         ws.close()
