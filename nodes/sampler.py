@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from contextvars import ContextVar
 
 import comfy.latent_formats
 import comfy.utils
@@ -14,12 +16,16 @@ from PIL import Image
 from torch import Tensor
 
 from context_forcing_core import MemoryConfig, MemoryTrace, PromptSchedule, memory_preset, stream
-from context_forcing_core.budget import MemoryNeed, check_budget
+from context_forcing_core.budget import MemoryBudgetError, MemoryNeed, check_budget
 from context_forcing_core.diffusion.settings import PIXEL_MULTIPLE, PIXELS, SECONDS, SEED, SHIFT, STEPS
-from context_forcing_core.student import Student
+from context_forcing_core.models.loading import inspect_checkpoint_cached
+from context_forcing_core.models.wan import WanModel
+from context_forcing_core.student import Student, is_toy_config
 from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.prompts import all_prompts
 
+from .loader import INSPECT_SECONDS, checkpoint_path, resolve_dtype
+from .memory import build_memory
 from .types import (
     CATEGORY,
     CFMemory,
@@ -33,6 +39,8 @@ from .types import (
 )
 
 PREVIEW_SIZE = 512
+QUEUED_GRAPH: ContextVar[dict | None] = ContextVar("context_forcing_queued_graph", default=None)
+"""The API graph of the /prompt request being validated (each request runs in its own asyncio task)."""
 LOWER = "seconds, width / height (Wan models) or the Memory Config's sink / slow / fast frames"
 
 
@@ -96,19 +104,73 @@ def preview(student: Student, latents: Tensor) -> tuple[str, Image.Image, int]:
     return "JPEG", image.resize((image.width * scale, image.height * scale), Image.NEAREST), PREVIEW_SIZE
 
 
-def check_memory(student: Student, need: MemoryNeed) -> None:
+def remember_graph(json_data: object) -> object:
+    """ComfyUI on-prompt handler: keep the queued graph so the sampler's validation can see what feeds it."""
+    graph = json_data.get("prompt") if isinstance(json_data, dict) else None
+    QUEUED_GRAPH.set(graph if isinstance(graph, dict) else None)
+    return json_data
+
+
+def register_graph_handler() -> None:
+    """Install :func:`remember_graph` on the running server (none in unit tests: validation then skips the budget)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.add_on_prompt_handler(remember_graph)
+
+
+def _linked(graph: dict, value: object, class_type: str) -> dict | None:
+    """Inputs of the node a link ``[id, slot]`` points at, if it is a ``class_type`` node."""
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(graph.get(str(value[0])), dict)):
+        return None
+    node = graph[str(value[0])]
+    return node.get("inputs") if node.get("class_type") == class_type and isinstance(node.get("inputs"), dict) else None
+
+
+def budget_refusal(graph: dict, node_id: str) -> str | None:
+    """The budget message for the sampler ``node_id`` of a queued graph, or None when it fits or cannot be known.
+
+    Known only when the model comes from Load Context Forcing Model by file (a connected ComfyUI MODEL is checked
+    at run time) and every value is valid; other nodes report their own invalid values. Reads the checkpoint's
+    header (bounded, cached), builds the model on the meta device: nothing is allocated.
+    """
+    inputs = graph[node_id].get("inputs", {})
+    loader = _linked(graph, inputs.get("model"), "CF_LoadModel")
+    if loader is None or loader.get("model") is not None:
+        return None
+    try:
+        config = inspect_checkpoint_cached(checkpoint_path(loader.get("ckpt_name")))
+        device = model_management.get_torch_device()
+        dtype = resolve_dtype(loader.get("dtype"), device)
+        fields = _linked(graph, inputs.get("memory"), "CF_MemoryConfig")
+        memory = memory_preset("context_forcing") if fields is None else build_memory(**fields)
+        with torch.device("meta"):
+            model = WanModel(config).to(dtype)
+        student = Student(model=model, name=str(loader.get("ckpt_name")), toy=is_toy_config(model))
+        frames = student.latent_frames(inputs["seconds"], memory.chunk_frames)
+        need = student.rollout_need(memory, student.latent_size(inputs["width"], inputs["height"]), frames)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    try:
+        check_memory(need, device, weights=sum(p.numel() * p.element_size() for p in model.parameters()))
+    except MemoryBudgetError as err:
+        return f"Long Rollout Sampler: {err}"
+    return None
+
+
+def check_memory(need: MemoryNeed, device: torch.device, weights: int) -> None:
     """Refuse (MemoryBudgetError, a ValueError) a rollout that cannot fit, with ComfyUI's own memory figures.
 
     On a GPU every other model can be evicted, so the K/V cache and the working set are compared with the device's
-    total memory less the student's weights; the latents are kept on ComfyUI's intermediate device (RAM unless
+    total memory less the student's ``weights`` (bytes); the latents are kept on ComfyUI's intermediate device (RAM unless
     --gpu-only) and compared with what is free there. On CPU everything is compared with the free RAM.
     """
-    device = student.model.device
     out = model_management.intermediate_device()
     if device.type == "cpu":
         check_budget(need, model_management.get_free_memory(device), where="this machine's RAM", lower=LOWER)
         return
-    weights = sum(p.numel() * p.element_size() for p in student.model.parameters())
     on_device = MemoryNeed(cache=need.cache, working=need.working, latents=need.latents if out == device else 0)
     check_budget(on_device, model_management.get_total_memory(device) - weights, where=f"the GPU ({device})", lower=LOWER)
     if out != device:
@@ -158,15 +220,25 @@ class LongRolloutSampler(io.ComfyNode):
                 CFSchedule.Input("schedule", optional=True, tooltip="Prompt switches (Context Forcing Prompt Switch)."),
             ],
             outputs=[io.Latent.Output(display_name="latent"), CFTrace.Output(display_name="memory_trace")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, seconds: float) -> bool | str:
+    async def validate_inputs(cls, seconds: float) -> bool | str:
         # One named input (ComfyUI repeats a custom error once per named input and skips its own range check for
-        # them): seconds, because NaN passes ComfyUI's min / max comparisons. steps, seed, width and height are
-        # range-checked by ComfyUI from the same bounds; shift NaN, width / height not multiples of 16 and the
-        # memory budget (which needs the connected model and memory) are refused by execute, before any allocation.
-        return check_finite_input("Long Rollout Sampler", "seconds", seconds, SECONDS)
+        # them): seconds, because NaN passes ComfyUI's min / max comparisons; the memory budget of the whole
+        # graph is attached to it too (the length is what to lower first). steps, seed, width and height are
+        # range-checked by ComfyUI from the same bounds; shift NaN and width / height not multiples of 16 are
+        # refused by execute, which checks the budget again with the model actually connected.
+        checked = check_finite_input("Long Rollout Sampler", "seconds", seconds, SECONDS)
+        graph, node_id = QUEUED_GRAPH.get(), getattr(getattr(cls, "hidden", None), "unique_id", None)
+        if checked is not True or graph is None or node_id not in graph:
+            return checked
+        try:  # header reads and model_management calls: off the event loop, capped in time
+            refusal = await asyncio.wait_for(asyncio.to_thread(budget_refusal, graph, node_id), INSPECT_SECONDS)
+        except TimeoutError:
+            return True  # execute checks the budget before allocating
+        return refusal or True
 
     @classmethod
     def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
@@ -179,7 +251,8 @@ class LongRolloutSampler(io.ComfyNode):
             frames = student.latent_frames(seconds, memory.chunk_frames)
             latent_size = student.latent_size(width, height)
             need = student.rollout_need(memory, latent_size, frames)
-            check_memory(student, need)  # before anything is allocated
+            weights = sum(p.numel() * p.element_size() for p in student.model.parameters())
+            check_memory(need, student.model.device, weights)  # before anything is allocated
             texts = build_schedule(student, prompt, conditioning, tuple(schedule or ()))
         except ValueError as err:
             return io.NodeOutput(None, None, block_execution=f"Long Rollout Sampler: {err}")
@@ -207,3 +280,6 @@ class LongRolloutSampler(io.ComfyNode):
             raise
         latents = student.raw_latents(torch.cat(chunks, dim=2))  # (1, C, F, H, W) codec / VAE space
         return io.NodeOutput({"samples": latents}, trace)
+
+
+register_graph_handler()

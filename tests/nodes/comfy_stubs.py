@@ -96,6 +96,7 @@ def install() -> None:
         pass
     io = types.SimpleNamespace(
         ComfyNode=type("ComfyNode", (), {}), Schema=_Schema, NodeOutput=_NodeOutput, Custom=_Sock,
+        Hidden=types.SimpleNamespace(unique_id="UNIQUE_ID"),
         **{name: _Sock(name.upper()) for name in ("Combo", "Int", "Float", "String", "Boolean", "Model",
                                                    "Conditioning", "Latent", "Image")},
     )

@@ -22,7 +22,7 @@ from nodes.inspector import SurprisalInspector
 from nodes.loader import BUNDLED, LoadModel, checkpoint_names
 from nodes.memory import MemoryConfigNode, build_memory
 from nodes.prompts import PromptSwitch
-from nodes.sampler import LongRolloutSampler, conditioning_states, step_list
+from nodes.sampler import LongRolloutSampler, budget_refusal, conditioning_states, step_list
 from nodes.types import ModelHandle, ScheduledPrompt
 
 assert comfy_stubs  # installed on import
@@ -78,10 +78,11 @@ def test_float_inputs_refuse_nan_and_infinities_at_validation_naming_input_value
         msg = MemoryConfigNode.validate_inputs(bad)
         assert msg.startswith("Memory Config: threshold must lie in [-1.0, 1.0], got ") and "MemoryConfig" not in msg
         assert PromptSwitch.validate_inputs(bad).startswith("Prompt Switch: at_seconds must lie in [0.25, 3600.0]")
-        assert LongRolloutSampler.validate_inputs(bad).startswith("Long Rollout Sampler: seconds must lie in "
-                                                                  "[0.25, 3600.0], got ")
+        assert asyncio.run(LongRolloutSampler.validate_inputs(bad)).startswith(
+            "Long Rollout Sampler: seconds must lie in [0.25, 3600.0], got ")
     assert MemoryConfigNode.validate_inputs(1.5) == "Memory Config: threshold must lie in [-1.0, 1.0], got 1.5"
-    assert MemoryConfigNode.validate_inputs(-1.0) is True and LongRolloutSampler.validate_inputs(3600.0) is True
+    assert MemoryConfigNode.validate_inputs(-1.0) is True
+    assert asyncio.run(LongRolloutSampler.validate_inputs(3600.0)) is True
     handle = ModelHandle(student=_student(TOY_SMALL))
     for bad in (float("nan"), float("inf")):
         assert "shift must lie in [0.1, 20.0], got" in _run(handle, shift=bad).block_execution
@@ -97,6 +98,27 @@ def test_each_node_names_at_most_one_input_in_validate_inputs():
     for node in NODES:
         if "validate_inputs" in vars(node):
             assert len(inspect.signature(node.validate_inputs).parameters) == 1, node.__name__
+
+
+def test_the_budget_of_a_queued_graph_is_known_at_validation():
+    folder = MODELS / "context_forcing"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_model(WanModel(WAN_SMALL), folder / "wan_small.safetensors")
+    graph = {"1": {"class_type": "CF_LoadModel", "inputs": {"ckpt_name": "wan_small.safetensors", "dtype": "default"}},
+             "2": {"class_type": "CF_MemoryConfig", "inputs": {
+                 "preset": "self_forcing", "sink_frames": -1, "slow_frames": -1, "fast_frames": -1, "threshold": -1,
+                 "consolidate_every": -1, "positions": "preset", "similarity_reference": "preset"}},
+             "3": {"class_type": "CF_LongRolloutSampler", "inputs": {
+                 "model": ["1", 0], "memory": ["2", 0], "seconds": 3600.0, "width": 4096, "height": 4096}}}
+    message = budget_refusal(graph, "3")  # an hour at 4096 x 4096: ~240 GB of latents
+    assert message.startswith("Long Rollout Sampler: this rollout needs ") and "GB available; lower seconds" in message
+    graph["3"]["inputs"].update(seconds=5.0, width=64, height=32)
+    assert budget_refusal(graph, "3") is None  # fits
+    graph["2"]["inputs"]["fast_frames"] = 1  # the memory node reports its own mistake: no guess here
+    assert budget_refusal(graph, "3") is None
+    graph["1"]["inputs"]["model"] = ["9", 0]  # a connected ComfyUI MODEL: only known at run time
+    assert budget_refusal(graph, "3") is None
 
 
 def test_the_sampler_refuses_a_rollout_over_budget_before_allocating():

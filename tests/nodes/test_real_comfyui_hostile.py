@@ -229,21 +229,26 @@ def test_nan_and_infinities_are_refused(server: ComfyServer):
     assert "shift must lie in [0.1, 20.0], got nan" in errors[0]["exception_message"] and not shows_traceback(run)
 
 
-def test_a_rollout_over_the_memory_budget_is_refused_before_allocating(server: ComfyServer):
+def test_a_rollout_over_the_memory_budget_is_refused_at_validation(server: ComfyServer):
     folder = server.base / "models" / "context_forcing"
     torch.manual_seed(0)
     save_model(WanModel(WAN_TINY), folder / "wan_tiny.safetensors")  # Wan latents: 16 channels, size follows width
     prompt = base_prompt()
     prompt["1"]["inputs"]["ckpt_name"] = "wan_tiny.safetensors"
     prompt["3"]["inputs"].update(seconds=3600.0, width=4096, height=4096)  # an hour at 4K: ~240 GB of latents
-    del prompt["3"]["inputs"]["schedule"], prompt["8"]
+    status, answer, seconds = post_timed(server, prompt)
+    assert status == 400 and seconds < ANSWER_SECONDS, answer
+    [(name, message)] = errors_of(answer)["3"]  # one error, on seconds (the length is what to lower first)
+    assert name == "seconds" and "Long Rollout Sampler: this rollout needs 2" in message
+    assert "(K/V cache" in message and "GB available; lower seconds, width / height" in message
+    assert not shows_traceback(answer) and server.alive()
+    prompt["3"]["inputs"].update(seconds=1.0, width=64, height=32)  # the same graph within budget is accepted
+    del prompt["3"]["inputs"]["schedule"], prompt["8"], prompt["4"], prompt["5"]  # (Wan latents: no toy decode)
     status, answer, run = run_and_collect(server, prompt, RUN_SECONDS)
+    assert status == 200, answer  # it then stops at the missing CONDITIONING, a message without traceback
     errors = [data for kind, data in run if kind == "execution_error"]
-    assert status == 200 and errors and all(e["exception_type"] == "ExecutionBlocked" for e in errors), run
-    message = errors[0]["exception_message"]
-    assert "Long Rollout Sampler: this rollout needs 2" in message and "GB available; lower seconds, width" in message
-    assert not any(kind == "progress" for kind, _ in run)  # refused before the first chunk
-    assert not shows_traceback(run) and server.alive()
+    assert errors and all(e["exception_type"] == "ExecutionBlocked" for e in errors) and not shows_traceback(run)
+    assert "connect a CONDITIONING" in errors[0]["exception_message"]
 
 
 def test_the_20000_block_file_is_refused_in_under_a_second_while_the_server_answers(server: ComfyServer):
