@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from comfy_api.v0_0_2 import io
 
 from context_forcing_core.diffusion.settings import DECODE_SCALE
@@ -27,6 +28,9 @@ class ToyDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent: dict, scale: int) -> io.NodeOutput:
+        if not (isinstance(latent, dict) and isinstance(latent.get("samples"), torch.Tensor)):
+            return io.NodeOutput(None, block_execution="Toy Decode: input 'latent' must be connected to a LATENT "
+                                                       "(Context Forcing Long Rollout Sampler)")
         raw = latent["samples"]
         codec = ToyCodec()
         if raw.ndim != 5 or raw.shape[1] != codec.latent_channels:

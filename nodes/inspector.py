@@ -10,7 +10,7 @@ from context_forcing_core import MemoryTrace
 from context_forcing_core.diffusion.settings import LAYER
 from context_forcing_core.memory.plot import surprisal_plot, trace_summary
 
-from .types import CATEGORY, CFTrace, limits
+from .types import CATEGORY, CFTrace, limits, wrong_connection
 
 
 class SurprisalInspector(io.ComfyNode):
@@ -35,8 +35,12 @@ class SurprisalInspector(io.ComfyNode):
 
     @classmethod
     def execute(cls, memory_trace: MemoryTrace, layer: int) -> io.NodeOutput:
-        if not memory_trace.chunks:
-            return io.NodeOutput(None, None, block_execution="Surprisal Inspector: the memory trace is empty")
+        refusal = wrong_connection("Surprisal Inspector", "memory_trace", memory_trace, MemoryTrace,
+                                   "Context Forcing Long Rollout Sampler")
+        if refusal is None and not memory_trace.chunks:
+            refusal = "Surprisal Inspector: the memory trace is empty"
+        if refusal is not None:  # an output node: a block alone would show nowhere, so the node shows the message
+            return io.NodeOutput(None, None, ui=ui.PreviewText(refusal).as_dict(), block_execution=refusal)
         last = len(memory_trace.chunks[0].layers) - 1
         note = f"layer {layer} does not exist (layers 0..{last}); showing layer {last}\n" if layer > last else ""
         layer = min(layer, last)

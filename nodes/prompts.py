@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import io
 
 from context_forcing_core.diffusion.settings import SECONDS
 
-from .types import CATEGORY, CFSchedule, ScheduledPrompt, check_finite_input, limits
+from .types import CATEGORY, CFSchedule, ScheduledPrompt, check_finite_input, is_conditioning, is_schedule, limits
 
 
 class PromptSwitch(io.ComfyNode):
@@ -39,6 +39,12 @@ class PromptSwitch(io.ComfyNode):
     @classmethod
     def execute(cls, at_seconds: float, prompt: str, conditioning: object | None = None,
                 schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
+        if schedule is not None and not is_schedule(schedule):
+            return io.NodeOutput(None, block_execution="Prompt Switch: input 'schedule' must be connected to another "
+                                                       "Prompt Switch")
+        if conditioning is not None and not is_conditioning(conditioning):
+            return io.NodeOutput(None, block_execution="Prompt Switch: input 'conditioning' must be connected to "
+                                                       "CLIP Text Encode")
         earlier = tuple(schedule or ())
         if earlier and at_seconds <= earlier[-1].seconds:
             return io.NodeOutput(None, block_execution=f"Prompt Switch at {at_seconds} s must come after the previous "

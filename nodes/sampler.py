@@ -35,12 +35,16 @@ from .types import (
     ModelHandle,
     ScheduledPrompt,
     check_finite_input,
+    is_conditioning,
+    is_schedule,
     limits,
+    wrong_connection,
 )
 
 PREVIEW_SIZE = 512
 QUEUED_GRAPH: ContextVar[dict | None] = ContextVar("context_forcing_queued_graph", default=None)
 """The API graph of the /prompt request being validated (each request runs in its own asyncio task)."""
+NAME = "Long Rollout Sampler"
 LOWER = "seconds, width / height (Wan models) or the Memory Config's sink / slow / fast frames"
 
 
@@ -244,6 +248,14 @@ class LongRolloutSampler(io.ComfyNode):
     def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
                 prompt: str, memory: MemoryConfig | None = None, conditioning: list | None = None,
                 schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
+        refusal = (wrong_connection(NAME, "model", model, ModelHandle, "Load Context Forcing Model")
+                   or wrong_connection(NAME, "memory", memory, (MemoryConfig, type(None)), "Context Forcing Memory Config")
+                   or (None if schedule is None or is_schedule(schedule) else
+                       f"{NAME}: input 'schedule' must be connected to Context Forcing Prompt Switch")
+                   or (None if conditioning is None or is_conditioning(conditioning) else
+                       f"{NAME}: input 'conditioning' must be connected to CLIP Text Encode"))
+        if refusal:
+            return io.NodeOutput(None, None, block_execution=refusal)
         memory = memory or memory_preset("context_forcing")
         try:  # input mistakes that only show once the inputs are connected: a message for the artist, no traceback
             SHIFT.check("shift", shift)

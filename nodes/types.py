@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from comfy_api.v0_0_2 import io
 
 from context_forcing_core.memory.config import Bound
@@ -94,3 +95,25 @@ class ModelHandle:
         student = load_student(weights, share=True, config=config)  # ValueError: not a Wan2.1 T2V DiT
         student.name = f"MODEL {type(self.patcher.model).__name__}"
         return student
+
+
+def wrong_connection(node: str, name: str, value: object, expected: type | tuple[type, ...], source: str) -> str | None:
+    """None when ``value`` is an ``expected`` object; else a message saying what to connect to input ``name``.
+
+    ComfyUI passes a constant typed into the API for a socket input straight to ``execute``: without this check a
+    string in place of a model would end in an AttributeError and a traceback.
+    """
+    if isinstance(value, expected):
+        return None
+    return f"{node}: input {name!r} must be connected to {source}, got a {type(value).__name__}"
+
+
+def is_conditioning(value: object) -> bool:
+    """Whether ``value`` looks like a ComfyUI CONDITIONING: a non-empty list of [states tensor, dict] pairs."""
+    return (isinstance(value, list) and bool(value) and isinstance(value[0], (list, tuple)) and len(value[0]) >= 1
+            and isinstance(value[0][0], torch.Tensor))
+
+
+def is_schedule(value: object) -> bool:
+    """Whether ``value`` is a prompt schedule made by Prompt Switch nodes."""
+    return isinstance(value, tuple) and all(isinstance(p, ScheduledPrompt) for p in value)

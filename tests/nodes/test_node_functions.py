@@ -287,3 +287,17 @@ def test_a_model_that_is_not_wan_is_refused_with_a_message():
     other = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=torch.nn.Linear(4, 4)))
     out = LoadModel.execute(BUNDLED, "default", other)
     assert "is not a Wan2.1 T2V model" in out.block_execution
+
+
+def test_constants_in_place_of_connections_are_refused_with_a_message():
+    handle = ModelHandle(student=_student(TOY_SMALL))
+    assert _run("a string", ).block_execution == ("Long Rollout Sampler: input 'model' must be connected to Load "
+                                                  "Context Forcing Model, got a str")
+    assert "input 'memory' must be connected" in _run(handle, memory="x").block_execution
+    assert "input 'schedule' must be connected" in _run(handle, schedule="x").block_execution
+    assert "input 'conditioning' must be connected" in _run(handle, conditioning="x").block_execution
+    assert "input 'schedule' must be connected" in PromptSwitch.execute(5.0, "a", None, "x").block_execution
+    assert "input 'latent' must be connected" in ToyDecode.execute("x", 2).block_execution
+    shown = SurprisalInspector.execute("x", 0)
+    assert "input 'memory_trace' must be connected" in shown.block_execution
+    assert shown.ui["text"][0] == shown.block_execution  # an output node: the message shows on the node itself

@@ -137,6 +137,14 @@ def hostile_cases(files: dict[str, str]) -> list[tuple[str, str, object]]:
             cases += [(node, name, v) for v in values]
     cases += [("2", "sink_frames", 0), ("2", "slow_frames", 0), ("2", "fast_frames", 2), ("2", "consolidate_every", 0),
               ("3", "width", 100), ("3", "height", 4096), ("3", "seconds", 3600.25)]
+    links = {"3": ("model", "memory", "schedule", "conditioning"), "8": ("schedule", "conditioning"),
+             "4": ("latent",), "7": ("memory_trace",), "1": ("model",)}
+    # Wrong socket types, self-links, negative slots and constants in place of links. Not a link to a missing output
+    # slot (["1", 7]): ComfyUI 0.3.75 itself answers that with an IndexError traceback for any node, before any pack
+    # code runs.
+    for node, names in links.items():
+        for name in names:
+            cases += [(node, name, value) for value in (["4", 0], [node, 0], ["2", -1], "not a link")]
     return cases
 
 
@@ -163,7 +171,13 @@ def test_fuzz_every_input_of_every_node(server: ComfyServer):
                 shown += [data for _, data in run]
                 errors = [data for kind, data in run if kind == "execution_error"]
                 blocked = errors and all(e["exception_type"] == "ExecutionBlocked" for e in errors)
-                outcomes["refused at run time" if blocked else "ran"] += 1
+                blocked = blocked or any(  # the inspector, an output node, shows its refusal as its text
+                    kind == "executed" and any(str(t).startswith("Surprisal Inspector:")
+                                               for t in (data.get("output") or {}).get("text") or ())
+                    for kind, data in run)
+                # ComfyUI queues a prompt when one output is valid, dropping the outputs that failed validation
+                refused_here = bool(answer.get("node_errors"))
+                outcomes["refused at validation" if refused_here else "refused at run time" if blocked else "ran"] += 1
                 if errors and not blocked:
                     tracebacks.append((label, errors[0].get("exception_message")))
             else:
@@ -191,6 +205,7 @@ def test_fuzz_every_input_of_every_node(server: ComfyServer):
     assert not tracebacks, tracebacks
     assert not leaks, leaks
     assert sum(outcomes.values()) == len(cases) and outcomes["refused at validation"] > outcomes["ran"] > 0
+    assert outcomes["refused at run time"] > 0
     assert valid_after
 
 
