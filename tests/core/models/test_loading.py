@@ -7,6 +7,7 @@ import dataclasses
 import json
 import struct
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -351,3 +352,14 @@ def test_inspection_is_cached_per_path_mtime_and_size(tmp_path: Path) -> None:
             inspect_checkpoint_cached(path)
     with pytest.raises(FileNotFoundError):
         inspect_checkpoint_cached(tmp_path / "gone.safetensors")
+
+
+def test_crafted_zip_checkpoints_are_refused_before_unpickling(tmp_path: Path) -> None:
+    many = {f"blocks.{i}.norm3.weight": torch.zeros(1) for i in range(10_100)}  # one storage member per tensor
+    torch.save(many, tmp_path / "many.pt")
+    with pytest.raises(ValueError, match=r"many.pt: 1010\d archive members.*at most 10016 members"):
+        inspect_checkpoint(tmp_path / "many.pt")
+    with zipfile.ZipFile(tmp_path / "bigpickle.pt", "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02" + b"N" * (16 * 1024**2 + 1))
+    with pytest.raises(ValueError, match="bigpickle.pt: 1 archive members, pickle of 16777219 bytes"):
+        inspect_checkpoint(tmp_path / "bigpickle.pt")
