@@ -152,6 +152,8 @@ def test_fuzz_every_input_of_every_node(server: ComfyServer):
     """Bounded fuzz: a fixed list of hostile requests, each answered quickly and refused or run cleanly (a refusal at
     run time is an ExecutionBlocked message without traceback); the server stays up and a valid run succeeds."""
     files = crafted_files(server.base / "models" / "context_forcing")
+    offered = server.get("/object_info/CF_LoadModel")["CF_LoadModel"]["input"]["required"]["ckpt_name"][0]
+    assert files["blocks"] in offered and "payload.pt" in offered and "notes.txt" not in offered
     cases = hostile_cases(files)
     start, deaths, tracebacks, leaks, max_answer = time.monotonic(), 0, [], [], 0.0
     outcomes = {"refused at validation": 0, "refused at run time": 0, "ran": 0}
