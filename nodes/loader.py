@@ -102,7 +102,7 @@ class LoadModel(io.ComfyNode):
         try:
             await asyncio.wait_for(asyncio.to_thread(inspect_checkpoint_cached, path), INSPECT_SECONDS)
         except TimeoutError:
-            return (f"Load Context Forcing Model: checking {ckpt_name!r} takes longer than {INSPECT_SECONDS:.0f} s "
+            return (f"Load Context Forcing Model: checking {ckpt_name!r} takes longer than {INSPECT_SECONDS:g} s "
                     f"(a large pickled file?); the check goes on in the background, queue the prompt again in a "
                     f"moment, or convert the file to .safetensors")
         except (OSError, ValueError) as err:

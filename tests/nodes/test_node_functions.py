@@ -301,3 +301,31 @@ def test_constants_in_place_of_connections_are_refused_with_a_message():
     shown = SurprisalInspector.execute("x", 0)
     assert "input 'memory_trace' must be connected" in shown.block_execution
     assert shown.ui["text"][0] == shown.block_execution  # an output node: the message shows on the node itself
+
+
+def test_a_slow_checkpoint_check_never_blocks_the_event_loop(monkeypatch):
+    import time
+
+    import nodes.loader as loader
+
+    monkeypatch.setattr(loader, "INSPECT_SECONDS", 0.3)
+    monkeypatch.setattr(loader, "checkpoint_path", lambda name: "/models/slow.pt")
+    monkeypatch.setattr(loader, "inspect_checkpoint_cached", lambda path: time.sleep(1.0))  # a slow pickle
+
+    async def main() -> tuple[bool | str, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        answer = await LoadModel.validate_inputs("slow.pt")
+        ticker.cancel()
+        return answer, ticks
+
+    answer, ticks = asyncio.run(main())
+    assert answer.startswith("Load Context Forcing Model: checking 'slow.pt' takes longer than 0.3 s")
+    assert ticks >= 10  # the loop kept running while the file was checked
