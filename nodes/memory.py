@@ -47,9 +47,9 @@ class MemoryConfigNode(io.ComfyNode):
                         "bounded positions keep RoPE time inside the trained range.",
             inputs=[
                 combo("preset", PRESETS, default="context_forcing",
-                               tooltip="context_forcing: sink 3 + slow 12 + fast 6 (bounded positions); longlive: "
-                                       "sink 3 + recent 9; self_forcing: window of 21; infinity_rope: sink 1 + 4; "
-                                       "uniform: Context Forcing with slow memory every 2nd chunk."),
+                      tooltip="context_forcing: sink 3 + slow 12 + fast 6 (bounded positions); longlive: sink 3 + "
+                              "recent 9; self_forcing: window of 21; infinity_rope: sink 1 + 4; uniform: Context "
+                              "Forcing with slow memory every 2nd chunk."),
                 io.Int.Input("sink_frames", default=KEEP, **limits(MEMORY_BOUNDS["sink_frames"], KEEP),
                              tooltip=f"Attention sink frames. {keep}"),
                 io.Int.Input("slow_frames", default=KEEP, **limits(MEMORY_BOUNDS["slow_frames"], KEEP),
@@ -64,7 +64,7 @@ class MemoryConfigNode(io.ComfyNode):
                 io.Int.Input("consolidate_every", default=KEEP, **limits(MEMORY_BOUNDS["consolidate_every"], KEEP),
                              tooltip=f"Chunks between consolidation checks. {keep}"),
                 combo("positions", ["preset", *CHOICES["positions"]], default="preset",
-                               tooltip="RoPE time: bounded (Context Forcing), absolute frame index, or slot order."),
+                      tooltip="RoPE time: bounded (Context Forcing), absolute frame index, or slot order."),
                 combo("similarity_reference", ["preset", *CHOICES["similarity_reference"]], default="preset",
                       tooltip="Compare each chunk with the previous one or with the last consolidated one."),
             ],
