@@ -108,6 +108,10 @@ def preview(student: Student, latents: Tensor) -> tuple[str, Image.Image, int]:
     return "JPEG", image.resize((image.width * scale, image.height * scale), Image.NEAREST), PREVIEW_SIZE
 
 
+class NonFiniteLatents(ValueError):
+    """A chunk came out with NaN or infinite values."""
+
+
 def remember_graph(json_data: object) -> object:
     """ComfyUI on-prompt handler: keep the queued graph so the sampler's validation can see what feeds it."""
     graph = json_data.get("prompt") if isinstance(json_data, dict) else None
@@ -282,13 +286,18 @@ class LongRolloutSampler(io.ComfyNode):
                          interrupt=model_management.throw_exception_if_processing_interrupted)  # budget checked above
         try:
             for chunk in rollout:
+                if not torch.isfinite(chunk.latents).all():  # never a "successful" video of NaN
+                    raise NonFiniteLatents(f"{NAME}: chunk {chunk.index} came out with NaN or infinite values (a "
+                                           f"broken checkpoint, or float16 overflow: try dtype bfloat16 or float32)")
                 chunks.append(chunk.latents.to(out_device))
                 trace.chunks.append(chunk.step)
                 bar.update_absolute(chunk.index + 1, total, preview(student, chunk.latents))
-        except BaseException:
+        except BaseException as err:
             chunks.clear()  # free the partial video and, through close(), the KV cache before ComfyUI reports
             rollout.close()
             model_management.soft_empty_cache()
+            if isinstance(err, NonFiniteLatents):
+                return io.NodeOutput(None, None, block_execution=str(err))
             raise
         latents = student.raw_latents(torch.cat(chunks, dim=2))  # (1, C, F, H, W) codec / VAE space
         return io.NodeOutput({"samples": latents}, trace)

@@ -329,3 +329,13 @@ def test_a_slow_checkpoint_check_never_blocks_the_event_loop(monkeypatch):
     answer, ticks = asyncio.run(main())
     assert answer.startswith("Load Context Forcing Model: checking 'slow.pt' takes longer than 0.3 s")
     assert ticks >= 10  # the loop kept running while the file was checked
+
+
+def test_a_model_that_outputs_nan_is_stopped_at_its_first_chunk():
+    student = _student(TOY_SMALL)
+    with torch.no_grad():
+        student.model.head.head.bias.fill_(float("nan"))
+    out = _run(ModelHandle(student=student))
+    assert out.block_execution == ("Long Rollout Sampler: chunk 0 came out with NaN or infinite values (a broken "
+                                   "checkpoint, or float16 overflow: try dtype bfloat16 or float32)")
+    assert not PROGRESS

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 from real_server import ENDS, listen, messages, run_and_collect
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.models.loading import save_model
@@ -82,13 +84,17 @@ def crafted_files(folder: Path) -> dict[str, str]:
     (folder / "notes.txt").write_text("not a model")
     (folder / "модель 🎬 ok.safetensors").write_bytes(toy)
     torch.save({"generator": Payload()}, folder / "payload.pt")
+    weights = load_file(BUNDLED_TOY_STUDENT)
+    weights["head.head.bias"] = torch.full_like(weights["head.head.bias"], float("nan"))
+    with safe_open(BUNDLED_TOY_STUDENT, "pt") as source:  # a loadable toy student whose output is NaN
+        save_file(weights, folder / "nan_weights.safetensors", metadata=source.metadata())
     return {
         "blocks": many_blocks(folder / "blocks.safetensors"),
         "header_bomb": raw_safetensors(folder / "bomb.safetensors", {}, length=2**62),
         "huge_dims": raw_safetensors(folder / "dims.safetensors",
                                      {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4]}}, b"\0" * 4),
         "truncated": "truncated.safetensors", "empty": "empty.safetensors", "payload": "payload.pt",
-        "unicode_ok": "модель 🎬 ok.safetensors",
+        "unicode_ok": "модель 🎬 ok.safetensors", "nan_weights": "nan_weights.safetensors",
     }
 
 
