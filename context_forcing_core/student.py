@@ -63,7 +63,7 @@ class Student:
         try:
             check_pixels(width, height)
         except ValueError as err:
-            raise ValueError(f"Wan video width and height must be multiples of 16: {err}") from None
+            raise ValueError(f"Wan video size: {err}") from None
         return height // 8, width // 8
 
     def latent_frames(self, seconds: float, chunk_frames: int) -> int:

@@ -39,7 +39,7 @@ def test_seconds_round_up_to_whole_chunks():
 def test_latent_sizes_and_text():
     wan, toy = _student(WAN), _student(TOY)
     assert wan.latent_size(832, 480) == (60, 104) and toy.latent_size(832, 480) == (8, 8)
-    with pytest.raises(ValueError, match="multiples of 16: width must be a multiple of 16, got 830"):
+    with pytest.raises(ValueError, match="Wan video size: width must be a multiple of 16, got 830"):
         wan.latent_size(830, 480)
     with pytest.raises(ValueError, match=r"width must lie in \[16, 4096\], got 999999984"):
         wan.latent_size(999_999_984, 480)
