@@ -380,7 +380,7 @@ def scheduled_update(run: Run) -> dict[str, float]:
             return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
                                 noise=z, generator=gen)
 
-        def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor) -> Tensor:
+        def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor, balanced=balanced) -> Tensor:
             if balanced:
                 return balanced_reading(run.teacher, own, text, context, invent)
             return reading(run.teacher, own, text, context)

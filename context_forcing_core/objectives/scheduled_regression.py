@@ -53,7 +53,8 @@ TeacherFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
 
 def inventing(schedule: PromptSchedule, prompt: int, held: Sequence[int]) -> Tensor:
     """(B,) bool: no frame in ``held`` was shown under the same prompt text as ``prompt`` (an index into
-    ``schedule.texts``; a scene that returns has a new index with the same text)."""
+    ``schedule.texts``; a scene that returns has a new index with the same text).
+    """
     texts = schedule.texts
     shown = {schedule.prompt_at(f) for f in held}
     same = [(texts[i] == texts[prompt]).flatten(1).all(1) for i in shown]  # each (B,)
