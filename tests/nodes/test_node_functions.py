@@ -194,7 +194,9 @@ def test_wan_sampler_blocks_input_mistakes_with_a_message():
     switch = (ScheduledPrompt(seconds=1.0, text="", conditioning=None),)
     assert "connect a CONDITIONING" in _run(handle, conditioning=[[torch.randn(1, 8, 24), {}]],
                                             schedule=switch).block_execution
-    assert "Wan video size: width must be a multiple of 16, got 70" in _run(handle, width=70, conditioning=[[torch.randn(1, 8, 24), {}]]).block_execution
+    good = [[torch.randn(1, 8, 24), {}]]
+    assert "Wan video size: width must be a multiple of 16, got 70" in _run(handle, width=70,
+                                                                             conditioning=good).block_execution
     assert "own text encoder" in _run(ModelHandle(student=_student(TOY_SMALL)),
                                       conditioning=[[torch.randn(1, 8, 4096), {}]]).block_execution
 
