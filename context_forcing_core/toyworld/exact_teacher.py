@@ -104,7 +104,8 @@ class ExactTeacher(nn.Module):
     def posterior(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
                   context_logp: Tensor | None = None) -> Tensor:
         """(B, P*K) float64 posterior weights over the library, summing to 1 (0 outside the prompt's pictures):
-        the softmax of :meth:`log_weights` (same arguments)."""
+        the softmax of :meth:`log_weights` (same arguments).
+        """
         return torch.softmax(self.log_weights(x_t, sigma, text, context, context_logp=context_logp), dim=1)
 
     def log_weights(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
@@ -218,7 +219,8 @@ def reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, context: Tensor
 
 def _as_observation(teacher: ExactTeacher, frames: Tensor) -> tuple[Tensor, Tensor]:
     """Clean frames (B, C, F, H, W) as the noisy target x_t and its (B, F) sigma at which they are observations at
-    the teacher's ``context_sigma``."""
+    the teacher's ``context_sigma``.
+    """
     # An observation c = mu + context_sigma * eps is x_t / (1 - sigma) at sigma / (1 - sigma) = context_sigma.
     sigma = teacher.context_sigma / (1 + teacher.context_sigma)
     b, f = frames.shape[0], frames.shape[2]
@@ -274,7 +276,8 @@ def balanced_reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, contex
 @torch.no_grad()
 def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, context: Tensor | None = None,
                  steps: int = 48, shift: float = 5.0, guidance: float = 0.0, uncond: Tensor | None = None,
-                 generator: torch.Generator, noise: Tensor | None = None) -> Tensor:
+                 generator: torch.Generator, noise: Tensor | None = None,
+                 states: dict[float, Tensor] | None = None) -> Tensor:
     """Sample a window from the teacher with the probability-flow ODE (Euler, ``steps`` shifted steps from t = 1000).
 
     Args:
@@ -282,6 +285,8 @@ def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, contex
             (x0 = cond + guidance (cond - uncond), the DMD real score's convention).
         num_frames: target frames; ``context`` (B, C, Fc, 8, 8) clean frames before them, or None.
         noise: (B, C, num_frames, 8, 8) starting noise; drawn from ``generator`` when None.
+        states: when given, receives the ODE state x (float32, like ``noise``) at every sigma of the grid it passes,
+            keyed by that sigma (1.0 first).
 
     Returns:
         (B, C, num_frames, 8, 8) float32 x0 after the last step.
@@ -297,6 +302,8 @@ def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, contex
     free = teacher.prompt_index(uncond.to(x.device)) if guidance > 0 else None
     x0 = x
     for s_now, s_next in zip(sig, sig[1:]):
+        if states is not None:
+            states[s_now] = x.float()
         sigma = torch.full((b, num_frames), s_now, device=x.device)
         x0 = teacher.x0(x, sigma, cond, context_logp=logp)
         if guidance > 0:

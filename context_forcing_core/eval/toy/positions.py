@@ -70,17 +70,24 @@ def _x0(model: WanModel, x: Tensor, t: float, ctx) -> Tensor:
     return x0_from_flow(x, model(x, tt, ctx, attention="block_causal").float(), t / 1000.0)
 
 
+def regression_loss(model: WanModel, world: World, ctx, z: Tensor, target: Tensor, gen: torch.Generator) -> Tensor:
+    """Mean over the step levels of the x0 error onto the end point ``target``, from the chunk's noise ``z`` at the
+    first level and from ``target`` re-noised (fresh noise from ``gen``) at the others.
+    """
+    loss = torch.zeros(())
+    for i, t in enumerate(world.timesteps):
+        x = z if i == 0 else add_noise(target, torch.randn(z.shape, generator=gen), t / 1000.0)
+        loss = loss + F.mse_loss(_x0(model, x, t, ctx), target) / len(world.timesteps)
+    return loss
+
+
 def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch: int, gen: torch.Generator) -> float:
     """One step of first-visit regression onto the exact short teacher; returns the loss."""
     idx = torch.randint(0, len(world.texts), (batch,), generator=gen)
     z = torch.randn((batch, *world.shape), generator=gen)
     text = world.texts[idx]
     target = exact_sample(world.teacher, text, num_frames=world.shape[1], steps=world.ode_steps, noise=z, generator=gen)
-    ctx = model.encode_text(text)
-    loss = torch.zeros(())
-    for i, t in enumerate(world.timesteps):
-        x = z if i == 0 else add_noise(target, torch.randn(z.shape, generator=gen), t / 1000.0)
-        loss = loss + F.mse_loss(_x0(model, x, t, ctx), target) / len(world.timesteps)
+    loss = regression_loss(model, world, model.encode_text(text), z, target, gen)
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
