@@ -75,8 +75,9 @@ class MemoryConfigNode(io.ComfyNode):
     def validate_inputs(cls, threshold: float) -> bool | str:
         # One named input: ComfyUI skips its own range check for named inputs and repeats a custom error once per
         # named input. The integers and dropdowns are checked by ComfyUI (min / max from MEMORY_BOUNDS, option
-        # lists); the threshold here, because NaN passes ComfyUI's comparisons. Combinations of fields (fast_frames
-        # below the chunk size, consolidate_every 0) are refused by execute, without a traceback.
+        # lists); the threshold here, because NaN passes ComfyUI's comparisons. Values between the -1 sentinel and a
+        # field's minimum (fast_frames below the chunk size, consolidate_every 0) are refused on their own inputs
+        # when the prompt is queued (input_checks.py), and again by execute.
         return check_finite_input("Memory Config", "threshold", threshold, MEMORY_BOUNDS["tau"])
 
     @classmethod

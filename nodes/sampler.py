@@ -24,6 +24,7 @@ from context_forcing_core.student import Student, is_toy_config
 from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.prompts import all_prompts
 
+from .input_checks import refuse_in_place
 from .loader import INSPECT_SECONDS, checkpoint_path, resolve_dtype
 from .memory import build_memory
 from .types import (
@@ -120,12 +121,15 @@ def remember_graph(json_data: object) -> object:
 
 
 def register_graph_handler() -> None:
-    """Install :func:`remember_graph` on the running server (none in unit tests: validation then skips the budget)."""
+    """Install :func:`~nodes.input_checks.refuse_in_place` and :func:`remember_graph` on the running server (none in
+    unit tests: validation then skips the budget).
+    """
     try:
         from server import PromptServer
     except ImportError:
         return
     if getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.add_on_prompt_handler(refuse_in_place)
         PromptServer.instance.add_on_prompt_handler(remember_graph)
 
 
@@ -237,7 +241,8 @@ class LongRolloutSampler(io.ComfyNode):
         # them): seconds, because NaN passes ComfyUI's min / max comparisons; the memory budget of the whole
         # graph is attached to it too (the length is what to lower first). steps, seed, width and height are
         # range-checked by ComfyUI from the same bounds; shift NaN and width / height not multiples of 16 are
-        # refused by execute, which checks the budget again with the model actually connected.
+        # refused on their own inputs when the prompt is queued (input_checks.py); execute checks all of it again,
+        # and the budget with the model actually connected.
         checked = check_finite_input("Long Rollout Sampler", "seconds", seconds, SECONDS)
         graph, node_id = QUEUED_GRAPH.get(), getattr(getattr(cls, "hidden", None), "unique_id", None)
         if checked is not True or graph is None or node_id not in graph:
