@@ -319,6 +319,11 @@ def test_crafted_safetensors_are_refused_by_the_caps_in_milliseconds(tmp_path: P
     with pytest.raises(ValueError, match=r"many.safetensors: .*20000 tensors; a Wan2.1 checkpoint has at most 10000"):
         inspect_checkpoint(many)
     assert time.perf_counter() - start < 1.0
+    counted = tmp_path / "counted.safetensors"  # the tensor count is read before the JSON is parsed
+    text = b'{' + b'"data_offsets":[0,4],' * 10_001 + b'not json'
+    counted.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(ValueError, match="holds 10001 tensors"):
+        inspect_checkpoint(counted)
     few = {f"blocks.{i}.norm3.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for i in range(200)}
     with pytest.raises(ValueError, match="200 transformer blocks; at most 128"):
         inspect_checkpoint(_raw_safetensors(tmp_path / "blocks.safetensors", few, b"\0" * 4))
