@@ -26,6 +26,8 @@ STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
 EXACT_TEACHER = "exact"
 READ_TARGETS = ("reading", "endpoint", "balanced")
 """Values of ``TrainConfig.read_onto``."""
+TARGET_COUPLINGS = ("ode", "quantile")
+"""Values of ``TrainConfig.target_coupling``."""
 """``teacher`` value of the scene world's closed-form teacher (``toyworld.exact_teacher``), not an architecture."""
 
 
@@ -156,6 +158,11 @@ class TrainConfig:
     or "balanced" (the reading, but chunks that must invent get pictures jointly, each of the prompt's K equally
     often: ``exact_teacher.balanced_reading``; a micro-batch is then ``batch_size`` copies of one schedule, same
     prompts, other noise, so each invention has batch_size samples to share out)."""
+    target_coupling: str = "ode"
+    """Scene world, regression: how the exact teacher's target depends on the chunk's noise: "ode" (its
+    probability-flow end point from that noise, ``exact_sample``) or "quantile" (the same distribution, the picture
+    picked by the quantile of the noise's sum, ``exact_teacher.coupled_sample``: a map a small student learns, see
+    ``results/sampler-choice/``)."""
     scenes_per_video: int = 4
     """Scene world, regression: distinct scenes per training schedule."""
     scene_visit_units: tuple[int, int] = (1, 2)
@@ -204,6 +211,9 @@ class TrainConfig:
                              f"{VISIT_UNIT} frames, got {self.context_max}")
         if self.read_onto not in READ_TARGETS:
             raise ValueError(f"read_onto must be one of {', '.join(READ_TARGETS)}, got {self.read_onto!r}")
+        if self.target_coupling not in TARGET_COUPLINGS:
+            raise ValueError(f"target_coupling must be one of {', '.join(TARGET_COUPLINGS)}, "
+                             f"got {self.target_coupling!r}")
         if self.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
             raise ValueError(f"the balanced reading shares pictures out among at most {MAX_BALANCED_GROUP} copies: "
                              f"batch_size must be <= {MAX_BALANCED_GROUP}, got {self.batch_size}")

@@ -39,7 +39,13 @@ from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_lo
 from context_forcing_core.objectives.ode import ode_regression_loss
 from context_forcing_core.objectives.rollout import self_rollout
 from context_forcing_core.objectives.scheduled_regression import scheduled_regression
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, balanced_reading, exact_sample, reading
+from context_forcing_core.toyworld.exact_teacher import (
+    ExactTeacher,
+    balanced_reading,
+    coupled_sample,
+    exact_sample,
+    reading,
+)
 from context_forcing_core.toyworld.scene_rollout import prompt_schedule
 from context_forcing_core.toyworld.scenes import random_schedule, relabel_schedule
 from context_forcing_core.toyworld.text import ToyTextEncoder
@@ -377,6 +383,8 @@ def scheduled_update(run: Run) -> dict[str, float]:
         tf = bool(rng.random() < _teacher_forcing(run))
 
         def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
+            if cfg.target_coupling == "quantile":
+                return coupled_sample(run.teacher, text, noise=z, context=context)
             return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
                                 noise=z, generator=gen)
 

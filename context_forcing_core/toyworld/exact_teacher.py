@@ -274,6 +274,40 @@ def balanced_reading(teacher: ExactTeacher, frames: Tensor, text: Tensor, contex
 
 
 @torch.no_grad()
+def coupled_sample(teacher: ExactTeacher, text: Tensor, *, noise: Tensor, context: Tensor | None = None) -> Tensor:
+    """A draw from the teacher's distribution over end points, coupled to the chunk's noise by quantiles instead of by
+    its probability flow.
+
+    The exact teacher's flow ends on one of the prompt's pictures, drawn from its prior given the clean context
+    (uniform over the K without a frame of the prompt in the context, the shown scene when there is one): the
+    weights :meth:`ExactTeacher.log_weights` gives when the target carries no information. Which picture the flow
+    picks depends on the noise through sums over the whole chunk that a small student learns slowly
+    (``results/sampler-choice/``). Here the picture is the inverse CDF of those weights (pictures in library order)
+    at u = Phi(sum of the chunk's noise / sqrt(its size)), which is uniform on (0, 1): the same distribution, and a
+    map from noise to picture that needs one global sum.
+
+    Args:
+        text: (B, L, D) prompt states, or their (B,) :meth:`ExactTeacher.prompt_index`.
+        noise: (B, C, F, H, W) the chunk's noise (the student's first input).
+        context: (B, C, Fc, H, W) clean context frames, or None.
+
+    Returns:
+        (B, C, F, H, W) float32 the chosen picture in every frame.
+
+    """
+    b, f = noise.shape[0], noise.shape[2]
+    logw = torch.zeros(b, teacher.num_pictures, dtype=torch.float64, device=teacher.device)
+    if context is not None:
+        logw = logw + teacher.context_logp(context.to(teacher.device))
+    idx = text.to(teacher.device) if text.ndim == 1 else teacher.prompt_index(text.to(teacher.device))  # (B,)
+    keep = (idx[:, None] < 0) | (teacher.owner.to(teacher.device)[None] == idx[:, None])  # (B, N)
+    w = torch.softmax(torch.where(keep, logw, torch.tensor(-math.inf, dtype=logw.dtype, device=logw.device)), 1)
+    u = torch.special.ndtr(noise.double().flatten(1).sum(1) / noise[0].numel() ** 0.5).to(teacher.device)  # (B,)
+    pick = torch.searchsorted(w.cumsum(1), u[:, None], right=True).clamp(max=teacher.num_pictures - 1)[:, 0]  # (B,)
+    return teacher.pictures[pick].float()[:, :, None].expand(-1, -1, f, -1, -1).to(noise.device)
+
+
+@torch.no_grad()
 def exact_sample(teacher: ExactTeacher, text: Tensor, *, num_frames: int, context: Tensor | None = None,
                  steps: int = 48, shift: float = 5.0, guidance: float = 0.0, uncond: Tensor | None = None,
                  generator: torch.Generator, noise: Tensor | None = None,

@@ -181,6 +181,33 @@ def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch
         apply_overrides(preset("toy-scenes-stage2"), {"read_onto": "balanced", "batch_size": "9"})
 
 
+def test_quantile_coupling_regresses_onto_the_coupled_sample(tmp_path, monkeypatch):
+    """``--target_coupling quantile``: every chunk's target is the exact teacher's quantile-coupled picture (given the
+    chunk's context), not its ODE end point."""
+    import training.loop as loop
+
+    calls = []
+    real = loop.coupled_sample
+
+    def spy(teacher, text, *, noise, context=None):
+        out = real(teacher, text, noise=noise, context=context)
+        calls.append((context is None, out))
+        return out
+
+    monkeypatch.setattr(loop, "coupled_sample", spy)
+    monkeypatch.setattr(loop, "exact_sample", lambda *a, **k: pytest.fail("the ODE target is not used"))
+    assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
+                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start",
+                     "12", "--curriculum_end", "12", "--scenes_per_video", "2", "--read_weight", "0",
+                     "--target_coupling", "quantile"]) == 0
+    assert len(calls) == 4 and calls[0][0] and not calls[1][0]  # the first chunk has no context, the others do
+    assert all(torch.equal(out[:, :, 0], out[:, :, -1]) for _, out in calls)  # one picture held in every frame
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["regression_loss"] > 0
+    with pytest.raises(ValueError, match="target_coupling"):
+        apply_overrides(preset("toy-scenes-stage2"), {"target_coupling": "flow"})
+
+
 def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
     """The learned teacher on the scene world: its clips are one library picture held still."""
     cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "6", "target_frames": "6", "batch_size": "2"})

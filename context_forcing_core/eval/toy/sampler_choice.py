@@ -17,6 +17,10 @@ teacher's next state from the same z (the last one x0*), from the teacher's stat
 from the chunk's noise, through its sampler with gradient in the last step, regresses onto the library picture the
 exact teacher reads in it (:func:`~context_forcing_core.toyworld.exact_teacher.reading`).
 
+"coupled" (the stochastic sampler, no reading term) regresses onto
+:func:`~context_forcing_core.toyworld.exact_teacher.coupled_sample` instead of x0*(z): the teacher's distribution
+over pictures, the picture chosen by the quantile of the chunk noise's sum (a map that needs one global sum).
+
 Every variant starts from ``--init``, trains on one no-context chunk at a time (first visits, uniform prompts), the
 same draws, and is scored on held-out noise with their own sampler as
 :mod:`~context_forcing_core.eval.toy.first_visits` scores: library distance (latent units; 0 = a library picture)
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +43,9 @@ from context_forcing_core.diffusion.sampler import sample_chunk
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.eval.toy.first_visits import picture_distances
 from context_forcing_core.eval.toy.positions import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
-from context_forcing_core.models.loading import load_model
+from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
-from context_forcing_core.toyworld.exact_teacher import exact_sample, reading
+from context_forcing_core.toyworld.exact_teacher import coupled_sample, exact_sample, reading
 
 READ_WEIGHT = 5.0
 """Weight of the reading term (``toy-scenes-stage2``'s ``read_weight``; the core cannot read the training presets)."""
@@ -99,14 +104,6 @@ def trajectory_loss(model: WanModel, world: World, ctx, states: dict[float, Tens
     return loss
 
 
-def coupled_pick(z: Tensor, k: int) -> Tensor:
-    """(B,) library index for each chunk noise ``z`` (B, C, f, H, W): the quantile bin, among ``k`` equal ones, of
-    its normalised sum (a standard normal), so every picture is drawn with probability 1 / k.
-    """
-    u = torch.special.ndtr(z.flatten(1).sum(1) / z[0].numel() ** 0.5)  # (B,) uniform on (0, 1)
-    return (u * k).long().clamp(max=k - 1)
-
-
 def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch: int, gen: torch.Generator, *,
                deterministic: bool, read_weight: float, coupled: bool = False) -> float:
     """One step of a variant (module docstring); every variant makes the same prompt and noise draws."""
@@ -114,8 +111,7 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
     z = torch.randn((batch, *world.shape), generator=gen)
     text = world.texts[idx]
     if coupled:
-        pick = world.pictures[idx, coupled_pick(z, world.pictures.shape[1])]  # (B, C, H, W)
-        target = pick[:, :, None].expand(-1, -1, world.shape[1], -1, -1)  # (B, C, f, H, W)
+        target = coupled_sample(world.teacher, text, noise=z)  # (B, C, f, H, W)
         loss = regression_loss(model, world, model.encode_text(text), z, target, gen)
         opt.zero_grad()
         loss.backward()
@@ -175,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--rounds", type=int, default=16, help="held-out noises per prompt at each evaluation")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated among {', '.join(VARIANTS)}")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="folder for each variant's checkpoint at every evaluation (VARIANT-STEP.safetensors)")
     args = parser.parse_args(argv)
     world = make_world()
     teacher = world.teacher
@@ -200,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
                     return m(x, t, m.encode_text(txt), attention="block_causal")
 
                 rows[name].append((step, *first_visit_scores(flow, world, deterministic=det, rounds=args.rounds)))
+                if args.save is not None:
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    save_model(model, args.save / f"{name}-{step}.safetensors")
                 model.train()
                 print(f"{name}: step {step}, library distance {rows[name][-1][1]:.3f}, chance recall "
                       f"{rows[name][-1][2]:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -53,15 +53,6 @@ def test_the_teacher_states_hold_every_student_level():
     assert torch.isfinite(end).all()
 
 
-def test_coupled_pick_is_uniform_and_a_function_of_the_noise_sum():
-    z = torch.randn(20_000, 2, 1, 3, 3, generator=torch.Generator().manual_seed(5))
-    pick = sampler_choice.coupled_pick(z, 4)
-    share = torch.bincount(pick, minlength=4).float() / len(pick)
-    assert (share - 0.25).abs().max() < 0.015
-    torch.testing.assert_close(sampler_choice.coupled_pick(-z, 4), 3 - pick)  # quantile bins of the sum, mirrored
-    assert sampler_choice.coupled_pick(torch.zeros(1, 2, 1, 3, 3) + 10.0, 4).item() == 3
-
-
 def test_every_variant_trains_and_is_scored(capsys):
     sampler_choice.main(["--init", str(BUNDLED_TOY_STUDENT), "--steps", "1", "--every", "1", "--batch", "2",
                          "--rounds", "1"])

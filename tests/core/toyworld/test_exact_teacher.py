@@ -10,7 +10,13 @@ import torch
 
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.objectives.dmd import score_with_context
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher, balanced_reading, exact_sample, reading
+from context_forcing_core.toyworld.exact_teacher import (
+    ExactTeacher,
+    balanced_reading,
+    coupled_sample,
+    exact_sample,
+    reading,
+)
 from context_forcing_core.toyworld.scenes import ScenePrompt, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
@@ -117,6 +123,31 @@ def test_balanced_reading_shares_the_pictures_out_among_inventions_of_one_prompt
     with pytest.raises(ValueError, match="at most"):
         balanced_reading(teacher, frames[:1].repeat(9, 1, 1, 1, 1), text[:1].repeat(9, 1, 1), None,
                          torch.ones(9, dtype=torch.bool))
+
+
+def test_coupled_sample_draws_the_teachers_prior_by_the_quantile_of_the_noise_sum(tiny):
+    """Hand cases (K = 2): without context the picture is the prompt's first when the noise sums below 0 and its
+    second above (each half the time); a context showing one of them gives it whatever the noise; a context frame
+    of another prompt changes nothing."""
+    teacher, enc = tiny
+    pics = teacher.pictures  # (6, 48, 8, 8): prompt p owns pictures 2p, 2p + 1
+    text = enc.encode([PROMPTS[1].text] * 4)
+    noise = torch.randn(4, 48, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise = noise - noise.mean((1, 2, 3, 4), keepdim=True) + torch.tensor([-0.02, -0.001, 0.001, 0.02])[:, None, None,
+                                                                                                       None, None]
+    got = coupled_sample(teacher, text, noise=noise)
+    assert got.shape == noise.shape and got.dtype == torch.float32
+    for row, picture in enumerate((2, 2, 3, 3)):
+        torch.testing.assert_close(got[row], pics[picture][:, None].expand(-1, 2, -1, -1))
+    shown = pics[3][None, :, None].repeat(4, 1, 1, 1, 1)  # (4, 48, 1, 8, 8) a context frame of picture 3
+    for row in range(4):
+        torch.testing.assert_close(coupled_sample(teacher, text, noise=noise, context=shown)[row, :, 0], pics[3])
+    other = pics[4][None, :, None].repeat(4, 1, 1, 1, 1)  # another prompt's scene: no evidence for prompt 1
+    torch.testing.assert_close(coupled_sample(teacher, text, noise=noise, context=other), got)
+    many = torch.randn(4000, 48, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    picks = coupled_sample(teacher, enc.encode([PROMPTS[0].text]).repeat(4000, 1, 1), noise=many)[:, :, 0]
+    first = (picks == pics[0]).flatten(1).all(1).float().mean()
+    assert abs(float(first) - 0.5) < 0.03 and bool(((picks == pics[0]) | (picks == pics[1])).flatten(1).all(1).all())
 
 
 def test_forward_is_a_bidirectional_model_for_score_with_context(tiny):
