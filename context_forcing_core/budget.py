@@ -43,14 +43,15 @@ class MemoryBudgetError(ValueError):
 
 def kv_cache_bytes(config: WanConfig, memory: MemoryConfig, latent_size: tuple[int, int], num_latent_frames: int,
                    dtype: torch.dtype, batch: int = 1) -> int:
-    """Bytes of K/V the memory holds over a rollout: 2 (K, V) x layers x frames x tokens x dim x element.
+    """Bytes of K/V buffers the memory allocates over a rollout: 3 (K, V and the keys rotated to the chunk's
+    positions, ``LayerCache.rotated``) x layers x frames x tokens x dim x element.
 
     A bounded memory allocates its whole capacity with the first chunk (``memory/state.py``), whatever the length.
     """
     frames = memory.capacity or num_latent_frames
     tokens = (latent_size[0] // config.patch_size[1]) * (latent_size[1] // config.patch_size[2])
     element = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
-    return 2 * batch * config.num_layers * frames * tokens * config.dim * element
+    return 3 * batch * config.num_layers * frames * tokens * config.dim * element
 
 
 def rollout_need(config: WanConfig, memory: MemoryConfig, latent_size: tuple[int, int], num_latent_frames: int,

@@ -30,7 +30,8 @@ def sample_chunk(
     noise: Tensor,
     timesteps: Sequence[float],
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
+    renoise: Tensor | None = None,
     exit_step: int | None = None,
     grad: bool = False,
 ) -> Tensor:
@@ -40,7 +41,9 @@ def sample_chunk(
         predict_flow: the model on this chunk (its memory already set up).
         noise: (B, C, f, H, W) float32 starting noise.
         timesteps: decreasing t in (0, 1000], e.g. :func:`warp_timesteps` output.
-        generator: CPU generator for the fresh re-noising draws.
+        generator: CPU generator for the fresh re-noising draws, drawn step by step and moved to the device.
+        renoise: (n, B, C, f, H, W) the re-noising draws already on the device, one per step after the first (at
+            least as many as the steps run); replaces ``generator`` (:func:`draw_chunk_noise`).
         exit_step: stop after this step and return its x0 (training rollouts); None runs every step.
         grad: record autograd for the exit step only; earlier steps never carry gradient.
 
@@ -51,6 +54,10 @@ def sample_chunk(
     last = len(timesteps) - 1 if exit_step is None else exit_step
     if not 0 <= last < len(timesteps):
         raise ValueError(f"exit_step must lie in [0, {len(timesteps) - 1}], got {exit_step}")
+    if (generator is None) == (renoise is None):
+        raise ValueError("give the re-noising draws either as a generator or as renoise, not both or neither")
+    if renoise is not None and len(renoise) < last:
+        raise ValueError(f"{last + 1} steps need {last} re-noising draws, got {len(renoise)}")
     b, f = noise.shape[0], noise.shape[2]
     x = noise
     for i, t in enumerate(timesteps[: last + 1]):
@@ -59,9 +66,22 @@ def sample_chunk(
             flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
             x0 = x0_from_flow(x, flow, sigma)
         if i < last:
-            fresh = torch.randn(x.shape, generator=generator).to(x.device)
+            fresh = renoise[i] if renoise is not None else torch.randn(x.shape, generator=generator).to(x.device)
             x = add_noise(x0, fresh, timesteps[i + 1] / 1000.0)
     return x0
+
+
+def draw_chunk_noise(shape: Sequence[int], draws: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """A chunk's starting noise and re-noising draws, (draws, *shape) float32 on ``device``, in one transfer.
+
+    The draws come from the CPU generator one after another, exactly as :func:`sample_chunk` would draw them step by
+    step, so the same seed gives the same noise on every device (and the same values as drawing per step); they
+    reach the device in one copy per chunk (from pinned memory, not waited for, on CUDA) instead of one per step.
+    """
+    host = torch.stack([torch.randn(tuple(shape), generator=generator) for _ in range(draws)])
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
 
 
 def generate_chunk(
@@ -86,12 +106,13 @@ def generate_chunk(
     """
     shape = (text.batch_size, model.config.in_channels, len(frames), *latent_size)
     memory.begin_chunk(frames)
-    noise = torch.randn(shape, generator=generator).to(model.device)
+    last = len(timesteps) - 1 if exit_step is None else exit_step
+    draws = draw_chunk_noise(shape, 1 + max(0, min(last, len(timesteps) - 1)), generator, model.device)
 
     def flow(x: Tensor, t: Tensor) -> Tensor:
         return model(x, t, text, attention=memory.attention())
 
-    x0 = sample_chunk(flow, noise, timesteps, generator=generator, exit_step=exit_step, grad=grad)
+    x0 = sample_chunk(flow, draws[0], timesteps, renoise=draws[1:], exit_step=exit_step, grad=grad)
     with torch.no_grad():
         zeros = torch.zeros(shape[0], shape[2], device=x0.device)
         model(x0.detach(), zeros, text, attention=memory.attention(commit=True))

@@ -6,9 +6,17 @@ Protocol for one chunk (the sampler drives it):
     model(x0, 0, text, attention=memory.attention(commit=True))  # clean pass: K/V written
     memory.end_chunk()                                 # consolidate (CF Eq. 7), evict, trace
 
-Each layer's attention reads the memory through :meth:`SlowFastMemory.read` and the clean pass writes it through
-:meth:`SlowFastMemory.write`; a gradient-recording pass keeps what it read (:class:`MemoryAttention`), so that
-activation checkpointing recomputes against the same K/V even after later chunks rewrote the cache.
+Each layer's attention reads the memory and the clean pass writes it through :meth:`SlowFastMemory.write`. Two read
+paths give the same outputs:
+- in place (inference: no autograd, no ``keep_grad``): ``begin_chunk`` compacts each cache so its frames are a
+  prefix in logical order; the first pass of a chunk rotates a layer's cached keys once, to the positions fixed for
+  the chunk, into the layer's ``rotated`` buffer; every pass rotates only its chunk's queries and keys and writes the
+  chunk's K/V behind the history (keys into ``rotated``, values into the cache slots the commit will fill), and
+  attention reads views. Per pass: no copy of the history, no gather, no index tensor, no host read.
+- read and concatenate (:meth:`SlowFastMemory.read`, :class:`LayerView`): a snapshot of the history and all
+  positions' angles, rotated and concatenated with the chunk on every pass. Autograd needs it: a gradient-recording
+  pass keeps what it read (:class:`MemoryAttention`), so activation checkpointing recomputes against the same K/V
+  even after later chunks rewrote the cache.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from ..models.config import WanConfig
 from ..models.rope import apply_rope, rope_angles
 from .config import MemoryConfig
 from .positions import assign_positions
-from .state import LayerCache, Role, Slot, allocate, evict, gather, promote, write_frames
+from .state import LayerCache, Role, Slot, allocate, compact, evict, gather, promote, reserve, write_frames
 from .surprisal import decide, is_checked, key_summary, similarity
 from .trace import ChunkStep, LayerStep, MemoryTrace
 
@@ -42,6 +50,8 @@ class _Pending:
     """Per layer, key summary of the chunk, set by the commit pass."""
     angles: dict = field(default_factory=dict)
     """RoPE cos/sin memoised by (positions, rows, columns) for this chunk."""
+    rotated: set[int] = field(default_factory=set)
+    """Layers whose ``rotated`` buffer holds this chunk's rotation of the history."""
 
 
 class SlowFastMemory:
@@ -82,6 +92,8 @@ class SlowFastMemory:
             )
         history, positions = [], []
         for cache in self.layers:
+            if cache.k is not None:
+                compact(cache, keep_grad=self.keep_grad)  # the only copies of the history outside the passes
             slots = [cache.slots[i] for i in cache.occupied()]
             copies = [Slot(frame=s.frame, role=s.role, clean=s.clean, keep=s.keep) for s in slots]
             history.append(copies)
@@ -90,11 +102,13 @@ class SlowFastMemory:
             frames=frames, recache=recache, history=history, positions=positions, summaries=[None] * self.num_layers
         )
 
-    def attention(self, *, commit: bool = False) -> MemoryAttention:
-        """Attention context for one forward pass over the pending chunk; ``commit`` writes its K/V."""
+    def attention(self, *, commit: bool = False, in_place: bool = True) -> MemoryAttention:
+        """Attention context for one forward pass over the pending chunk; ``commit`` writes its K/V; ``in_place``
+        False always reads and concatenates (see the module docstring).
+        """
         if self._pending is None:
             raise RuntimeError("call begin_chunk before running the model on a chunk")
-        return MemoryAttention(memory=self, commit=commit)
+        return MemoryAttention(memory=self, commit=commit, in_place=in_place)
 
     def end_chunk(self) -> ChunkStep | None:
         """Consolidate and evict after the commit pass; returns the chunk's trace entry (None for a re-cache)."""
@@ -109,7 +123,15 @@ class SlowFastMemory:
             return None
         cfg = self.config
         chunk = p.frames[0] // cfg.chunk_frames
-        steps = [self._end_layer(i, chunk, p) for i in range(self.num_layers)]
+        refs = [self._reference(i) for i in range(self.num_layers)]
+        checked = is_checked(cfg, chunk)
+        measured = [i for i, (ref, _) in enumerate(refs) if checked and cfg.slow_select == "surprisal" and ref is not None]
+        sims: list[float | None] = [None] * self.num_layers
+        if measured:  # one host read per chunk, not one per layer
+            values = torch.stack([similarity(p.summaries[i], refs[i][0]) for i in measured]).tolist()
+            for i, value in zip(measured, values):
+                sims[i] = value
+        steps = [self._end_layer(i, chunk, p, checked, sims[i], refs[i][1]) for i in range(self.num_layers)]
         self.next_frame = p.frames[-1] + 1
         step = ChunkStep(chunk=chunk, frames=tuple(p.frames), layers=steps, cache_bytes=self.nbytes(),
                          allocated_bytes=self.allocated_bytes(), recached=self._recached)
@@ -117,14 +139,17 @@ class SlowFastMemory:
         self.trace.chunks.append(step)
         return step
 
-    def _end_layer(self, i: int, chunk: int, p: _Pending) -> LayerStep:
+    def _reference(self, i: int) -> tuple[Tensor | None, int | None]:
+        """Layer ``i``'s surprisal reference summary and the chunk it came from."""
+        cache = self.layers[i]
+        if self.config.similarity_reference == "last_consolidated" and cache.anchor_summary is not None:
+            return cache.anchor_summary, self._anchor_chunk[i]
+        return cache.prev_summary, self._prev_chunk[i]
+
+    def _end_layer(self, i: int, chunk: int, p: _Pending, checked: bool, sim: float | None,
+                   ref_chunk: int | None) -> LayerStep:
         cfg, cache = self.config, self.layers[i]
         summary = p.summaries[i]
-        checked = is_checked(cfg, chunk)
-        ref, ref_chunk = cache.prev_summary, self._prev_chunk[i]
-        if cfg.similarity_reference == "last_consolidated" and cache.anchor_summary is not None:
-            ref, ref_chunk = cache.anchor_summary, self._anchor_chunk[i]
-        sim = similarity(summary, ref) if checked and cfg.slow_select == "surprisal" and ref is not None else None
         consolidated = checked and decide(cfg, sim)
         if consolidated:  # CF: keep only the first latent frame(s) of a consolidated chunk
             for f in p.frames[: cfg.keep_frames]:
@@ -182,8 +207,8 @@ class SlowFastMemory:
         return sum(c.nbytes() for c in self.layers)
 
     def allocated_bytes(self) -> int:
-        """Bytes of K/V buffers allocated, all layers."""
-        return sum(0 if c.k is None else 2 * c.k.numel() * c.k.element_size() for c in self.layers)
+        """Bytes of K/V buffers allocated (the rotated-keys buffers included), all layers."""
+        return sum(t.numel() * t.element_size() for c in self.layers for t in (c.k, c.v, c.rotated) if t is not None)
 
     # ----------------------------------------------------------------------------------------------- attention
     def read(self, layer: int, grid: Grid, device: torch.device, *, copy: bool = False) -> LayerView:
@@ -209,6 +234,41 @@ class SlowFastMemory:
         hist_pos, query_pos = p.positions[layer]
         cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, device)
         return LayerView(k=hist_k, v=hist_v, cos=cos, sin=sin, grid=grid)
+
+    def attend_in_place(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor | None:
+        """The in-place read path (module docstring): the chunk's raw q, k, v (B, f * N, H, D) -> (B, f * N, H, D).
+
+        Only for passes without autograd on a memory without ``keep_grad`` (the chunk's K/V are written into free
+        cache slots and the layer's ``rotated`` buffer in place). None when this layer cannot take the path (a cache
+        in another dtype than the chunk); the caller then reads and concatenates.
+        """
+        p, cache = self._pending, self.layers[layer]
+        if p is None:
+            raise RuntimeError("the memory has no pending chunk: call begin_chunk before running the model on a chunk")
+        f, h, w = grid
+        if f != len(p.frames):
+            raise ValueError(f"the model ran on {f} latent frames but the pending chunk has {len(p.frames)}")
+        n, tokens = len(p.history[layer]), h * w
+        hist_pos, query_pos = p.positions[layer]
+        cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, q.device)  # ((n + f) * N, D / 2)
+        qr = apply_rope(q, cos[n * tokens:], sin[n * tokens:])  # (B, f * N, H, D)
+        kr = apply_rope(k, cos[n * tokens:], sin[n * tokens:])
+        if n == 0:  # nothing cached yet (first chunk): the chunk attends to itself
+            return sdpa(qr, kr, v)
+        if cache.k.dtype != k.dtype or cache.k.shape[0] != k.shape[0]:
+            return None
+        reserve(cache, n + f)
+        if cache.rotated is None or cache.rotated.shape[1] < len(cache.slots):
+            cache.rotated = torch.empty_like(cache.k)
+        if layer not in p.rotated:  # once per chunk: the history's keys at this chunk's positions
+            hist = cache.k[:, :n].flatten(1, 2)  # (B, n * N, H, D), a view: begin_chunk compacted the cache
+            cache.rotated[:, :n].flatten(1, 2).copy_(apply_rope(hist, cos[: n * tokens], sin[: n * tokens]))
+            p.rotated.add(layer)
+        keys = cache.rotated[:, : n + f].flatten(1, 2)  # (B, (n + f) * N, H, D) views
+        values = cache.v[:, : n + f].flatten(1, 2)
+        keys[:, n * tokens:].copy_(kr)  # the chunk's own K/V, behind the history
+        values[:, n * tokens:].copy_(v)
+        return sdpa(qr, keys, values)
 
     def _angles(self, p: _Pending, positions: tuple[int, ...], h: int, w: int, device) -> tuple[Tensor, Tensor]:
         key = (positions, h, w)
@@ -267,6 +327,9 @@ class MemoryAttention:
 
     memory: SlowFastMemory
     commit: bool = False
+    in_place: bool = True
+    """Use the in-place read path where it applies (no autograd, no ``keep_grad``); False always reads and
+    concatenates (the reference the in-place path is tested against)."""
     views: dict[int, LayerView] = field(default_factory=dict)
     """Per layer, the snapshot read by a gradient-recording pass."""
     committed: set[int] = field(default_factory=set)
@@ -274,6 +337,17 @@ class MemoryAttention:
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
         """Attend to the cached frames and the chunk itself; commit the chunk's K/V when asked."""
+        out = None
+        if self.in_place and not self.memory.keep_grad and not torch.is_grad_enabled():
+            out = self.memory.attend_in_place(layer, q, k, v, grid)
+        if out is None:
+            out = self._read_and_concatenate(layer, q, k, v, grid)
+        if self.commit and layer not in self.committed:
+            self.memory.write(layer, k, v, grid)
+            self.committed.add(layer)
+        return out
+
+    def _read_and_concatenate(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
         view = self.views.get(layer)
         if view is None:
             record = torch.is_grad_enabled()
@@ -282,8 +356,4 @@ class MemoryAttention:
                 self.views[layer] = view
         elif view.grid != grid:
             raise ValueError(f"this memory context was read for the token grid {view.grid}, not {grid}")
-        out = view.attend(q, k, v)
-        if self.commit and layer not in self.committed:
-            self.memory.write(layer, k, v, grid)
-            self.committed.add(layer)
-        return out
+        return view.attend(q, k, v)

@@ -56,6 +56,8 @@ class LayerCache:
     """(B, H * D) key summary of the last committed chunk (surprisal reference "previous")."""
     anchor_summary: Tensor | None = None
     """(B, H * D) key summary of the last consolidated chunk (reference "last_consolidated")."""
+    rotated: Tensor | None = None
+    """(B, capacity, N, H, D) keys rotated to the pending chunk's positions (the in-place read path's buffer)."""
 
     def occupied(self) -> list[int]:
         """Indices of occupied slots, ordered sink, slow, fast, each oldest first."""
@@ -99,6 +101,17 @@ def _grow(cache: LayerCache, need: int) -> None:
     cache.slots.extend([None] * (new_cap - cap))
 
 
+def reserve(cache: LayerCache, slots: int) -> None:
+    """Make room for ``slots`` slots in all: a growable cache grows as :func:`write_frames` would; a full bounded
+    cache is an error.
+    """
+    if len(cache.slots) >= slots:
+        return
+    if not cache.growable:
+        raise RuntimeError(f"cache full: {slots} slots needed, capacity {len(cache.slots)}")
+    _grow(cache, slots - len(cache.slots))
+
+
 def write_frames(
     cache: LayerCache, frames: list[int], k: Tensor, v: Tensor, roles: list[Role], *, keep_grad: bool
 ) -> None:
@@ -122,14 +135,25 @@ def write_frames(
             raise RuntimeError(f"cache full: {len(frames)} frames to write, {len(free)} free slots")
         _grow(cache, len(frames) - len(free))
         free = [i for i, s in enumerate(cache.slots) if s is None]
-    idx = torch.tensor(free[: len(frames)], device=k.device)
-    if keep_grad:
-        cache.k = cache.k.index_copy(1, idx, k.to(cache.k.dtype))
-        cache.v = cache.v.index_copy(1, idx, v.to(cache.v.dtype))
+    first = free[0]
+    if free[: len(frames)] == list(range(first, first + len(frames))):  # a run of slots: slice writes, no index
+        end = first + len(frames)
+        if keep_grad:
+            cache.k = cache.k.slice_scatter(k.to(cache.k.dtype), dim=1, start=first, end=end)
+            cache.v = cache.v.slice_scatter(v.to(cache.v.dtype), dim=1, start=first, end=end)
+        else:
+            with torch.no_grad():
+                cache.k[:, first:end].copy_(k.detach())
+                cache.v[:, first:end].copy_(v.detach())
     else:
-        with torch.no_grad():
-            cache.k.index_copy_(1, idx, k.detach().to(cache.k.dtype))
-            cache.v.index_copy_(1, idx, v.detach().to(cache.v.dtype))
+        idx = torch.tensor(free[: len(frames)], device=k.device)
+        if keep_grad:
+            cache.k = cache.k.index_copy(1, idx, k.to(cache.k.dtype))
+            cache.v = cache.v.index_copy(1, idx, v.to(cache.v.dtype))
+        else:
+            with torch.no_grad():
+                cache.k.index_copy_(1, idx, k.detach().to(cache.k.dtype))
+                cache.v.index_copy_(1, idx, v.detach().to(cache.v.dtype))
     for i, f, r in zip(free, frames, roles):
         cache.slots[i] = Slot(frame=f, role=r, clean=True)
 
@@ -145,6 +169,48 @@ def promote(cache: LayerCache, frame: int) -> None:
     if slot.role != Role.FAST:
         raise ValueError(f"frame {frame} is {slot.role.value}, only fast frames are promoted")
     slot.role = Role.SLOW
+
+
+def compact(cache: LayerCache, *, keep_grad: bool) -> int:
+    """Move the occupied slots to the front in logical order (sink, slow, fast, each oldest first); free slots follow.
+
+    Between chunks the layout only loses frames (eviction) and relabels them (promotion), so the occupied slots are
+    already in logical order with holes, and compaction moves runs of slots towards the front with slice copies (no
+    index tensor). Any other order (which no memory operation produces) is reordered with one gather. With
+    ``keep_grad`` (the cache carries autograd history) the buffers are rewritten out of place.
+
+    Returns:
+        Slots moved.
+
+    """
+    order = cache.occupied()
+    if order == list(range(len(order))):
+        return 0
+    if keep_grad or any(b <= a for a, b in zip(order, order[1:])):
+        idx = torch.tensor(order, device=cache.k.device)
+        n = len(order)
+        if keep_grad:
+            cache.k = cache.k.slice_scatter(cache.k.index_select(1, idx), dim=1, start=0, end=n)
+            cache.v = cache.v.slice_scatter(cache.v.index_select(1, idx), dim=1, start=0, end=n)
+        else:
+            cache.k[:, :n] = cache.k.index_select(1, idx)
+            cache.v[:, :n] = cache.v.index_select(1, idx)
+    else:  # ascending sources: every move goes to the front, copy runs front to back
+        j = 0
+        while j < len(order):
+            src, run = order[j], 1
+            while j + run < len(order) and order[j + run] == src + run:
+                run += 1
+            shift = src - j
+            if shift:
+                for a in range(0, run, shift):  # pieces of at most `shift` slots: source and target never overlap
+                    b = min(run, a + shift)
+                    cache.k[:, j + a:j + b].copy_(cache.k[:, src + a:src + b])
+                    cache.v[:, j + a:j + b].copy_(cache.v[:, src + a:src + b])
+            j += run
+    slots = [cache.slots[i] for i in order]
+    cache.slots = slots + [None] * (len(cache.slots) - len(slots))
+    return sum(i != j for j, i in enumerate(order))
 
 
 def gather(cache: LayerCache, *, copy: bool = False) -> tuple[Tensor | None, Tensor | None, list[Slot]]:

@@ -23,9 +23,12 @@ def key_summary(k: Tensor) -> Tensor:
     return k.float().mean(dim=1).flatten(1)
 
 
-def similarity(a: Tensor, b: Tensor) -> float:
-    """Cosine similarity of two (B, H * D) summaries, averaged over the batch (one decision per batch)."""
-    return torch.nn.functional.cosine_similarity(a, b, dim=-1).mean().item()
+def similarity(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity of two (B, H * D) summaries, averaged over the batch (one decision per batch) -> 0-dim.
+
+    A tensor, not a float: the memory reads every layer's similarity to the host at once, once per chunk.
+    """
+    return torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()
 
 
 def is_checked(cfg: MemoryConfig, chunk: int) -> bool:

@@ -9,7 +9,7 @@ import torch
 
 from context_forcing_core.budget import MemoryBudgetError, available_bytes, rollout_need
 from context_forcing_core.diffusion.prompts import PromptSchedule
-from context_forcing_core.diffusion.sampler import generate, sample_chunk, stream
+from context_forcing_core.diffusion.sampler import draw_chunk_noise, generate, sample_chunk, stream
 from context_forcing_core.diffusion.schedule import warp_timesteps
 from context_forcing_core.memory.config import memory_preset
 
@@ -30,6 +30,25 @@ def test_sample_chunk_is_exact_for_the_true_flow_of_a_point_mass():
     assert torch.allclose(out, target, atol=1e-5)
     assert [c[0, 0].item() for c in calls] == pytest.approx([1000, 937.5, 833.333, 625], rel=1e-5)
     assert all(c.shape == (2, 3) for c in calls)  # per-frame timesteps
+
+
+def test_chunk_noise_drawn_at_once_equals_drawing_step_by_step():
+    shape = (2, 4, 3, 5, 5)
+    step_by_step = torch.Generator().manual_seed(7)
+    expected = [torch.randn(shape, generator=step_by_step) for _ in range(4)]
+    draws = draw_chunk_noise(shape, 4, torch.Generator().manual_seed(7), torch.device("cpu"))
+    assert draws.shape == (4, *shape) and all(torch.equal(d, e) for d, e in zip(draws, expected))
+
+    def flow(x, t):
+        return torch.tanh(x) * t[:, None, :, None, None] / 1000
+
+    gen = torch.Generator().manual_seed(7)
+    by_generator = sample_chunk(flow, torch.randn(shape, generator=gen), warp_timesteps(), generator=gen)
+    assert torch.equal(sample_chunk(flow, draws[0], warp_timesteps(), renoise=draws[1:]), by_generator)
+    with pytest.raises(ValueError, match="either as a generator or as renoise"):
+        sample_chunk(flow, draws[0], warp_timesteps(), generator=gen, renoise=draws[1:])
+    with pytest.raises(ValueError, match="4 steps need 3 re-noising draws, got 2"):
+        sample_chunk(flow, draws[0], warp_timesteps(), renoise=draws[2:])
 
 
 def test_same_seed_same_output_and_seeds_differ(model):
