@@ -230,6 +230,10 @@ class LongRolloutSampler(io.ComfyNode):
                 io.Conditioning.Input("conditioning", optional=True,
                                       tooltip="Wan models: CLIP Text Encode with the umT5-XXL encoder."),
                 CFSchedule.Input("schedule", optional=True, tooltip="Prompt switches (Context Forcing Prompt Switch)."),
+                io.Boolean.Input("compile_attention", default=False, optional=True,
+                                 tooltip="Run the memory's attention core under torch.compile: the first chunks wait "
+                                         "for the compiler (tens of seconds), later ones may run faster. Same video "
+                                         "within float tolerance."),
             ],
             outputs=[io.Latent.Output(display_name="latent"), CFTrace.Output(display_name="memory_trace")],
             hidden=[io.Hidden.unique_id],
@@ -256,7 +260,7 @@ class LongRolloutSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model: ModelHandle, seconds: float, seed: int, steps: int, shift: float, width: int, height: int,
                 prompt: str, memory: MemoryConfig | None = None, conditioning: list | None = None,
-                schedule: tuple[ScheduledPrompt, ...] | None = None) -> io.NodeOutput:
+                schedule: tuple[ScheduledPrompt, ...] | None = None, compile_attention: bool = False) -> io.NodeOutput:
         refusal = (wrong_connection(NAME, "model", model, ModelHandle, "Load Context Forcing Model")
                    or wrong_connection(NAME, "memory", memory, (MemoryConfig, type(None)), "Context Forcing Memory Config")
                    or (None if schedule is None or is_schedule(schedule) else
@@ -288,7 +292,8 @@ class LongRolloutSampler(io.ComfyNode):
         trace = MemoryTrace()
         rollout = stream(student.model, texts, num_latent_frames=frames, memory=memory, seed=seed,
                          steps=step_list(steps), shift=shift, latent_size=latent_size, budget_bytes=math.inf,
-                         interrupt=model_management.throw_exception_if_processing_interrupted)  # budget checked above
+                         interrupt=model_management.throw_exception_if_processing_interrupted,  # budget checked above
+                         compile_attention=bool(compile_attention))
         try:
             for chunk in rollout:
                 if not torch.isfinite(chunk.latents).all():  # never a "successful" video of NaN

@@ -67,7 +67,7 @@ def memory(preset: str, pos: tuple[int, int], threshold: float = -1) -> Node:
 
 
 def sampler(seconds: float, prompt: str, pos: tuple[int, int], fps_note: str = "") -> Node:
-    return Node("CF_LongRolloutSampler", [seconds, 0, "fixed", 4, 5.0, 832, 480, prompt],
+    return Node("CF_LongRolloutSampler", [seconds, 0, "fixed", 4, 5.0, 832, 480, prompt, False],
                 [("model", "CF_MODEL"), ("memory", "CF_MEMORY_CONFIG"), ("conditioning", "CONDITIONING"),
                  ("schedule", "CF_PROMPT_SCHEDULE")],
                 [("latent", "LATENT"), ("memory_trace", "CF_MEMORY_TRACE")], pos, (340, 330), title=fps_note or None)

@@ -160,6 +160,7 @@ def stream(
     interrupt: Callable[[], None] | None = None,
     budget_bytes: float | None = None,
     keep_latents: bool = False,
+    compile_attention: bool = False,
 ) -> Iterator[ChunkOutput]:
     """Generate chunk by chunk, yielding each chunk as soon as it is committed.
 
@@ -179,6 +180,8 @@ def stream(
             (free VRAM, or available RAM on CPU); ``math.inf`` skips the check.
         keep_latents: count the whole video's latents in the budget (the caller keeps every chunk, as
             :func:`generate` does).
+        compile_attention: run the memory's per-pass attention core under ``torch.compile`` (the first chunks
+            pay the compilation; outputs agree with eager within float tolerance).
 
     Raises:
         ValueError: a setting outside its range (:mod:`.settings`), NaN or infinite.
@@ -203,7 +206,7 @@ def stream(
                         keep_latents=keep_latents)
     check_budget(need, available_bytes(model.device) if budget_bytes is None else budget_bytes,
                  where=f"the model's device ({model.device})")
-    mem = SlowFastMemory(cfg, model.config)
+    mem = SlowFastMemory(cfg, model.config, compile_attention=compile_attention)
     generator = torch.Generator().manual_seed(seed)
     num_chunks = num_latent_frames // cfg.chunk_frames
     recent: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent of frames in the fast window

@@ -29,6 +29,7 @@ from torch import Tensor
 from ..models.attention import Grid, sdpa
 from ..models.config import WanConfig
 from ..models.rope import apply_rope, rope_angles
+from .attend import attend_chunk, compiled_attend_chunk
 from .config import MemoryConfig
 from .positions import assign_positions
 from .state import LayerCache, Role, Slot, allocate, compact, evict, gather, promote, reserve, write_frames
@@ -62,14 +63,18 @@ class SlowFastMemory:
         model: architecture of the model it serves (layer count, RoPE split).
         keep_grad: keep autograd history in cached K/V. False (default) stores detached copies, so a later
             chunk's loss never reaches an earlier chunk through the cache (method.md section 7).
+        compile_attention: run the in-place path's attention core (:func:`~.attend.attend_chunk`) under
+            ``torch.compile``.
 
     """
 
-    def __init__(self, config: MemoryConfig, model: WanConfig, *, keep_grad: bool = False) -> None:
+    def __init__(self, config: MemoryConfig, model: WanConfig, *, keep_grad: bool = False,
+                 compile_attention: bool = False) -> None:
         self.config = config
         self.num_layers = num_layers = model.num_layers
         self._rope = (model.rope_split, model.rope_theta)
         self.keep_grad = keep_grad
+        self._attend_chunk = compiled_attend_chunk() if compile_attention else attend_chunk
         self.layers = [LayerCache() for _ in range(num_layers)]
         self.trace = MemoryTrace()
         self.next_frame = 0
@@ -251,9 +256,8 @@ class SlowFastMemory:
         n, tokens = len(p.history[layer]), h * w
         hist_pos, query_pos = p.positions[layer]
         cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, q.device)  # ((n + f) * N, D / 2)
-        qr = apply_rope(q, cos[n * tokens:], sin[n * tokens:])  # (B, f * N, H, D)
-        kr = apply_rope(k, cos[n * tokens:], sin[n * tokens:])
         if n == 0:  # nothing cached yet (first chunk): the chunk attends to itself
+            qr, kr = (apply_rope(x, cos, sin) for x in (q, k))  # (B, f * N, H, D)
             return sdpa(qr, kr, v)
         if cache.k.dtype != k.dtype or cache.k.shape[0] != k.shape[0]:
             return None
@@ -266,9 +270,7 @@ class SlowFastMemory:
             p.rotated.add(layer)
         keys = cache.rotated[:, : n + f].flatten(1, 2)  # (B, (n + f) * N, H, D) views
         values = cache.v[:, : n + f].flatten(1, 2)
-        keys[:, n * tokens:].copy_(kr)  # the chunk's own K/V, behind the history
-        values[:, n * tokens:].copy_(v)
-        return sdpa(qr, keys, values)
+        return self._attend_chunk(q, k, v, cos[n * tokens:], sin[n * tokens:], keys, values)
 
     def _angles(self, p: _Pending, positions: tuple[int, ...], h: int, w: int, device) -> tuple[Tensor, Tensor]:
         key = (positions, h, w)

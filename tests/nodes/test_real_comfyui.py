@@ -39,7 +39,7 @@ EXPECTED_INPUTS = {
                         "positions", "similarity_reference"],
     "CF_PromptSwitch": ["at_seconds", "prompt", "conditioning", "schedule"],
     "CF_LongRolloutSampler": ["model", "seconds", "seed", "steps", "shift", "width", "height", "prompt", "memory",
-                              "conditioning", "schedule"],
+                              "conditioning", "schedule", "compile_attention"],
     "CF_SurprisalInspector": ["memory_trace", "layer"],
     "CF_ToyDecode": ["latent", "scale"],
 }
