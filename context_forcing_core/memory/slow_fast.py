@@ -276,7 +276,9 @@ class SlowFastMemory:
         key = (positions, h, w)
         if key not in p.angles:
             split, theta = self._rope
-            p.angles[key] = rope_angles(torch.tensor(positions, device=device), h, w, split, theta)
+            pos = torch.tensor(positions)  # (n + f,) once per chunk; on CUDA a copy the host does not wait for
+            pos = pos.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else pos.to(device)
+            p.angles[key] = rope_angles(pos, h, w, split, theta)
         return p.angles[key]
 
     def write(self, layer: int, k: Tensor, v: Tensor, grid: Grid) -> None:
