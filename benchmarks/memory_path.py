@@ -4,7 +4,7 @@ Run: python -m benchmarks.memory_path [--tokens 390] [--layers 2] [--heads 12] [
 
 Side by side in one run, on the same memory state: the in-place read path (inference) and read-and-concatenate (the
 path every pass took before, which autograd still takes). A memory with Wan2.1-1.3B's head layout (12 heads of 128,
-its RoPE split) and ``--layers`` layers is filled through real commit passes with random K/V until its cache is in
+its RoPE split) and ``--layers`` layers is filled through its write path with random K/V until its cache is in
 steady state (the Context Forcing preset: 21 attended frames, slow memory consolidating), then one more chunk of 5
 passes (4 denoising + the commit) runs under a counting dispatch mode, per path:
 
@@ -79,16 +79,15 @@ class RotationCounter:
         slow_fast_module.apply_rope = attend_module.apply_rope = self._orig
 
 
-def fill(memory: SlowFastMemory, chunks: int, shape: tuple[int, ...], grid, device) -> None:
-    """Commit ``chunks`` chunks of random K/V through real attention passes (in place)."""
+def fill(memory: SlowFastMemory, chunks: int, shape: tuple[int, ...], grid, device, dtype) -> None:
+    """Commit ``chunks`` chunks of random K/V (the memory's write, consolidation and eviction; no attention)."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     for _ in range(chunks):
         frames = range(memory.next_frame, memory.next_frame + memory.config.chunk_frames)
         memory.begin_chunk(frames)
-        ctx = memory.attention(commit=True)
         for layer in range(memory.num_layers):
-            q, k, v = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
-            ctx.attend(layer, q, k, v, grid)
+            k, v = (torch.randn(shape, generator=gen).to(device, dtype) for _ in range(2))
+            memory.write(layer, k, v, grid)
         memory.end_chunk()
 
 
@@ -126,9 +125,7 @@ def main() -> None:
     qkv = [[torch.randn(shape, generator=gen).to(device, dtype) for _ in range(3)] for _ in range(args.layers)]
     memories = {name: SlowFastMemory(cfg, wan) for name in ("in place", "read and concatenate")}
     for memory in memories.values():
-        fill(memory, args.chunks, shape, grid, device)
-        for cache in memory.layers:
-            cache.k, cache.v = cache.k.to(dtype), cache.v.to(dtype)
+        fill(memory, args.chunks, shape, grid, device, dtype)
     history = len(memories["in place"].layers[0].occupied())
     print(f"Wan 1.3B head layout ({args.heads} x 128), {args.layers} layers, {tokens} tokens per latent frame, "
           f"{history} cached frames + a {cfg.chunk_frames}-frame chunk ({(history + cfg.chunk_frames) * tokens} keys), "
