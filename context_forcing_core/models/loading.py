@@ -17,7 +17,7 @@ import struct
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .config import WanConfig
 from .keys import infer_config, official_key_map, select_state_dict, to_official_keys
+from .lora import LoraSource, apply_loras
 from .wan import WanModel
 
 CONFIG_METADATA_KEY = "context_forcing.config"
@@ -81,6 +82,7 @@ def load_model(
     config: WanConfig | None = None,
     use_ema: bool | None = None,
     share: bool = False,
+    lora: Sequence[tuple[LoraSource, float]] = (),
 ) -> WanModel:
     """Load Wan2.1 T2V weights into a new :class:`WanModel` in eval mode.
 
@@ -96,7 +98,9 @@ def load_model(
         config: architecture; None infers it from the shapes plus stored metadata (see :func:`.keys.infer_config`).
         use_ema: for training dicts, True takes ``generator_ema``, False ``generator``, None the EMA when present.
         share: for an in-memory state dict, use the caller's tensors themselves where dtype and device already
-            match (e.g. the weights of a model ComfyUI has loaded), so they are not held twice.
+            match (e.g. the weights of a model ComfyUI has loaded), so they are not held twice. Ignored with
+            ``lora`` (merging must not change the caller's tensors).
+        lora: LoRAs merged into the weights in order, as (file or state dict, strength); see :mod:`.lora`.
 
     Returns:
         The model in eval mode.
@@ -116,9 +120,10 @@ def load_model(
         target = dtype or _stored_dtype(sd.values())
         fetch = opened.fetch or raw.__getitem__
         # File-backed (mmap) or caller-owned tensors are copied; safetensors reads are fresh and only cast if needed.
-        copy = opened.fetch is None and not share
+        copy = opened.fetch is None and not (share and not lora)
         weights = {names[key]: fetch(key).to(device=device, dtype=target, copy=copy).contiguous() for key in raw}
     model.load_state_dict(weights, strict=True, assign=True)
+    apply_loras(model, lora)
     return model.eval()
 
 
