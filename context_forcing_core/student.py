@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .latents import wan_denormalize
 from .memory.config import MemoryConfig
 from .models.config import WanConfig
 from .models.loading import Source, load_model
+from .models.lora import LoraSource
 from .models.wan import WanModel
 from .toyworld.codec import ToyCodec
 from .toyworld.text import ToyTextEncoder
@@ -101,9 +103,9 @@ def is_toy_config(model: WanModel) -> bool:
 
 
 def load_student(source: Source | os.PathLike[str], *, dtype: torch.dtype | None = None,
-                 device: str | torch.device | None = None, share: bool = False, config: WanConfig | None = None
-                 ) -> Student:
-    """Load a student checkpoint (any format :func:`load_model` accepts) and tell toy from Wan models."""
-    model = load_model(source, dtype=dtype, device=device, share=share, config=config)
+                 device: str | torch.device | None = None, share: bool = False, config: WanConfig | None = None,
+                 lora: Sequence[tuple[LoraSource, float]] = ()) -> Student:
+    """Load a student checkpoint (any format :func:`load_model` accepts, LoRAs merged) and tell toy from Wan models."""
+    model = load_model(source, dtype=dtype, device=device, share=share, config=config, lora=lora)
     name = Path(source).name if isinstance(source, (str, os.PathLike)) else "state dict"
     return Student(model=model, name=name, toy=is_toy_config(model))

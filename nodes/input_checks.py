@@ -57,8 +57,10 @@ def _consolidate_every(value: float, inputs: dict) -> str | None:
 CHECKS: dict[str, dict[str, tuple[type, Check]]] = {
     "CF_LongRolloutSampler": {"shift": (float, _finite), "width": (int, _multiple), "height": (int, _multiple)},
     "CF_MemoryConfig": {"fast_frames": (int, _fast_frames), "consolidate_every": (int, _consolidate_every)},
+    "CF_LoadModel": {"lora_strength": (float, _finite)},
 }
-"""Node class -> input -> (the type ComfyUI converts it to, its check); shift's range is its widget's."""
+"""Node class -> input -> (the type ComfyUI converts it to, its check); shift's and lora_strength's ranges are their
+widgets'."""
 
 
 def refusals(class_type: object, inputs: object) -> dict[str, str]:

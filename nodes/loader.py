@@ -21,6 +21,9 @@ DTYPES = {"default": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
 SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 """File types the loader reads; other files in the model folders are not offered."""
 FOLDERS = (FOLDER, "diffusion_models")
+NO_LORA = "none"
+LORA_STRENGTH_MAX = 10.0
+LORA_FOLDER = "loras"
 INSPECT_SECONDS = 3.0
 """Longest a validation waits for a checkpoint check (run in a worker thread, never on the server's event loop)."""
 
@@ -61,6 +64,27 @@ def relative_message(message: str, name: str, path: str) -> str:
     return message.replace(str(BUNDLED_TOY_STUDENT), BUNDLED)
 
 
+def lora_names() -> list[str]:
+    """"none", then the loadable files (:data:`SUFFIXES`) in models/loras."""
+    return [NO_LORA] + [n for n in folder_paths.get_filename_list(LORA_FOLDER) if n.lower().endswith(SUFFIXES)]
+
+
+def lora_path(name: str) -> str:
+    """Full path of a LoRA offered by :func:`lora_names` (only those)."""
+    path = folder_paths.get_full_path(LORA_FOLDER, name) if name in lora_names() and name != NO_LORA else None
+    if path is None:
+        raise FileNotFoundError(f"no LoRA file named {name!r} in models/{LORA_FOLDER}")
+    return path
+
+
+def check_strength(value: float) -> float:
+    """A finite LoRA strength within the widget's range."""
+    if not isinstance(value, (int, float)) or not abs(value) <= LORA_STRENGTH_MAX:  # NaN fails the comparison
+        raise ValueError(f"lora_strength must be a number in [-{LORA_STRENGTH_MAX:g}, {LORA_STRENGTH_MAX:g}], "
+                         f"got {value!r}")
+    return float(value)
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'default' is float32 on CPU (fast there) and bfloat16 on GPUs."""
     if name not in DTYPES:
@@ -87,6 +111,12 @@ class LoadModel(io.ComfyNode):
                       tooltip="Weight dtype; default is float32 on CPU, bfloat16 on GPU."),
                 io.Model.Input("model", optional=True,
                                tooltip="Optional: a Wan2.1 MODEL from Load Diffusion Model whose weights to reuse."),
+                combo("lora_name", lora_names(), default=NO_LORA, optional=True,
+                      tooltip="A LoRA from models/loras merged into the student's weights (PEFT, LongLive's "
+                              "lora.pt, ComfyUI / kohya Wan LoRAs); ignored when a MODEL is connected (apply "
+                              "LoRAs to it with LoraLoaderModelOnly instead)."),
+                io.Float.Input("lora_strength", default=1.0, min=-LORA_STRENGTH_MAX, max=LORA_STRENGTH_MAX, step=0.05,
+                               optional=True, tooltip="Multiplies the LoRA's update (1: as trained)."),
             ],
             outputs=[CFModel.Output(display_name="cf_model")],
         )
@@ -110,7 +140,8 @@ class LoadModel(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, ckpt_name: str, dtype: str, model: object | None = None) -> io.NodeOutput:
+    def execute(cls, ckpt_name: str, dtype: str, model: object | None = None, lora_name: str = NO_LORA,
+                lora_strength: float = 1.0) -> io.NodeOutput:
         if model is not None:
             handle = ModelHandle(patcher=model)
             try:
@@ -122,11 +153,14 @@ class LoadModel(io.ComfyNode):
         device = model_management.get_torch_device()
         try:
             path = checkpoint_path(ckpt_name)
-        except FileNotFoundError as err:
+            lora = [] if lora_name == NO_LORA else [(lora_path(lora_name), check_strength(lora_strength))]
+        except (FileNotFoundError, ValueError) as err:
             return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {err}")
         try:
-            student = load_student(path, dtype=resolve_dtype(dtype, device), device=device)
+            student = load_student(path, dtype=resolve_dtype(dtype, device), device=device, lora=lora)
         except (OSError, ValueError) as err:
             message = relative_message(str(err), ckpt_name, path)
+            if lora:
+                message = message.replace(lora[0][0], lora_name)
             return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {message}")
         return io.NodeOutput(ModelHandle(student=student))

@@ -58,7 +58,8 @@ def graph(nodes: list[Node], edges: list[tuple[int, str, int, str]], note: str) 
 
 
 def loader(ckpt: str, pos: tuple[int, int]) -> Node:
-    return Node("CF_LoadModel", [ckpt, "default"], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos, (320, 110))
+    return Node("CF_LoadModel", [ckpt, "default", "none", 1.0], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos,
+                (320, 160))
 
 
 def memory(preset: str, pos: tuple[int, int], threshold: float = -1) -> Node:

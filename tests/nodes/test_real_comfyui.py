@@ -34,7 +34,7 @@ from tools.workflow_api import to_api
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_INPUTS = {
-    "CF_LoadModel": ["ckpt_name", "dtype", "model"],
+    "CF_LoadModel": ["ckpt_name", "dtype", "model", "lora_name", "lora_strength"],
     "CF_MemoryConfig": ["preset", "sink_frames", "slow_frames", "fast_frames", "threshold", "consolidate_every",
                         "positions", "similarity_reference"],
     "CF_PromptSwitch": ["at_seconds", "prompt", "conditioning", "schedule"],
@@ -445,6 +445,33 @@ def test_a_rollout_over_the_memory_budget_is_refused_at_validation(server: Comfy
     errors = [data for kind, data in run if kind == "execution_error"]
     assert errors and all(e["exception_type"] == "ExecutionBlocked" for e in errors) and not shows_traceback(run)
     assert "connect a CONDITIONING" in errors[0]["exception_message"]
+
+
+def test_a_lora_runs_merged_and_a_bad_one_is_refused_naming_its_key(server: ComfyServer):
+    folder = server.base / "models" / "loras"
+    folder.mkdir(parents=True, exist_ok=True)
+    dim = load_file(BUNDLED_TOY_STUDENT)["blocks.0.self_attn.q.weight"].shape[0]
+    g = torch.Generator().manual_seed(0)
+    good = {"diffusion_model.blocks.0.self_attn.q.lora_down.weight": 0.1 * torch.randn(2, dim, generator=g),
+            "diffusion_model.blocks.0.self_attn.q.lora_up.weight": 0.1 * torch.randn(dim, 2, generator=g)}
+    save_file(good, folder / "toy_lora.safetensors")
+    save_file({k.replace("blocks.0.", "blocks.99."): v for k, v in good.items()}, folder / "bad_lora.safetensors")
+    offered = server.get("/object_info/CF_LoadModel")["CF_LoadModel"]["input"]["optional"]["lora_name"][0]
+    assert offered[0] == "none" and {"toy_lora.safetensors", "bad_lora.safetensors"} <= set(offered)
+    prompt = base_prompt()
+    prompt["1"]["inputs"].update(lora_name="toy_lora.safetensors", lora_strength=0.8)
+    status, answer, run = run_and_collect(server, prompt, RUN_SECONDS)
+    assert status == 200 and run[-1][0] == "execution_success", run[-3:]
+    prompt["1"]["inputs"]["lora_name"] = "bad_lora.safetensors"
+    status, answer, run = run_and_collect(server, prompt, RUN_SECONDS)
+    errors = [data for kind, data in run if kind == "execution_error"]
+    assert status == 200 and errors and not shows_traceback(run), run[-3:]
+    message = errors[0]["exception_message"]
+    assert "bad_lora.safetensors" in message and "'blocks.99.self_attn.q'" in message and "matches nothing" in message
+    assert str(server.base) not in message and server.alive()
+    prompt["1"]["inputs"].update(lora_name="toy_lora.safetensors", lora_strength=float("nan"))
+    status, answer = server.queue(prompt)
+    assert status == 400 and [n for n, _ in errors_of(answer)["1"]] == ["lora_strength"], answer
 
 
 def test_the_20000_block_file_is_refused_in_under_a_second_while_the_server_answers(server: ComfyServer):
