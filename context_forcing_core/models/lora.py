@@ -112,8 +112,8 @@ def parse_lora(sd: Mapping[str, Any], *, name: str, alpha: float | None = None) 
 def read_lora(source: LoraSource, *, alpha: float | None = None) -> dict[str, LoraDelta]:
     """Read a LoRA from a ``.safetensors`` / ``.pt`` file (``weights_only``) or an in-memory dict; see :func:`parse_lora`.
 
-    PEFT alpha, when ``alpha`` is None: ``adapter_config.json`` beside the file, else the safetensors metadata
-    ``lora_alpha``, else r.
+    PEFT alpha, when ``alpha`` is None: ``adapter_config.json`` beside the file (PEFT keeps one adapter per folder),
+    else the safetensors metadata ``lora_alpha``, else r. A per-module ``.alpha`` tensor (kohya) always wins.
     """
     from .loading import PICKLE_SUFFIXES, _torch_load, read_safetensors_header
 
@@ -130,7 +130,10 @@ def read_lora(source: LoraSource, *, alpha: float | None = None) -> dict[str, Lo
     if path.suffix == ".safetensors":
         _, metadata = read_safetensors_header(path)  # capped header read: a crafted file fails here, fast
         if alpha is None and "lora_alpha" in metadata:
-            alpha = float(metadata["lora_alpha"])
+            try:
+                alpha = float(metadata["lora_alpha"])
+            except ValueError as err:
+                raise ValueError(f"{path.name}: metadata lora_alpha {metadata['lora_alpha']!r} is not a number") from err
         sd = load_file(path)
     elif path.suffix in PICKLE_SUFFIXES:
         sd = _torch_load(path)
