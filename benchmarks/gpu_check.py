@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from context_forcing_core.diffusion.sampler import stream
+from context_forcing_core.memory.config import memory_preset
 from context_forcing_core.models.attention import sdpa
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
+from training.data.cache import write_atomic
 
-FRAMES_PER_SECOND = 4  # latent frames per second of 16-fps Wan video
+from .memory_scaling import FRAMES_PER_SECOND, at_mark, timed_rollout
+
 PIXEL_FRAMES_PER_LATENT = 4
 MARKS_S = (5, 20, 60)
 RUNS = (("context_forcing", False), ("context_forcing", True), ("full", False), ("full", True))
@@ -64,34 +63,19 @@ def rollout(model: WanModel, text: torch.Tensor, frames: int, memory: str, laten
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    start = first = time.perf_counter()
-    for _ in stream(model, text, num_latent_frames=frames, memory=memory, seed=0, latent_size=latent,
-                    compile_attention=compiled):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        times.append(now - start)
-        start = now
-    total = time.perf_counter() - first
-    chunk = frames // len(times)
-    marks = {}
-    for m in MARKS_S:
-        end = min(len(times), m * FRAMES_PER_SECOND // chunk)
-        marks[f"{m}s"] = statistics.median(times[max(0, end - 5):end]) if end else None
+    times, _, _ = timed_rollout(model, text, frames, memory, latent, str(device), compile_attention=compiled)
+    total = sum(times)
+    marks = {f"{m}s": at_mark(times, m, frames // len(times)) for m in MARKS_S}
     pixel_frames = PIXEL_FRAMES_PER_LATENT * (frames - 1) + 1
     return {"seconds": total, "fps": pixel_frames / total, "chunk_latency_s": marks,
             "first_chunk_s": times[0],
             "peak_memory_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None}
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON next to ``path`` and rename it into place."""
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 
 
 def main() -> None:
@@ -114,7 +98,8 @@ def main() -> None:
     with torch.device(device):
         model = WanModel(cfg).to(dtype).eval()
     text = torch.randn(1, cfg.text_len, cfg.text_dim, device=device, dtype=dtype)
-    frames = int(seconds * FRAMES_PER_SECOND) // 3 * 3
+    chunk = memory_preset("context_forcing").chunk_frames  # both memories use this chunk size
+    frames = int(seconds * FRAMES_PER_SECOND) // chunk * chunk
     tokens = latent[0] * latent[1] // (cfg.patch_size[1] * cfg.patch_size[2])
     report = {
         "model": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -130,12 +115,12 @@ def main() -> None:
             continue
         result = rollout(model, text, frames, memory, latent, compiled, device)
         report["runs"].append({"memory": memory, "compiled": compiled} | result)
-        write_atomic(args.out, report)  # what has run so far survives a timeout
+        write_json(args.out, report)  # what has run so far survives a timeout
         lat = result["chunk_latency_s"]
         print(f"{label:>28}: {result['fps']:7.2f} FPS, ms/chunk at " + ", ".join(
-            f"{k} {v * 1e3:.0f}" for k, v in lat.items() if v is not None) + f", first chunk {result['first_chunk_s']:.1f} s"
+            f"{k} {v * 1e3:.0f}" for k, v in lat.items()) + f", first chunk {result['first_chunk_s']:.1f} s"
               + (f", peak {result['peak_memory_bytes'] / 2**30:.1f} GiB" if result["peak_memory_bytes"] else ""))
-    write_atomic(args.out, report)
+    write_json(args.out, report)
     print(f"SDPA kernel: {report['sdpa_kernel']}; skipped: {report['skipped'] or 'none'}; wrote {args.out}")
 
 

@@ -79,12 +79,28 @@ class RotationCounter:
         slow_fast_module.apply_rope = attend_module.apply_rope = self._orig
 
 
+def next_chunk(memory: SlowFastMemory) -> range:
+    """The frames of the memory's next chunk."""
+    return range(memory.next_frame, memory.next_frame + memory.config.chunk_frames)
+
+
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls (synchronised on CUDA)."""
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
 def fill(memory: SlowFastMemory, chunks: int, shape: tuple[int, ...], grid, device, dtype) -> None:
     """Commit ``chunks`` chunks of random K/V (the memory's write, consolidation and eviction; no attention)."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     for _ in range(chunks):
-        frames = range(memory.next_frame, memory.next_frame + memory.config.chunk_frames)
-        memory.begin_chunk(frames)
+        memory.begin_chunk(next_chunk(memory))
         for layer in range(memory.num_layers):
             k, v = (torch.randn(shape, generator=gen).to(device, dtype) for _ in range(2))
             memory.write(layer, k, v, grid)
@@ -93,8 +109,7 @@ def fill(memory: SlowFastMemory, chunks: int, shape: tuple[int, ...], grid, devi
 
 def chunk_passes(memory: SlowFastMemory, in_place: bool, qkv, grid) -> None:
     """One chunk: the denoising passes read, the last pass commits."""
-    frames = range(memory.next_frame, memory.next_frame + memory.config.chunk_frames)
-    memory.begin_chunk(frames)
+    memory.begin_chunk(next_chunk(memory))
     for p in range(DENOISING_PASSES + 1):
         ctx = memory.attention(commit=p == DENOISING_PASSES, in_place=in_place)
         for layer in range(memory.num_layers):
@@ -148,33 +163,21 @@ def main() -> None:
 
     print("\nper pass after the first, one layer | bytes beyond the chunk | host syncs")
     for name, memory in memories.items():
-        in_place = name == "in place"
-        frames = range(memory.next_frame, memory.next_frame + cfg.chunk_frames)
-        memory.begin_chunk(frames)
-        memory.attention(in_place=in_place).attend(0, *qkv[0], grid)  # the chunk's first pass
+        memory.begin_chunk(next_chunk(memory))
+
+        def one_pass(memory=memory, in_place=name == "in place") -> None:
+            memory.attention(in_place=in_place).attend(0, *qkv[0], grid)
+
+        one_pass()  # the chunk's first pass
         with OpCounter(big=shape[1] * shape[2] * shape[3]) as ops:
-            memory.attention(in_place=in_place).attend(0, *qkv[0], grid)
+            one_pass()
         print(f"{name:>21} | {ops.moved / 2**20:10.1f} MB | {sum(ops.syncs.values())}")
-        timings = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            memory.attention(in_place=in_place).attend(0, *qkv[0], grid)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timings.append(time.perf_counter() - start)
-        counted[name] += (statistics.median(timings),)
+        counted[name] += (median_seconds(one_pass, args.repeats, device),)
         memory._pending = None  # leave the chunk uncommitted: the state is not reused
 
     keys = torch.randn(1, (history + cfg.chunk_frames) * tokens, args.heads, 128, generator=gen).to(device, dtype)
     values = torch.randn_like(keys)
-    timings = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        sdpa(qkv[0][0], keys, values)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timings.append(time.perf_counter() - start)
-    bare = statistics.median(timings)
+    bare = median_seconds(lambda: sdpa(qkv[0][0], keys, values), args.repeats, device)
     print(f"\none pass, one layer (median of {args.repeats}): bare SDPA over the same keys {bare * 1e3:.1f} ms")
     for name in memories:
         t = counted[name][3]

@@ -25,7 +25,7 @@ FRAMES_PER_SECOND = 4  # latent frames per second of 16-fps Wan video
 MARKS_S = (5, 20, 60, 120)
 
 
-def timed_rollout(model, text, frames, memory, latent, device):
+def timed_rollout(model, text, frames, memory, latent, device, compile_attention=False):
     """Per-chunk wall time (s), occupied and allocated cache bytes after each chunk."""
     times, sizes, allocated = [], [], []
     start = time.perf_counter()
@@ -34,7 +34,8 @@ def timed_rollout(model, text, frames, memory, latent, device):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    for out in stream(model, text, num_latent_frames=frames, memory=memory, seed=0, latent_size=latent):
+    for out in stream(model, text, num_latent_frames=frames, memory=memory, seed=0, latent_size=latent,
+                      compile_attention=compile_attention):
         sync()
         now = time.perf_counter()
         times.append(now - start)

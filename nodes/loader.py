@@ -11,9 +11,10 @@ from comfy import model_management
 from comfy_api.v0_0_2 import io
 
 from context_forcing_core.models.loading import PICKLE_SUFFIXES, inspect_checkpoint_cached
+from context_forcing_core.models.lora import LORA_STRENGTH
 from context_forcing_core.student import BUNDLED_TOY_STUDENT, load_student
 
-from .types import CATEGORY, CFModel, ModelHandle, combo
+from .types import CATEGORY, CFModel, ModelHandle, combo, limits
 
 BUNDLED = "toy-student (bundled)"
 FOLDER = "context_forcing"
@@ -22,7 +23,6 @@ SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 """File types the loader reads; other files in the model folders are not offered."""
 FOLDERS = (FOLDER, "diffusion_models")
 NO_LORA = "none"
-LORA_STRENGTH_MAX = 10.0
 LORA_FOLDER = "loras"
 INSPECT_SECONDS = 3.0
 """Longest a validation waits for a checkpoint check (run in a worker thread, never on the server's event loop)."""
@@ -77,14 +77,6 @@ def lora_path(name: str) -> str:
     return path
 
 
-def check_strength(value: float) -> float:
-    """A finite LoRA strength within the widget's range."""
-    if not isinstance(value, (int, float)) or not abs(value) <= LORA_STRENGTH_MAX:  # NaN fails the comparison
-        raise ValueError(f"lora_strength must be a number in [-{LORA_STRENGTH_MAX:g}, {LORA_STRENGTH_MAX:g}], "
-                         f"got {value!r}")
-    return float(value)
-
-
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'default' is float32 on CPU (fast there) and bfloat16 on GPUs."""
     if name not in DTYPES:
@@ -115,8 +107,8 @@ class LoadModel(io.ComfyNode):
                       tooltip="A LoRA from models/loras merged into the student's weights (PEFT, LongLive's "
                               "lora.pt, ComfyUI / kohya Wan LoRAs); ignored when a MODEL is connected (apply "
                               "LoRAs to it with LoraLoaderModelOnly instead)."),
-                io.Float.Input("lora_strength", default=1.0, min=-LORA_STRENGTH_MAX, max=LORA_STRENGTH_MAX, step=0.05,
-                               optional=True, tooltip="Multiplies the LoRA's update (1: as trained)."),
+                io.Float.Input("lora_strength", default=1.0, **limits(LORA_STRENGTH), step=0.05, optional=True,
+                               tooltip="Multiplies the LoRA's update (1: as trained)."),
             ],
             outputs=[CFModel.Output(display_name="cf_model")],
         )
@@ -153,7 +145,10 @@ class LoadModel(io.ComfyNode):
         device = model_management.get_torch_device()
         try:
             path = checkpoint_path(ckpt_name)
-            lora = [] if lora_name == NO_LORA else [(lora_path(lora_name), check_strength(lora_strength))]
+            lora = []
+            if lora_name != NO_LORA:
+                LORA_STRENGTH.check("lora_strength", lora_strength)
+                lora = [(lora_path(lora_name), float(lora_strength))]
         except (FileNotFoundError, ValueError) as err:
             return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {err}")
         try:

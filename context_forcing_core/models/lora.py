@@ -13,6 +13,7 @@ Only Linear weights take a LoRA. Every key, pair and shape is validated before a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ..memory.config import Bound
 from .keys import _rename, _strip
 
 _PEFT = re.compile(r"^(?:base_model\.model\.)?(.+?)\.lora_([AB])(?:\.[^.]+)?\.weight$")
@@ -31,6 +33,8 @@ _KOHYA = re.compile(r"^(.+?)\.(lora_down|lora_up)\.weight$")
 _ALPHA = re.compile(r"^(.+?)\.alpha$")
 _LORA_PREFIXES = ("diffusion_model.", "transformer.")
 LoraSource = str | os.PathLike[str] | Mapping[str, Any]
+LORA_STRENGTH = Bound(-10.0, 10.0, integer=False)
+"""Range of the LoRA strength the loader node offers (the library refuses only non-finite strengths)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ def merge_lora(model: nn.Module, deltas: Mapping[str, LoraDelta], strength: floa
             strength; the message names the LoRA and the first offending module.
 
     """
-    if not isinstance(strength, (int, float)) or not torch.isfinite(torch.tensor(float(strength))):
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
         raise ValueError(f"{name}: LoRA strength must be a finite number, got {strength!r}")
     modules = dict(model.named_modules())
     unknown = [m for m in deltas if m not in modules]
@@ -178,11 +182,8 @@ def merge_lora(model: nn.Module, deltas: Mapping[str, LoraDelta], strength: floa
     return list(deltas)
 
 
-def apply_loras(model: nn.Module, loras: Sequence[tuple[LoraSource, float]]) -> list[str]:
-    """Read and merge several LoRAs in order; returns a line per LoRA saying what was merged."""
-    report = []
+def apply_loras(model: nn.Module, loras: Sequence[tuple[LoraSource, float]]) -> None:
+    """Read and merge several LoRAs in order."""
     for source, strength in loras:
         label = "LoRA state dict" if isinstance(source, Mapping) else Path(os.fspath(source)).name
-        merged = merge_lora(model, read_lora(source), strength, name=label)
-        report.append(f"{label}: {len(merged)} layers at strength {strength:g}")
-    return report
+        merge_lora(model, read_lora(source), strength, name=label)
