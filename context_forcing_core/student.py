@@ -39,6 +39,10 @@ back (``python -m context_forcing_core.eval.toy.students --tau ...`` prints thes
 
 WAN_LATENT_FRAMES_PER_SECOND = 4
 """Wan2.1 video: 16 fps, 4 video frames per latent frame."""
+WAN_FRAMES_PER_LATENT = 4
+"""Video frames one Wan VAE latent frame decodes to (the first latent frame: 1)."""
+WAN_FPS = WAN_LATENT_FRAMES_PER_SECOND * WAN_FRAMES_PER_LATENT
+"""Frame rate of decoded Wan video."""
 
 
 @dataclass(kw_only=True, slots=True)

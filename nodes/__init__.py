@@ -10,9 +10,10 @@ from .loader import LoadModel
 from .memory import MemoryConfigNode
 from .prompts import PromptSwitch
 from .sampler import LongRolloutSampler
+from .stream_decode import StreamingDecode
 
 NODES: list[type[io.ComfyNode]] = [LoadModel, MemoryConfigNode, PromptSwitch, LongRolloutSampler, SurprisalInspector,
-                                   ToyDecode]
+                                   ToyDecode, StreamingDecode]
 
 
 class ContextForcingExtension(ComfyExtension):

@@ -27,6 +27,8 @@ LAYER = Bound(0, 63)
 """Transformer layer index shown by the memory inspector."""
 DECODE_SCALE = Bound(1, 32)
 """Nearest-neighbour enlargement of decoded toy frames."""
+FPS = Bound(1, 120)
+"""Frame rate of a written video (Wan2.1's own is 16: 4 latent frames per second, 4 video frames each)."""
 
 
 def check_pixels(width: int, height: int) -> None:

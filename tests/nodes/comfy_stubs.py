@@ -6,6 +6,7 @@ what the nodes pass to ComfyUI (progress ticks, previews, output values) so test
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import types
@@ -18,6 +19,7 @@ PROGRESS: list[tuple[int, int, object]] = []
 INTERRUPT = {"after_ticks": None}
 """Raise InterruptProcessingException from the interrupt check once this many ticks were recorded."""
 MODELS = Path(tempfile.mkdtemp(prefix="cf-models-"))
+OUTPUT = Path(tempfile.mkdtemp(prefix="cf-output-"))
 FREE_MEMORY = {"bytes": 8 * 1024**3}
 """What the stubbed model management reports as free (RAM or VRAM), in bytes."""
 
@@ -82,10 +84,43 @@ def _interrupt_check() -> None:
 
 class _ProgressBar:
     def __init__(self, total: int) -> None:
-        self.total = total
+        self.total, self.current = total, 0
 
     def update_absolute(self, value: int, total: int | None = None, preview: object = None) -> None:
+        self.current = value
         PROGRESS.append((value, total or self.total, preview))
+
+    def update(self, value: int) -> None:
+        self.update_absolute(self.current + value)
+
+
+class _WanDecoder(torch.nn.Module):
+    """Causal like Wan's: a latent frame and the one before it (kept in ``feat_cache[0]``) -> 1, then 4 frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now, self.before = torch.nn.Conv3d(16, 12, 1), torch.nn.Conv3d(16, 12, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, feat_cache: list, feat_idx: list[int]) -> torch.Tensor:
+        prev = feat_cache[0]
+        y = self.now(x) + (self.before(prev) if prev is not None else 0)  # (1, 12, 1, h, w)
+        feat_cache[0] = x
+        y = torch.tanh(y)[:, :, 0].unflatten(1, (3, 4)).repeat_interleave(8, -1).repeat_interleave(8, -2)
+        return y[:, :, :1] if prev is None else y  # (1, 3, n, 8h, 8w)
+
+
+class _WanVAE(torch.nn.Module):
+    """The interface of comfy.ldm.wan.vae.WanVAE that the streaming decode node uses, at toy size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv2, self.decoder = torch.nn.Conv3d(16, 16, 1), _WanDecoder()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:  # the whole-video loop of WanVAE.decode
+        cache: list = [None]
+        x = self.conv2(z)
+        return torch.cat([self.decoder(x[:, :, i:i + 1], feat_cache=cache, feat_idx=[0]) for i in range(z.shape[2])], 2)
 
 
 def install() -> None:
@@ -98,9 +133,13 @@ def install() -> None:
         ComfyNode=type("ComfyNode", (), {}), Schema=_Schema, NodeOutput=_NodeOutput, Custom=_Sock,
         Hidden=types.SimpleNamespace(unique_id="UNIQUE_ID"),
         **{name: _Sock(name.upper()) for name in ("Combo", "Int", "Float", "String", "Boolean", "Model",
-                                                   "Conditioning", "Latent", "Image")},
+                                                   "Conditioning", "Latent", "Image", "Vae")},
+        FolderType=types.SimpleNamespace(output="output"),
     )
-    ui = types.SimpleNamespace(PreviewImage=_PreviewImage, PreviewText=_PreviewText)
+    ui = types.SimpleNamespace(PreviewImage=_PreviewImage, PreviewText=_PreviewText,
+                               SavedResult=lambda filename, subfolder, type: {"filename": filename,
+                                                                              "subfolder": subfolder, "type": type},
+                               PreviewVideo=lambda results: types.SimpleNamespace(as_dict=lambda: {"images": results}))
     _module("comfy_api")
     _module("comfy_api.v0_0_2", io=io, ui=ui, ComfyExtension=type("ComfyExtension", (), {}))
     folders: dict[str, list[Path]] = {"diffusion_models": [MODELS / "diffusion_models"]}
@@ -115,7 +154,17 @@ def install() -> None:
         hits = [d / filename for d in folders.get(name, []) if (d / filename).exists()]
         return str(hits[0]) if hits else None
 
+    def get_save_image_path(prefix: str, output_dir: str) -> tuple[str, str, int, str, str]:
+        """ComfyUI's rule: the folder must stay in the output folder; the counter follows existing files."""
+        subfolder, name = os.path.dirname(os.path.normpath(prefix)), os.path.basename(os.path.normpath(prefix))
+        folder = os.path.join(output_dir, subfolder)
+        if os.path.commonpath((output_dir, os.path.abspath(folder))) != output_dir:
+            raise Exception("Saving image outside the output folder is not allowed.")
+        os.makedirs(folder, exist_ok=True)
+        return folder, name, 1 + sum(f.startswith(name + "_") for f in os.listdir(folder)), subfolder, prefix
+
     _module("folder_paths", models_dir=str(MODELS), folder_names_and_paths=folders,
+            get_output_directory=lambda: str(OUTPUT), get_save_image_path=get_save_image_path,
             add_model_folder_path=add_model_folder_path, get_filename_list=get_filename_list,
             get_full_path=get_full_path, get_folder_paths=lambda name: [str(d) for d in folders.get(name, [])])
     mm = types.SimpleNamespace(
@@ -129,6 +178,9 @@ def install() -> None:
     comfy.utils = _module("comfy.utils", ProgressBar=_ProgressBar)
     sys.modules["comfy.model_management"] = mm  # type: ignore[assignment]
     comfy.latent_formats = _module("comfy.latent_formats", Wan21=comfy_latent_formats().Wan21)
+    _module("comfy.ldm")
+    _module("comfy.ldm.wan")
+    _module("comfy.ldm.wan.vae", WanVAE=_WanVAE, count_conv3d=lambda decoder: 1)
 
 
 def comfy_latent_formats() -> types.ModuleType:

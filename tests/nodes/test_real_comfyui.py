@@ -42,6 +42,7 @@ EXPECTED_INPUTS = {
                               "conditioning", "schedule", "compile_attention"],
     "CF_SurprisalInspector": ["memory_trace", "layer"],
     "CF_ToyDecode": ["latent", "scale"],
+    "CF_StreamingDecode": ["samples", "vae", "filename_prefix", "format", "fps"],
 }
 
 
@@ -472,6 +473,46 @@ def test_a_lora_runs_merged_and_a_bad_one_is_refused_naming_its_key(server: Comf
     prompt["1"]["inputs"].update(lora_name="toy_lora.safetensors", lora_strength=float("nan"))
     status, answer = server.queue(prompt)
     assert status == 400 and [n for n, _ in errors_of(answer)["1"]] == ["lora_strength"], answer
+
+
+def test_streaming_decode_equals_core_vae_decode_and_writes_the_mp4(server: ComfyServer):
+    import subprocess
+
+    vae_file = server.base / "models" / "vae" / "tiny_wan_vae.safetensors"
+    vae_file.parent.mkdir(parents=True, exist_ok=True)
+    # a random Wan 2.1 VAE of the real architecture at width 8, written by ComfyUI's own class
+    subprocess.run([str(server.python), "-m", "benchmarks.stream_decode", "--write-vae", str(vae_file), "--dim", "8"],
+                   cwd=REPO, check=True, timeout=120)
+    g = torch.Generator().manual_seed(1)
+    save_file({"latent_tensor": torch.randn(1, 16, 5, 4, 6, generator=g), "latent_format_version_0": torch.tensor([])},
+              server.base / "input" / "cf_wan.latent")
+    decode = {"samples": ["1", 0], "vae": ["2", 0], "fps": 16}
+    prompt = {
+        "1": {"class_type": "LoadLatent", "inputs": {"latent": "cf_wan.latent"}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_wan_vae.safetensors"}},
+        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "core/frame"}},
+        "5": {"class_type": "CF_StreamingDecode", "inputs": decode | {"filename_prefix": "stream/png",
+                                                                      "format": "png frames"}},
+        "6": {"class_type": "CF_StreamingDecode", "inputs": decode | {"filename_prefix": "stream/mp4",
+                                                                      "format": "mp4"}},
+    }
+    status, answer, run = run_and_collect(server, prompt, RUN_SECONDS)
+    assert status == 200 and run[-1][0] == "execution_success", (answer, run[-3:], server.log_tail())
+    out = server.base / "output"
+    core = sorted((out / "core").glob("frame_*.png"))
+    streamed = sorted((out / "stream" / "png_00001_").glob("frame_*.png"))
+    assert len(core) == len(streamed) == 1 + 4 * 4  # 5 latent frames: 1, then 4 video frames each
+    from PIL import Image
+
+    for a, b in zip(core, streamed):
+        assert Image.open(a).tobytes() == Image.open(b).tobytes(), (a.name, b.name)  # bit-identical frames
+    assert len({Image.open(f).tobytes() for f in core}) > 1  # a video, not one repeated frame
+    mp4 = out / "stream" / "mp4_00001_.mp4"
+    reader = imageio_ffmpeg.read_frames(str(mp4))
+    meta = next(reader)
+    assert meta["size"] == (48, 32) and meta["fps"] == 16 and sum(1 for _ in reader) == 17
+    assert not list((out / "stream").glob(".*partial"))
 
 
 def test_the_20000_block_file_is_refused_in_under_a_second_while_the_server_answers(server: ComfyServer):

@@ -1,0 +1,103 @@
+"""Context Forcing Streaming Decode: Wan latents -> a video file, one latent frame at a time (bounded memory)."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.utils
+import folder_paths
+import torch
+from comfy import model_management
+from comfy.ldm.wan.vae import WanVAE, count_conv3d
+from comfy_api.v0_0_2 import io, ui
+
+from context_forcing_core.decode_stream import FrameDecoder, Mp4Sink, PngSink, stream_decode
+from context_forcing_core.diffusion.settings import FPS
+from context_forcing_core.student import WAN_FPS
+
+from .types import CATEGORY, combo, limits
+
+NAME = "Streaming Decode"
+FORMATS = ["mp4", "png frames"]
+
+
+def wan_frame_decoder(vae: object) -> FrameDecoder:
+    """The Wan 2.1 VAE ComfyUI loaded, as a stateful one-latent-frame decoder.
+
+    It runs the loop of ``WanVAE.decode`` (``conv2``, then the decoder on each latent frame with one carried feature
+    cache) a frame per call, so the frames equal core VAE Decode's. Raises ValueError for any other VAE.
+    """
+    model = getattr(vae, "first_stage_model", None)
+    if not isinstance(model, WanVAE):
+        raise ValueError(f"{NAME} needs the Wan 2.1 VAE (wan_2.1_vae.safetensors), got "
+                         f"{type(model).__name__ if model is not None else type(vae).__name__}")
+    model_management.load_models_gpu([vae.patcher])
+    cache: list = [None] * count_conv3d(model.decoder)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:  # (1, 16, 1, h, w) -> (1, 3, n, 8h, 8w)
+        x = model.conv2(z.to(vae.device, vae.vae_dtype))
+        return model.decoder(x, feat_cache=cache, feat_idx=[0]).to(model_management.intermediate_device())
+
+    return decode
+
+
+class StreamingDecode(io.ComfyNode):
+    """LATENT (Wan) + VAE -> a video file in the output folder, written as it is decoded."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CF_StreamingDecode",
+            display_name="Context Forcing Streaming Decode",
+            category=CATEGORY,
+            description="Decodes Wan latents with the Wan 2.1 VAE one latent frame at a time and writes the video to "
+                        "the output folder as it goes: memory stays that of one frame, however long the video "
+                        "(core VAE Decode holds every frame at once). Same frames as VAE Decode. 'png frames' writes "
+                        "a lossless numbered sequence instead of an mp4.",
+            inputs=[
+                io.Latent.Input("samples"),
+                io.Vae.Input("vae"),
+                io.String.Input("filename_prefix", default="context_forcing/video"),
+                combo("format", FORMATS, default=FORMATS[0]),
+                io.Int.Input("fps", default=WAN_FPS, **limits(FPS)),
+            ],
+            outputs=[io.String.Output(display_name="path")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, samples: dict, vae: object, filename_prefix: str, format: str, fps: int) -> io.NodeOutput:
+        latents = samples.get("samples") if isinstance(samples, dict) else None
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 5:
+            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            return io.NodeOutput(None, block_execution=f"{NAME}: 'samples' must be a video LATENT (B, 16, T, h, w), "
+                                                       f"got {shape}")
+        try:
+            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+                filename_prefix, folder_paths.get_output_directory())
+        except Exception:  # ComfyUI raises a bare Exception for a prefix that leaves the output folder
+            return io.NodeOutput(None, block_execution=f"{NAME}: filename_prefix {filename_prefix!r} must stay inside "
+                                                       "the output folder")
+        bar = comfy.utils.ProgressBar(latents.shape[0] * latents.shape[2])
+
+        def tick(done: int, total: int) -> None:
+            model_management.throw_exception_if_processing_interrupted()  # Cancel: the sink is aborted, no file left
+            bar.update(1)
+
+        results, paths = [], []
+        for b in range(latents.shape[0]):
+            try:
+                decoder = wan_frame_decoder(vae)
+                if latents.shape[1] != 16:
+                    raise ValueError(f"the Wan 2.1 VAE takes 16-channel latents, got {latents.shape[1]} (toy-model "
+                                     "latents go through Context Forcing Toy Decode)")
+            except ValueError as err:
+                return io.NodeOutput(None, block_execution=f"{NAME}: {err}")
+            file = f"{name}_{counter + b:05}_" + (".mp4" if format == "mp4" else "")
+            target = os.path.join(folder, file)
+            sink = Mp4Sink(target, fps=fps) if format == "mp4" else PngSink(target)
+            stream_decode(latents[b:b + 1], decoder, sink, on_frame=tick)
+            results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
+            paths.append(os.path.join(subfolder, file))  # as the output folder shows it, no server path
+        shown = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}
+        return io.NodeOutput("\n".join(paths), ui=shown)  # paths relative to the output folder
