@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from context_forcing_core.student import WAN_FPS
 from context_forcing_core.toyworld.story import story_schedule
 from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
@@ -57,8 +58,8 @@ def graph(nodes: list[Node], edges: list[tuple[int, str, int, str]], note: str) 
             "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [40, 300]}}, "version": 0.4}
 
 
-def loader(ckpt: str, pos: tuple[int, int]) -> Node:
-    return Node("CF_LoadModel", [ckpt, "default", "none", 1.0], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos,
+def loader(ckpt: str, pos: tuple[int, int], lora: str = "none") -> Node:
+    return Node("CF_LoadModel", [ckpt, "default", lora, 1.0], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos,
                 (320, 160))
 
 
@@ -81,6 +82,11 @@ def inspector(pos: tuple[int, int]) -> Node:
 
 def toy_decode(pos: tuple[int, int]) -> Node:
     return Node("CF_ToyDecode", [8], [("latent", "LATENT")], [("images", "IMAGE")], pos, (260, 90))
+
+
+def streaming_decode(prefix: str, pos: tuple[int, int]) -> Node:
+    return Node("CF_StreamingDecode", [prefix, "mp4", WAN_FPS], [("samples", "LATENT"), ("vae", "VAE")],
+                [("path", "STRING")], pos, (380, 460))
 
 
 def video(fps: float, prefix: str, pos: tuple[int, int]) -> list[Node]:
@@ -129,9 +135,10 @@ def toy_long_video() -> dict:
 WAN_CKPT = "context_forcing_wan2.1_t2v_1.3b.safetensors"
 
 
-def wan_long_video() -> dict:
+def _wan_graph(ckpt: str, preset: str, prefix: str, lora: str = "none") -> tuple[list[Node], list]:
+    """Loader, memory, umT5 with two prompts (a switch at 30 s), 60-s sampler, streaming decode, inspector."""
     nodes = [
-        loader(WAN_CKPT, (0, 0)), memory("context_forcing", (0, 160)),
+        loader(ckpt, (0, 0), lora), memory(preset, (0, 160)),
         Node("CLIPLoader", ["umt5_xxl_fp16.safetensors", "wan", "default"], [], [("CLIP", "CLIP")], (0, 460), (320, 110)),
         Node("CLIPTextEncode", ["A red fox trots through a snowy birch forest, tracking shot, soft morning light."],
              [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 460), (400, 160), title="Prompt from 0 s"),
@@ -141,21 +148,44 @@ def wan_long_video() -> dict:
              [("schedule", "CF_PROMPT_SCHEDULE")], (820, 660), (320, 160)),
         sampler(60.0, "", (820, 0)),
         Node("VAELoader", ["wan_2.1_vae.safetensors"], [], [("VAE", "VAE")], (820, 380), (320, 60)),
-        Node("VAEDecode", [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1200, 0), (220, 50)),
-        *video(16.0, "context_forcing/wan_long_video", (1460, 0)),
-        inspector((1200, 380)),
+        streaming_decode(prefix, (1200, 0)),
+        inspector((1200, 520)),
     ]
     edges = [(1, "cf_model", 7, "model"), (2, "memory", 7, "memory"), (3, "CLIP", 4, "clip"), (3, "CLIP", 5, "clip"),
              (4, "CONDITIONING", 7, "conditioning"), (5, "CONDITIONING", 6, "conditioning"),
              (6, "schedule", 7, "schedule"), (7, "latent", 9, "samples"), (8, "VAE", 9, "vae"),
-             (9, "IMAGE", 10, "images"), (10, "VIDEO", 11, "video"), (7, "memory_trace", 12, "memory_trace")]
+             (7, "memory_trace", 10, "memory_trace")]
+    return nodes, edges
+
+
+WAN_FILES_NOTE = ("- models/text_encoders/umt5_xxl_fp16.safetensors (or the fp8 version)\n"
+                  "- models/vae/wan_2.1_vae.safetensors\n"
+                  "The prompt switches at 30 s; the recent frames are re-encoded under the new prompt so the scene "
+                  "carries over. Streaming Decode writes the mp4 to the output folder as it decodes, one latent frame "
+                  "at a time, so a minute of video never sits in memory at once.")
+
+
+def wan_long_video() -> dict:
+    nodes, edges = _wan_graph(WAN_CKPT, "context_forcing", "context_forcing/wan_long_video")
     note = ("Wan2.1-T2V-1.3B long video with Context Forcing memory. Put these files in your ComfyUI models folder:\n"
             f"- models/context_forcing/{WAN_CKPT} (a causal Context Forcing student, e.g. exported with "
-            "python -m training.run export; models/diffusion_models works too)\n"
-            "- models/text_encoders/umt5_xxl_fp16.safetensors (or the fp8 version)\n"
-            "- models/vae/wan_2.1_vae.safetensors\n"
-            "The prompt switches at 30 s; the recent frames are re-encoded under the new prompt so the scene carries "
-            "over. 60 s of 480p needs ~1 minute per 10 s on a recent GPU and constant memory.")
+            "python -m training.run export; models/diffusion_models works too)\n" + WAN_FILES_NOTE)
+    return graph(nodes, edges, note)
+
+
+LONGLIVE_CKPT = "longlive_base.pt"
+LONGLIVE_LORA = "longlive_lora.pt"
+
+
+def longlive_lora_video() -> dict:
+    nodes, edges = _wan_graph(LONGLIVE_CKPT, "longlive", "context_forcing/longlive_video", LONGLIVE_LORA)
+    note = ("LongLive (NVlabs/LongLive 1.0) in ComfyUI: its base student plus its LoRA, merged at load. From the "
+            "release (Hugging Face Efficient-Large-Model/LongLive-1.3B), put:\n"
+            f"- models/context_forcing/{LONGLIVE_CKPT} (models/longlive_base.pt; the 'generator' weights are taken)\n"
+            f"- models/loras/{LONGLIVE_LORA} (models/lora.pt renamed; rank 256, alpha 256, PEFT keys under "
+            "'generator_lora')\n" + WAN_FILES_NOTE + " The memory is LongLive's own (a 3-frame sink and a "
+            "rolling window, 12 latent frames in all); switch the Memory Config to context_forcing to try the "
+            "Slow-Fast Memory on it training-free.")
     return graph(nodes, edges, note)
 
 
@@ -185,7 +215,7 @@ def memory_comparison() -> dict:
 
 
 WORKFLOWS = {"toy_long_video.json": toy_long_video, "wan_long_video.json": wan_long_video,
-             "memory_comparison.json": memory_comparison}
+             "longlive_lora_video.json": longlive_lora_video, "memory_comparison.json": memory_comparison}
 
 
 def render(name: str) -> str:

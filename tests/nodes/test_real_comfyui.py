@@ -29,7 +29,7 @@ from context_forcing_core.models.loading import save_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.student import BUNDLED_TOY_STUDENT
 from tools.comfy_server import ComfyServer, provision
-from tools.make_workflows import WAN_CKPT, WORKFLOWS, render
+from tools.make_workflows import LONGLIVE_CKPT, LONGLIVE_LORA, WAN_CKPT, WORKFLOWS, render
 from tools.workflow_api import to_api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,16 +169,21 @@ def test_an_execution_time_input_mistake_is_a_message_without_traceback(server):
     assert server.alive()
 
 
+WAN_FILES = {"wan_long_video.json": [WAN_CKPT], "longlive_lora_video.json": [LONGLIVE_CKPT, LONGLIVE_LORA]}
+"""Workflows that need downloaded model files: the files their loader names."""
+
+
 def test_every_shipped_workflow_is_accepted(server):
     for name in WORKFLOWS:
         prompt = to_api(json.loads((REPO / "workflows" / name).read_text()), server.object_info)
-        if name == "wan_long_video.json":  # up to its model files, which cannot be downloaded here
+        if name in WAN_FILES:  # up to its model files, which cannot be downloaded here
             status, answer = server.queue(copy.deepcopy(prompt))
             assert status == 400, answer
             bad = {prompt[n]["class_type"]: " ".join(e["details"] for e in err["errors"])
                    for n, err in answer["node_errors"].items()}
             assert set(bad) == {"CF_LoadModel", "CLIPLoader", "VAELoader"}, bad
-            assert WAN_CKPT in bad["CF_LoadModel"] and "umt5_xxl" in bad["CLIPLoader"] and "wan_2.1_vae" in bad["VAELoader"]
+            assert all(f in bad["CF_LoadModel"] for f in WAN_FILES[name]), bad
+            assert "umt5_xxl" in bad["CLIPLoader"] and "wan_2.1_vae" in bad["VAELoader"]
             continue
         status, answer = server.queue(prompt)
         assert status == 200 and not answer["node_errors"], (name, answer)
