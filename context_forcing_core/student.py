@@ -7,6 +7,7 @@ toy text encoder and codec are deterministic functions, nothing is stored beside
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -19,9 +20,10 @@ from torch import Tensor
 from .budget import MemoryNeed, kv_cache_bytes, rollout_need
 from .diffusion.settings import SECONDS, check_pixels
 from .latents import wan_denormalize
-from .memory.config import MemoryConfig
+from .memory.config import MemoryConfig, memory_preset
 from .models.config import WanConfig
-from .models.loading import Source, load_model
+from .models.family import NOT_RECOGNISED, Recognition
+from .models.loading import Source, load_recognised
 from .models.lora import LoraSource
 from .models.wan import WanModel
 from .toyworld.codec import ToyCodec
@@ -55,6 +57,8 @@ class Student:
     """Where it came from (file name), for messages."""
     toy: bool
     """True for a toy-world model (48-channel toy-codec latents, bundled toy text encoder)."""
+    family: Recognition = NOT_RECOGNISED
+    """Which public student it is and what it was trained with (:func:`.models.family.recognise`)."""
 
     @property
     def latent_frames_per_second(self) -> int:
@@ -110,6 +114,17 @@ def load_student(source: Source | os.PathLike[str], *, dtype: torch.dtype | None
                  device: str | torch.device | None = None, share: bool = False, config: WanConfig | None = None,
                  lora: Sequence[tuple[LoraSource, float]] = ()) -> Student:
     """Load a student checkpoint (any format :func:`load_model` accepts, LoRAs merged) and tell toy from Wan models."""
-    model = load_model(source, dtype=dtype, device=device, share=share, config=config, lora=lora)
+    model, family = load_recognised(source, dtype=dtype, device=device, share=share, config=config, lora=lora)
     name = Path(source).name if isinstance(source, (str, os.PathLike)) else "state dict"
-    return Student(model=model, name=name, toy=is_toy_config(model))
+    return Student(model=model, name=name, toy=is_toy_config(model), family=family)
+
+
+def memory_for(student: Student, memory: MemoryConfig | None) -> MemoryConfig:
+    """The memory to sample ``student`` with: ``memory``, or its family's preset when None; at the chunk size its
+    family was trained with when the family is known (frame-wise students run one latent frame per chunk).
+    """
+    recognised = student.family
+    memory = memory if memory is not None else memory_preset(recognised.family.memory)
+    if recognised.known and memory.chunk_frames != recognised.family.chunk_frames:
+        memory = dataclasses.replace(memory, chunk_frames=recognised.family.chunk_frames)
+    return memory

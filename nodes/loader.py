@@ -8,7 +8,7 @@ import os
 import folder_paths
 import torch
 from comfy import model_management
-from comfy_api.v0_0_2 import io
+from comfy_api.v0_0_2 import io, ui
 
 from context_forcing_core.models.loading import PICKLE_SUFFIXES, inspect_checkpoint_cached
 from context_forcing_core.models.lora import LORA_STRENGTH
@@ -141,7 +141,9 @@ class LoadModel(io.ComfyNode):
             except (AttributeError, ValueError) as err:
                 return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: the connected MODEL is not "
                                                            f"a Wan2.1 T2V model ({err})")
-            return io.NodeOutput(handle)
+            return io.NodeOutput(handle, ui=ui.PreviewText(
+                "A MODEL from ComfyUI: its family is not known here (no file name); this pack's defaults "
+                "(3-frame chunks, Context Forcing memory unless one is connected).").as_dict())
         device = model_management.get_torch_device()
         try:
             path = checkpoint_path(ckpt_name)
@@ -158,4 +160,4 @@ class LoadModel(io.ComfyNode):
             if lora:
                 message = message.replace(lora[0][0], lora_name)
             return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: {message}")
-        return io.NodeOutput(ModelHandle(student=student))
+        return io.NodeOutput(ModelHandle(student=student), ui=ui.PreviewText(student.family.summary()).as_dict())

@@ -20,7 +20,7 @@ from context_forcing_core.budget import MemoryBudgetError, MemoryNeed, check_bud
 from context_forcing_core.diffusion.settings import PIXEL_MULTIPLE, PIXELS, SECONDS, SEED, SHIFT, STEPS
 from context_forcing_core.models.loading import inspect_checkpoint_cached
 from context_forcing_core.models.wan import WanModel
-from context_forcing_core.student import Student, is_toy_config
+from context_forcing_core.student import Student, is_toy_config, memory_for
 from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.prompts import all_prompts
 
@@ -226,7 +226,9 @@ class LongRolloutSampler(io.ComfyNode):
                 io.String.Input("prompt", multiline=True, default=all_prompts()[0].text,
                                 tooltip="For models with a bundled text encoder (the toy model); a connected "
                                         "conditioning is used instead."),
-                CFMemory.Input("memory", optional=True, tooltip="Default: the Context Forcing preset."),
+                CFMemory.Input("memory", optional=True,
+                               tooltip="Default: the memory the loaded student was trained with when the loader "
+                                       "recognises its family, else the Context Forcing preset."),
                 io.Conditioning.Input("conditioning", optional=True,
                                       tooltip="Wan models: CLIP Text Encode with the umT5-XXL encoder."),
                 CFSchedule.Input("schedule", optional=True, tooltip="Prompt switches (Context Forcing Prompt Switch)."),
@@ -269,10 +271,10 @@ class LongRolloutSampler(io.ComfyNode):
                        f"{NAME}: input 'conditioning' must be connected to CLIP Text Encode"))
         if refusal:
             return io.NodeOutput(None, None, block_execution=refusal)
-        memory = memory or memory_preset("context_forcing")
         try:  # input mistakes that only show once the inputs are connected: a message for the artist, no traceback
             SHIFT.check("shift", shift)
             student = model.resolve()
+            memory = memory_for(student, memory)  # the family's chunk size; its memory when none is connected
             frames = student.latent_frames(seconds, memory.chunk_frames)
             latent_size = student.latent_size(width, height)
             need = student.rollout_need(memory, latent_size, frames)

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .config import WanConfig
+from .family import Recognition, recognise
 from .keys import infer_config, official_key_map, select_state_dict, to_official_keys
 from .lora import LoraSource, apply_loras
 from .wan import WanModel
@@ -72,6 +73,8 @@ class _Opened(NamedTuple):
     obj: Any
     fetch: Callable[[str], Tensor] | None
     hint: dict[str, Any] | None
+    metadata: dict[str, str] | None = None
+    """Safetensors header metadata (all shards), for :func:`.family.recognise`."""
 
 
 def load_model(
@@ -111,12 +114,28 @@ def load_model(
             names the file and the first offending key.
 
     """
+    return load_recognised(source, dtype=dtype, device=device, config=config, use_ema=use_ema, share=share,
+                           lora=lora)[0]
+
+
+def load_recognised(
+    source: Source,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    config: WanConfig | None = None,
+    use_ema: bool | None = None,
+    share: bool = False,
+    lora: Sequence[tuple[LoraSource, float]] = (),
+) -> tuple[WanModel, Recognition]:
+    """:func:`load_model`, also telling which public family the checkpoint is (:func:`.family.recognise`)."""
     if dtype is not None and not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
     device = torch.device("cpu" if device is None else device)
     with ExitStack() as stack:
         opened = _open(source, stack)
         raw, names, sd, model = _validated(opened, config, use_ema)
+        family = recognise(opened.name, opened.obj, opened.metadata)
         target = dtype or _stored_dtype(sd.values())
         fetch = opened.fetch or raw.__getitem__
         # File-backed (mmap) or caller-owned tensors are copied; safetensors reads are fresh and only cast if needed.
@@ -124,7 +143,7 @@ def load_model(
         weights = {names[key]: fetch(key).to(device=device, dtype=target, copy=copy).contiguous() for key in raw}
     model.load_state_dict(weights, strict=True, assign=True)
     apply_loras(model, lora)
-    return model.eval()
+    return model.eval(), family
 
 
 def inspect_checkpoint(source: Source, *, config: WanConfig | None = None, use_ema: bool | None = None) -> WanConfig:
@@ -373,6 +392,7 @@ def _open_safetensors(files: list[Path], hint: dict[str, Any] | None, stack: Exi
     """
     tensors: dict[str, Tensor] = {}
     owner: dict[str, Path] = {}
+    all_metadata: dict[str, str] = {}
     for file in files:
         try:
             header, metadata = read_safetensors_header(file)
@@ -386,6 +406,7 @@ def _open_safetensors(files: list[Path], hint: dict[str, Any] | None, stack: Exi
             owner[key] = file
         if len(tensors) > MAX_TENSORS:
             raise ValueError(f"{file}: the shards hold {len(tensors)} tensors; at most {MAX_TENSORS}")
+        all_metadata.update(metadata)
         if CONFIG_METADATA_KEY in metadata:
             config = _json_object(metadata[CONFIG_METADATA_KEY], f"{file} metadata {CONFIG_METADATA_KEY!r}")
             hint = config if hint is None else {**hint, **config}
@@ -401,7 +422,7 @@ def _open_safetensors(files: list[Path], hint: dict[str, Any] | None, stack: Exi
         except Exception as err:  # SafetensorError derives from Exception only
             raise ValueError(f"{name}: cannot read tensor {key!r}: {err}") from err
 
-    return _Opened(name, tensors, fetch, hint)
+    return _Opened(name, tensors, fetch, hint, all_metadata)
 
 
 def _torch_load(path: Path) -> Any:

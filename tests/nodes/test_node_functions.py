@@ -235,8 +235,11 @@ def test_loader_lists_files_validates_them_and_loads(tmp_path):
     assert "no model file named" in validate("../" * 5 + "etc/passwd")
     blocked = LoadModel.execute("broken.safetensors", "default").block_execution
     assert blocked.startswith("Load Context Forcing Model: broken.safetensors") and str(MODELS) not in blocked
-    handle = LoadModel.execute("small_toy.safetensors", "default").args[0]
+    out = LoadModel.execute("small_toy.safetensors", "default")
+    handle = out.args[0]
     assert handle.student.toy and handle.student.model.dtype == torch.float32
+    assert out.ui["text"][0].startswith("Context Forcing (this pack's export) (metadata of its export). Trained with "
+                                        "3-frame chunks, 4 steps")  # the loader shows the family it recognised
     assert LoadModel.execute("small_toy.safetensors", "bfloat16").args[0].student.model.dtype == torch.bfloat16
 
 

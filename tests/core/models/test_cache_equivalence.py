@@ -14,7 +14,7 @@ from context_forcing_core.models.config import micro
 
 
 def _chunkwise(model, x, t, text, chunk):
-    mem = SlowFastMemory(full(), model.config)
+    mem = SlowFastMemory(dataclasses.replace(full(), chunk_frames=chunk), model.config)
     ctx = model.encode_text(text)
     outs = []
     for start in range(0, x.shape[2], chunk):
@@ -26,8 +26,9 @@ def _chunkwise(model, x, t, text, chunk):
     return torch.cat(outs, dim=2), mem
 
 
+@pytest.mark.parametrize("chunk", [3, 1], ids=["chunk-3", "frame-wise"])
 @pytest.mark.parametrize("positions", [None, (2, 3)], ids=["rope", "learned-positions"])
-def test_cached_full_policy_equals_block_causal_forward(positions):
+def test_cached_full_policy_equals_block_causal_forward(positions, chunk):
     model = random_model(dataclasses.replace(micro(), position_grid=positions))
     torch.manual_seed(1)
     b, f = 2, 12
@@ -35,8 +36,8 @@ def test_cached_full_policy_equals_block_causal_forward(positions):
     t = torch.rand(b, f) * 1000  # distinct per-frame timesteps
     text = torch.randn(b, 3, model.config.text_dim)
     with torch.no_grad():
-        ref = model(x, t, text, attention="block_causal", chunk_frames=3)
-        out, mem = _chunkwise(model, x, t, text, 3)
+        ref = model(x, t, text, attention="block_causal", chunk_frames=chunk)
+        out, mem = _chunkwise(model, x, t, text, chunk)
     assert (out - ref).abs().max().item() < 1e-4
     assert ref.abs().mean().item() > 0.1  # a non-trivial output, so the comparison means something
     assert mem.layers[0].frames() == list(range(f))
