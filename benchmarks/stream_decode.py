@@ -3,13 +3,18 @@
 Run with the Python of a provisioned ComfyUI (it imports ``comfy``), from the repository root:
 
     ~/.cache/context-forcing/comfyui-0.3.75/venv/bin/python -m benchmarks.stream_decode [--seconds 20 60]
-        [--size 32 48] [--dim 96]
+        [--size 16 32] [--dim 96]
 
 A randomly initialised Wan 2.1 VAE of the full architecture (``--dim 96`` as the released one; ComfyUI's own
 ``WanVAE`` class, built through ``comfy.sd.VAE`` as Load VAE does) decodes random latents of each length at a
 reduced resolution on CPU, each case in a fresh process: **core** is ``VAE.decode`` on the whole video (what VAE
-Decode runs), **stream** is the Streaming Decode node's path (one latent frame at a time into an mp4). Peak memory is
-the resident set sampled every 5 ms during the decode, above the resident set just before it. The seam error is the
+Decode runs), **stream** is the Streaming Decode node's path (one latent frame at a time into an mp4), both under
+``torch.inference_mode`` as ComfyUI runs nodes. Peak memory is the resident set sampled every 5 ms during the decode,
+above the resident set just before it; each case runs with ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc hands freed
+blocks back at once and the resident set follows live memory (with glibc's default, freed heap memory stays resident
+and the first decode of a process reads higher). Core VAE Decode keeps ~125 MB per latent frame alive at 32 x 48
+pixels (``WanVAE.decode`` under ComfyUI 0.3.75), so the default size is small enough for its 60-s case to fit in
+24 GB of RAM. The seam error is the
 largest pixel difference between the two decodes of the shortest length (in [0, 1] units; 0 when streaming carries
 the VAE's feature cache exactly). ``--write-vae FILE --dim D`` only writes such a VAE (the real-server test uses it).
 """
@@ -96,6 +101,7 @@ def _case(mode: str, seconds: float, size: tuple[int, int], dim: int, compare: s
     from nodes.stream_decode import wan_frame_decoder
 
     torch.set_num_threads(1)
+    torch.inference_mode().__enter__()  # as ComfyUI's executor runs every node (without it autograd keeps activations)
     vae = comfy.sd.VAE(sd=random_wan_vae(dim))
     frames = round(seconds * WAN_LATENT_FRAMES_PER_SECOND)
     h, w = size[0] // 8, size[1] // 8
@@ -126,7 +132,7 @@ def _case(mode: str, seconds: float, size: tuple[int, int], dim: int, compare: s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[20.0, 60.0])
-    parser.add_argument("--size", type=int, nargs=2, default=[32, 48], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--size", type=int, nargs=2, default=[16, 32], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--dim", type=int, default=96, help="VAE width (96: Wan 2.1's)")
     parser.add_argument("--write-vae", type=Path, help="only write a random Wan 2.1 VAE of --dim to this file")
     parser.add_argument("--case", nargs=2, metavar=("MODE", "SECONDS"), help=argparse.SUPPRESS)
@@ -151,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                    *map(str, args.size), "--dim", str(args.dim)]
             if seconds == shortest:
                 cmd += ["--compare", str(tmp / f"{mode}.pt")]
-            out = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True).stdout
+            env = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}  # freed blocks go back to the OS at once
+            out = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"{mode:>6} {seconds:5.0f} s: {rows[-1]['frames']} frames, peak +{rows[-1]['peak_mb']:.0f} MB, "
                   f"{rows[-1]['wall_s']:.0f} s", flush=True)

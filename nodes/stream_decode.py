@@ -41,6 +41,12 @@ def wan_frame_decoder(vae: object) -> FrameDecoder:
     return decode
 
 
+def refuse(message: str) -> io.NodeOutput:
+    """Stop with ``message``: shown on this node (an output node's block is otherwise silent) and to any consumer."""
+    text = f"{NAME}: {message}"
+    return io.NodeOutput(None, ui=ui.PreviewText(text).as_dict(), block_execution=text)
+
+
 class StreamingDecode(io.ComfyNode):
     """LATENT (Wan) + VAE -> a video file in the output folder, written as it is decoded."""
 
@@ -70,14 +76,13 @@ class StreamingDecode(io.ComfyNode):
         latents = samples.get("samples") if isinstance(samples, dict) else None
         if not isinstance(latents, torch.Tensor) or latents.ndim != 5:
             shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-            return io.NodeOutput(None, block_execution=f"{NAME}: 'samples' must be a video LATENT (B, 16, T, h, w), "
-                                                       f"got {shape}")
+            return refuse(f"'samples' must be a video LATENT (B, 16, T, h, w), got {shape}")
         try:
             folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
                 filename_prefix, folder_paths.get_output_directory())
         except Exception:  # ComfyUI raises a bare Exception for a prefix that leaves the output folder
-            return io.NodeOutput(None, block_execution=f"{NAME}: filename_prefix {filename_prefix!r} must stay inside "
-                                                       "the output folder")
+            shown = filename_prefix if len(filename_prefix) <= 80 else filename_prefix[:77] + "..."
+            return refuse(f"filename_prefix {shown!r} must stay inside the output folder")
         bar = comfy.utils.ProgressBar(latents.shape[0] * latents.shape[2])
 
         def tick(done: int, total: int) -> None:
@@ -92,11 +97,16 @@ class StreamingDecode(io.ComfyNode):
                     raise ValueError(f"the Wan 2.1 VAE takes 16-channel latents, got {latents.shape[1]} (toy-model "
                                      "latents go through Context Forcing Toy Decode)")
             except ValueError as err:
-                return io.NodeOutput(None, block_execution=f"{NAME}: {err}")
+                return refuse(str(err))
             file = f"{name}_{counter + b:05}_" + (".mp4" if format == "mp4" else "")
             target = os.path.join(folder, file)
-            sink = Mp4Sink(target, fps=fps) if format == "mp4" else PngSink(target)
-            stream_decode(latents[b:b + 1], decoder, sink, on_frame=tick)
+            try:
+                sink = Mp4Sink(target, fps=fps) if format == "mp4" else PngSink(target)
+                stream_decode(latents[b:b + 1], decoder, sink, on_frame=tick)
+            except OSError as err:  # a name too long for the file system, a full disk: no server path in the message
+                shown = os.path.join(subfolder, file)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                return refuse(f"cannot write {shown!r} in the output folder: {err.strerror or err}")
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
             paths.append(os.path.join(subfolder, file))  # as the output folder shows it, no server path
         shown = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}

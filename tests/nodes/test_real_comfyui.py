@@ -518,6 +518,25 @@ def test_streaming_decode_equals_core_vae_decode_and_writes_the_mp4(server: Comf
     meta = next(reader)
     assert meta["size"] == (48, 32) and meta["fps"] == 16 and sum(1 for _ in reader) == 17
     assert not list((out / "stream").glob(".*partial"))
+    # hostile inputs of the new node (issue 17's rules): each answered fast, refused or blocked without traceback
+    hostile = [("filename_prefix", v) for v in ("../../escape", "/etc/x", "", "x" * 100_000, None, 5)]
+    hostile += [("format", v) for v in ("avi", "", None, 3)] + [("fps", v) for v in (0, 121, float("nan"), "abc")]
+    hostile += [("samples", v) for v in (["2", 0], ["5", 0], "not a link")] + [("vae", ["1", 0])]
+    for name, value in hostile:
+        bad = copy.deepcopy(prompt)
+        bad["5"]["inputs"][name] = value
+        started = time.monotonic()
+        status, answer, run = run_and_collect(server, bad, RUN_SECONDS)
+        assert time.monotonic() - started < RUN_SECONDS and not shows_traceback(answer) and not shows_traceback(run)
+        assert str(server.base) not in json.dumps([answer, run], default=str), (name, value)
+        shown = [d for kind, d in run if kind == "executed" and d.get("node") == "5"]
+        said = bool(shown) and any("Streaming Decode: " in t for t in (shown[0].get("output") or {}).get("text", []))
+        # ComfyUI runs the graph's other outputs when one output node's inputs are invalid (node_errors with 200)
+        refused = status == 400 or "5" in answer.get("node_errors", {}) or said or any(
+            kind == "execution_error" for kind, _ in run)
+        may_run = name == "filename_prefix" and value not in ("../../escape", "/etc/x")  # a name inside output/
+        assert refused or may_run, (name, value, answer, run[-2:])
+    assert server.alive()
 
 
 def test_the_20000_block_file_is_refused_in_under_a_second_while_the_server_answers(server: ComfyServer):
