@@ -142,8 +142,9 @@ class LoadModel(io.ComfyNode):
                 return io.NodeOutput(None, block_execution=f"Load Context Forcing Model: the connected MODEL is not "
                                                            f"a Wan2.1 T2V model ({err})")
             return io.NodeOutput(handle, ui=ui.PreviewText(
-                "A MODEL from ComfyUI: its family is not known here (no file name); this pack's defaults "
-                "(3-frame chunks, Context Forcing memory unless one is connected).").as_dict())
+                "A MODEL from ComfyUI: sampled with its weights as ComfyUI patched them (LoRA and other weight "
+                "patches included). Its family is not known here (no file name): this pack's defaults (3-frame "
+                "chunks, Context Forcing memory unless one is connected).").as_dict())
         device = model_management.get_torch_device()
         try:
             path = checkpoint_path(ckpt_name)

@@ -46,10 +46,38 @@ EXPECTED_INPUTS = {
 }
 
 
+TEST_NODES = '''
+"""Test-only nodes of tests/nodes/test_real_comfyui.py (never shipped): what a test cannot download."""
+import torch
+
+
+class RandomConditioning:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+                             "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
+                             "dim": ("INT", {"default": 4096, "min": 1, "max": 4096})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, seed, tokens, dim):
+        # umT5 states of a prompt, as CLIP Text Encode would give them: (1, tokens, dim)
+        return ([[torch.randn(1, tokens, dim, generator=torch.Generator().manual_seed(seed)), {}]],)
+
+
+NODE_CLASS_MAPPINGS = {"CFTest_RandomConditioning": RandomConditioning}
+'''
+"""A CONDITIONING without the 11-GB umT5: the test pack installed beside ours in the server's custom_nodes."""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     comfy_dir = provision()
     base = tmp_path_factory.mktemp("comfy-base")
+    (base / "custom_nodes" / "cf_test_nodes").mkdir(parents=True)
+    (base / "custom_nodes" / "cf_test_nodes" / "__init__.py").write_text(TEST_NODES)
     (base / "models" / "context_forcing").mkdir(parents=True)
     (base / "models" / "context_forcing" / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}")
     with ComfyServer(comfy_dir, comfy_dir.parent.parent / "venv" / "bin" / "python", base) as srv:
@@ -537,6 +565,61 @@ def test_streaming_decode_equals_core_vae_decode_and_writes_the_mp4(server: Comf
         may_run = name == "filename_prefix" and value not in ("../../escape", "/etc/x")  # a name inside output/
         assert refused or may_run, (name, value, answer, run[-2:])
     assert server.alive()
+
+
+WAN_COMFY = WanConfig(dim=128, ffn_dim=64, freq_dim=256, num_layers=1, num_heads=1, in_channels=16, out_channels=16,
+                      text_dim=4096, text_len=512)
+"""The smallest Wan2.1 DiT ComfyUI's model detection accepts (heads = dim / 128, frequency width 256, umT5 width)."""
+
+
+def test_comfyui_lora_patches_reach_the_sampler_equal_to_our_merge(server: ComfyServer):
+    torch.manual_seed(0)
+    model = WanModel(WAN_COMFY)
+    with torch.no_grad():
+        for p in model.parameters():  # every weight matters, so a wrong patch shows
+            p.add_(0.05 * torch.randn_like(p))
+    for folder in ("diffusion_models", "context_forcing"):
+        save_model(model, server.base / "models" / folder / "tiny_wan.safetensors")
+    g = torch.Generator().manual_seed(3)
+    lora = {}  # ComfyUI / kohya format with alpha: W + strength * alpha / rank * up @ down
+    for name, (rows, cols) in {"self_attn.q": (128, 128), "cross_attn.v": (128, 128), "ffn.0": (64, 128)}.items():
+        key = f"diffusion_model.blocks.0.{name}"
+        lora |= {f"{key}.lora_down.weight": 0.3 * torch.randn(4, cols, generator=g),
+                 f"{key}.lora_up.weight": 0.3 * torch.randn(rows, 4, generator=g), f"{key}.alpha": torch.tensor(2.0)}
+    (server.base / "models" / "loras").mkdir(parents=True, exist_ok=True)
+    save_file(lora, server.base / "models" / "loras" / "tiny_wan_lora.safetensors")
+    sampler = {"seconds": 0.75, "seed": 0, "steps": 2, "shift": 5.0, "width": 32, "height": 32, "prompt": "",
+               "conditioning": ["c", 0], "compile_attention": False}
+
+    def branch(tag: str, loader: dict) -> dict:
+        return {f"{tag}1": {"class_type": "CF_LoadModel", "inputs": {"ckpt_name": BUNDLED, "dtype": "default"} | loader},
+                f"{tag}2": {"class_type": "CF_LongRolloutSampler", "inputs": sampler | {"model": [f"{tag}1", 0]}},
+                f"{tag}3": {"class_type": "SaveLatent", "inputs": {"samples": [f"{tag}2", 0],
+                                                                   "filename_prefix": f"latents/lora_{tag}"}}}
+
+    prompt = {
+        "c": {"class_type": "CFTest_RandomConditioning", "inputs": {"seed": 0, "tokens": 8, "dim": 4096}},
+        "u": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan.safetensors", "weight_dtype": "default"}},
+        "l": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["u", 0], "lora_name": "tiny_wan_lora.safetensors",
+                                                              "strength_model": 0.7}},
+        **branch("patched", {"model": ["l", 0]}),  # ComfyUI's LoRA patches on its MODEL
+        **branch("plain", {"model": ["u", 0]}),  # the same MODEL without them
+        **branch("merged", {"ckpt_name": "tiny_wan.safetensors", "lora_name": "tiny_wan_lora.safetensors",
+                            "lora_strength": 0.7}),  # our own loader and merge
+    }
+    status, answer, run = run_and_collect(server, prompt, RUN_SECONDS)
+    assert status == 200 and run[-1][0] == "execution_success", (answer, run[-3:], server.log_tail())
+    latents = {tag: load_file(server.base / "output" / "latents" / f"lora_{tag}_00001_.latent")["latent_tensor"]
+               for tag in ("patched", "plain", "merged")}
+    assert latents["patched"].shape == (1, 16, 3, 4, 4)
+    print("lora patch: |patched - merged| max", (latents["patched"] - latents["merged"]).abs().max().item(),
+          "|patched - plain| max", (latents["patched"] - latents["plain"]).abs().max().item())
+    assert torch.allclose(latents["patched"], latents["merged"], atol=1e-4), (
+        (latents["patched"] - latents["merged"]).abs().max())
+    assert (latents["patched"] - latents["plain"]).abs().max() > 100 * (latents["patched"] - latents["merged"]).abs().max()
+    shown = {d["node"]: d["output"]["text"][0] for kind, d in run if kind == "executed" and d.get("node") in
+             ("patched1", "merged1")}
+    assert "as ComfyUI patched them" in shown["patched1"] and "this pack's export" in shown["merged1"]
 
 
 def test_the_20000_block_file_is_refused_in_under_a_second_while_the_server_answers(server: ComfyServer):
