@@ -30,11 +30,12 @@ demo: $(STAMP)
 	$(PY) -m tools.run_workflow workflows/toy_long_video.json --comfyui-home $(COMFYUI_HOME) \
 		$(if $(COMFYUI_DIR),--comfyui $(COMFYUI_DIR)) $(if $(COMFYUI_PYTHON),--python $(COMFYUI_PYTHON))
 
-bench: $(STAMP)
+bench: $(STAMP) comfyui
 	$(PY) -m benchmarks.memory_path
 	$(PY) -m benchmarks.memory_scaling
 	$(PY) -m benchmarks.toyworld_speed
 	$(PY) -m benchmarks.train_step
+	$(COMFYUI_HOME)/venv/bin/python -m benchmarks.stream_decode
 
 # On a machine with a CUDA GPU: 60 s of 480x832 video from a random-weight Wan2.1-1.3B, memories x eager / compiled
 gpu-check:

@@ -41,6 +41,10 @@ def wan_frame_decoder(vae: object) -> FrameDecoder:
     return decode
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def refuse(message: str) -> io.NodeOutput:
     """Stop with ``message``: shown on this node (an output node's block is otherwise silent) and to any consumer."""
     text = f"{NAME}: {message}"
@@ -77,12 +81,16 @@ class StreamingDecode(io.ComfyNode):
         if not isinstance(latents, torch.Tensor) or latents.ndim != 5:
             shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
             return refuse(f"'samples' must be a video LATENT (B, 16, T, h, w), got {shape}")
+        if latents.shape[1] != 16:
+            return refuse(f"the Wan 2.1 VAE takes 16-channel latents, got {latents.shape[1]} (toy-model latents go "
+                          "through Context Forcing Toy Decode)")
         try:
             folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
                 filename_prefix, folder_paths.get_output_directory())
+        except OSError as err:  # a name the file system refuses
+            return refuse(f"cannot use filename_prefix {_short(filename_prefix)!r}: {err.strerror or err}")
         except Exception:  # ComfyUI raises a bare Exception for a prefix that leaves the output folder
-            shown = filename_prefix if len(filename_prefix) <= 80 else filename_prefix[:77] + "..."
-            return refuse(f"filename_prefix {shown!r} must stay inside the output folder")
+            return refuse(f"filename_prefix {_short(filename_prefix)!r} must stay inside the output folder")
         bar = comfy.utils.ProgressBar(latents.shape[0] * latents.shape[2])
 
         def tick(done: int, total: int) -> None:
@@ -93,9 +101,6 @@ class StreamingDecode(io.ComfyNode):
         for b in range(latents.shape[0]):
             try:
                 decoder = wan_frame_decoder(vae)
-                if latents.shape[1] != 16:
-                    raise ValueError(f"the Wan 2.1 VAE takes 16-channel latents, got {latents.shape[1]} (toy-model "
-                                     "latents go through Context Forcing Toy Decode)")
             except ValueError as err:
                 return refuse(str(err))
             file = f"{name}_{counter + b:05}_" + (".mp4" if format == "mp4" else "")
@@ -104,9 +109,8 @@ class StreamingDecode(io.ComfyNode):
                 sink = Mp4Sink(target, fps=fps) if format == "mp4" else PngSink(target)
                 stream_decode(latents[b:b + 1], decoder, sink, on_frame=tick)
             except OSError as err:  # a name too long for the file system, a full disk: no server path in the message
-                shown = os.path.join(subfolder, file)
-                shown = shown if len(shown) <= 80 else shown[:77] + "..."
-                return refuse(f"cannot write {shown!r} in the output folder: {err.strerror or err}")
+                return refuse(f"cannot write {_short(os.path.join(subfolder, file))!r} in the output folder: "
+                              f"{err.strerror or err}")
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
             paths.append(os.path.join(subfolder, file))  # as the output folder shows it, no server path
         shown = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}
