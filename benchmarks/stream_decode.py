@@ -12,9 +12,9 @@ Decode runs), **stream** is the Streaming Decode node's path (one latent frame a
 ``torch.inference_mode`` as ComfyUI runs nodes. Peak memory is the resident set sampled every 5 ms during the decode,
 above the resident set just before it; each case runs with ``MALLOC_MMAP_THRESHOLD_=65536`` so that glibc hands freed
 blocks back at once and the resident set follows live memory (with glibc's default, freed heap memory stays resident
-and the first decode of a process reads higher). Core VAE Decode keeps ~125 MB per latent frame alive at 32 x 48
-pixels (``WanVAE.decode`` under ComfyUI 0.3.75), so the default size is small enough for its 60-s case to fit in
-24 GB of RAM. The seam error is the
+and the first decode of a process reads higher). Core VAE Decode keeps memory alive per latent frame (~45 MB at the
+default 16 x 32 pixels, ~125 MB at 32 x 48, ComfyUI 0.3.75's ``WanVAE.decode``), so the default size keeps its
+60-s case within 24 GB of RAM. The seam error is the
 largest pixel difference between the two decodes of the shortest length (in [0, 1] units; 0 when streaming carries
 the VAE's feature cache exactly). ``--write-vae FILE --dim D`` only writes such a VAE (the real-server test uses it).
 """
@@ -107,14 +107,14 @@ def _case(mode: str, seconds: float, size: tuple[int, int], dim: int, compare: s
     h, w = size[0] // 8, size[1] // 8
     latents = torch.randn(1, 16, frames, h, w, generator=torch.Generator().manual_seed(1))
     vae.decode(latents[:, :, :2])  # warm-up: weights in place, allocator primed
-    out_dir = Path(tempfile.mkdtemp(prefix="cf-stream-bench-"))
     start = time.perf_counter()
-    with _PeakSampler() as peak:
+    with tempfile.TemporaryDirectory(prefix="cf-stream-bench-") as out_dir, _PeakSampler() as peak:
         if mode == "core":
-            pixels = vae.decode(latents)  # (F', H, W, 3) in [0, 1], all frames at once
-            written = pixels.shape[-4]  # (1, F', H, W, 3)
+            pixels = vae.decode(latents)  # (1, F', H, W, 3) in [0, 1], all frames at once
+            written = pixels.shape[-4]
         else:
-            _, written = stream_decode(latents, wan_frame_decoder(vae), Mp4Sink(out_dir / "v.mp4", fps=WAN_FPS))
+            sink = Mp4Sink(Path(out_dir) / "v.mp4", fps=WAN_FPS)
+            _, written = stream_decode(latents, wan_frame_decoder(vae), sink)
     seconds_taken = time.perf_counter() - start
     if compare:
         if mode == "core":
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
-    rows, tmp = [], Path(tempfile.mkdtemp(prefix="cf-stream-bench-"))
-    shortest = min(args.seconds)
+    rows, scratch = [], tempfile.TemporaryDirectory(prefix="cf-stream-bench-")
+    tmp, shortest = Path(scratch.name), min(args.seconds)
     for seconds in args.seconds:
         for mode in ("core", "stream"):
             cmd = [sys.executable, "-m", "benchmarks.stream_decode", "--case", mode, str(seconds), "--size",
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{mode:>6} {seconds:5.0f} s: {rows[-1]['frames']} frames, peak +{rows[-1]['peak_mb']:.0f} MB, "
                   f"{rows[-1]['wall_s']:.0f} s", flush=True)
     seam = (torch.load(tmp / "core.pt") - torch.load(tmp / "stream.pt")).abs().max().item()
+    scratch.cleanup()
     print(f"\nWan 2.1 VAE (dim {args.dim}, random), {args.size[0]}x{args.size[1]} px, CPU, 1 thread")
     print("| decode | " + " | ".join(f"{s:.0f} s: peak above start (MB)" for s in args.seconds) + " |")
     print("|---|" + "---|" * len(args.seconds))

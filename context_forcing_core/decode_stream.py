@@ -14,6 +14,7 @@ interrupted or failed decode leaves no partial video behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -75,7 +76,13 @@ class Mp4Sink:
         self._av: Any = av
         self._fps = fps
         self._crf = crf
-        self._container: Any = av.open(str(self._tmp), mode="w", format="mp4")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 (closed in close / abort); a bad path fails here, at once
+        try:
+            self._container: Any = av.open(self._file, mode="w", format="mp4")
+        except BaseException:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._stream: Any = None
 
     def write(self, frames: np.ndarray) -> None:
@@ -98,15 +105,16 @@ class Mp4Sink:
             for packet in self._stream.encode():  # flush the encoder
                 self._container.mux(packet)
         self._container.close()
+        self._file.close()
         os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the partial file."""
-        try:
+        """Close and delete the partial file (errors while closing do not hide the one that caused the abort)."""
+        with contextlib.suppress(Exception):
             self._container.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 class PngSink:
@@ -146,11 +154,11 @@ def stream_decode(latents: Tensor, decoder: FrameDecoder, sink: FrameSink, *,
     ``on_frame(done, total)`` runs after each latent frame (progress); an exception from it (a cancel) or from the
     decoder aborts the sink, so nothing partial is left, and propagates.
     """
-    if latents.ndim != 5 or latents.shape[0] != 1:
-        raise ValueError(f"stream_decode takes one video's latents (1, C, F, h, w), got {tuple(latents.shape)}")
-    total = latents.shape[2]
     written = 0
     try:
+        if latents.ndim != 5 or latents.shape[0] != 1 or latents.shape[2] == 0:
+            raise ValueError(f"stream_decode takes one video's latents (1, C, F >= 1, h, w), got {tuple(latents.shape)}")
+        total = latents.shape[2]
         with torch.no_grad():
             for i in range(total):
                 frames = to_uint8(decoder(latents[:, :, i:i + 1]))  # (n, H, W, 3)
@@ -159,7 +167,8 @@ def stream_decode(latents: Tensor, decoder: FrameDecoder, sink: FrameSink, *,
                 del frames
                 if on_frame is not None:
                     on_frame(i + 1, total)
+        path = sink.close()
     except BaseException:
         sink.abort()
         raise
-    return sink.close(), written
+    return path, written

@@ -10,6 +10,7 @@ import torch
 from comfy import model_management
 from comfy_api.v0_0_2 import io, ui
 
+from context_forcing_core.models.family import NOT_RECOGNISED
 from context_forcing_core.models.loading import PICKLE_SUFFIXES, inspect_checkpoint_cached
 from context_forcing_core.models.lora import LORA_STRENGTH
 from context_forcing_core.student import BUNDLED_TOY_STUDENT, load_student
@@ -143,8 +144,7 @@ class LoadModel(io.ComfyNode):
                                                            f"a Wan2.1 T2V model ({err})")
             return io.NodeOutput(handle, ui=ui.PreviewText(
                 "A MODEL from ComfyUI: sampled with its weights as ComfyUI patched them (LoRA and other weight "
-                "patches included). Its family is not known here (no file name): this pack's defaults (3-frame "
-                "chunks, Context Forcing memory unless one is connected).").as_dict())
+                f"patches included); {NOT_RECOGNISED.summary()}").as_dict())
         device = model_management.get_torch_device()
         try:
             path = checkpoint_path(ckpt_name)

@@ -8,7 +8,6 @@ import comfy.utils
 import folder_paths
 import torch
 from comfy import model_management
-from comfy.ldm.wan.vae import WanVAE, count_conv3d
 from comfy_api.v0_0_2 import io, ui
 
 from context_forcing_core.decode_stream import FrameDecoder, Mp4Sink, PngSink, stream_decode
@@ -21,24 +20,49 @@ NAME = "Streaming Decode"
 FORMATS = ["mp4", "png frames"]
 
 
-def wan_frame_decoder(vae: object) -> FrameDecoder:
+def wan_frame_decoder(vae: object, check: torch.Tensor | None = None) -> FrameDecoder:
     """The Wan 2.1 VAE ComfyUI loaded, as a stateful one-latent-frame decoder.
 
     It runs the loop of ``WanVAE.decode`` (``conv2``, then the decoder on each latent frame with one carried feature
-    cache) a frame per call, so the frames equal core VAE Decode's. Raises ValueError for any other VAE.
+    cache) a frame per call, so the frames equal core VAE Decode's. ``check`` (1, 16, k, h, w), the video's first
+    latent frames: they are decoded both ways first, and a ComfyUI whose VAE internals decode differently (the helper
+    and the decoder's output changed after 0.3.75) is refused instead of streaming wrong frames. Raises ValueError for
+    any other VAE or such a mismatch.
     """
+    import comfy.ldm.wan.vae as wan_vae  # on use: the node list must load whatever ComfyUI's VAE module holds
+
     model = getattr(vae, "first_stage_model", None)
-    if not isinstance(model, WanVAE):
+    count = getattr(wan_vae, "count_conv3d", None) or getattr(wan_vae, "count_cache_layers", None)
+    if not isinstance(model, wan_vae.WanVAE):
         raise ValueError(f"{NAME} needs the Wan 2.1 VAE (wan_2.1_vae.safetensors), got "
                          f"{type(model).__name__ if model is not None else type(vae).__name__}")
-    model_management.load_models_gpu([vae.patcher])
-    cache: list = [None] * count_conv3d(model.decoder)
+    if count is None:
+        raise ValueError("this ComfyUI's Wan VAE has no cache-layer count the decoder loop needs; use VAE Decode")
+    device, dtype = vae.device, vae.vae_dtype
+    if check is not None:  # weights placed as core VAE Decode places them, with one latent frame's worth of room
+        model_management.load_models_gpu([vae.patcher], memory_required=vae.memory_used_decode(
+            (1, 16, 1, *check.shape[3:]), dtype), force_full_load=getattr(vae, "disable_offload", False))
 
-    def decode(z: torch.Tensor) -> torch.Tensor:  # (1, 16, 1, h, w) -> (1, 3, n, 8h, 8w)
-        x = model.conv2(z.to(vae.device, vae.vae_dtype))
-        return model.decoder(x, feat_cache=cache, feat_idx=[0]).to(model_management.intermediate_device())
+    def stepper() -> FrameDecoder:
+        cache: list = [None] * count(model.decoder)
 
-    return decode
+        def decode(z: torch.Tensor) -> torch.Tensor:  # (1, 16, 1, h, w) -> (1, 3, n, 8h, 8w)
+            out = model.decoder(model.conv2(z.to(device, dtype)), feat_cache=cache, feat_idx=[0])
+            out = torch.cat(out, dim=2) if isinstance(out, (list, tuple)) else out
+            return out.to(model_management.intermediate_device())
+
+        return decode
+
+    if check is not None:
+        with torch.no_grad():
+            step = stepper()
+            parts = torch.cat([step(check[:, :, i:i + 1]) for i in range(check.shape[2])], dim=2).float()
+            whole = model.decode(check.to(device, dtype))
+            whole = (torch.cat(whole, dim=2) if isinstance(whole, (list, tuple)) else whole).float().cpu()
+        if parts.shape != whole.shape or not torch.allclose(parts.cpu(), whole, atol=1e-3):
+            raise ValueError("this ComfyUI's Wan VAE does not decode frame by frame as ComfyUI 0.3.75 does; use "
+                             "VAE Decode")
+    return stepper()
 
 
 def _short(text: str) -> str:
@@ -81,6 +105,8 @@ class StreamingDecode(io.ComfyNode):
         if not isinstance(latents, torch.Tensor) or latents.ndim != 5:
             shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
             return refuse(f"'samples' must be a video LATENT (B, 16, T, h, w), got {shape}")
+        if latents.shape[2] == 0:
+            return refuse("'samples' holds no latent frames")
         if latents.shape[1] != 16:
             return refuse(f"the Wan 2.1 VAE takes 16-channel latents, got {latents.shape[1]} (toy-model latents go "
                           "through Context Forcing Toy Decode)")
@@ -100,9 +126,12 @@ class StreamingDecode(io.ComfyNode):
         results, paths = [], []
         for b in range(latents.shape[0]):
             try:
-                decoder = wan_frame_decoder(vae)
+                decoder = wan_frame_decoder(vae, check=latents[:1, :, :2] if b == 0 else None)
             except ValueError as err:
                 return refuse(str(err))
+            except model_management.OOM_EXCEPTION:
+                return refuse(f"out of memory decoding one latent frame of {latents.shape[4] * 8}x"
+                              f"{latents.shape[3] * 8} pixels")
             file = f"{name}_{counter + b:05}_" + (".mp4" if format == "mp4" else "")
             target = os.path.join(folder, file)
             try:
@@ -111,6 +140,11 @@ class StreamingDecode(io.ComfyNode):
             except OSError as err:  # a name too long for the file system, a full disk: no server path in the message
                 return refuse(f"cannot write {_short(os.path.join(subfolder, file))!r} in the output folder: "
                               f"{err.strerror or err}")
+            except ValueError as err:  # the mp4 writer's (an encoder this PyAV lacks, odd sizes)
+                return refuse(str(err))
+            except model_management.OOM_EXCEPTION:
+                return refuse(f"out of memory decoding one latent frame of {latents.shape[4] * 8}x"
+                              f"{latents.shape[3] * 8} pixels")
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
             paths.append(os.path.join(subfolder, file))  # as the output folder shows it, no server path
         shown = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}

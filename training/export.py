@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from context_forcing_core.models.family import CHECKPOINT_METADATA_KEY, RUN_CONFIG_METADATA_KEY
 from context_forcing_core.models.loading import load_model, save_model
 
 from .state import latest_checkpoint
@@ -25,9 +26,9 @@ def export_student(run_dir: Path, out: Path, *, use_ema: bool = True, dtype: tor
     if not folder.is_dir():
         raise ValueError(f"{run_dir} has no checkpoint of step {step} ({folder.name})")
     source = folder / ("student_ema.safetensors" if use_ema else "student.safetensors")
-    metadata = {"context_forcing.checkpoint": f"{folder.name}/{source.name}"}
+    metadata = {CHECKPOINT_METADATA_KEY: f"{folder.name}/{source.name}"}
     config = run_dir / "config.json"
     if config.exists():
-        metadata["context_forcing.run_config"] = config.read_text()
+        metadata[RUN_CONFIG_METADATA_KEY] = config.read_text()
     save_model(load_model(source, dtype=dtype), out, metadata=metadata)
     return out

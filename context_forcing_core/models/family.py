@@ -7,7 +7,9 @@ list, attention window or sink: those live in the authors' YAML configs. Weights
 Self-Forcing from Causal Forcing chunk-wise or a LongLive base, nor the 1-, 2- and 4-step frame-wise Causal Forcing
 releases from each other. What does tell them apart, in the order used here:
 
-1. this pack's exports: safetensors metadata ``context_forcing.config`` / ``context_forcing.run_config``;
+1. this pack's exports (``python -m training.run export``): safetensors metadata ``context_forcing.run_config`` /
+   ``context_forcing.checkpoint`` (not ``context_forcing.config``, which :func:`.loading.save_model` writes into any
+   file it saves, a converted release included);
 2. the release's file name and folder, as published (``self_forcing_dmd.pt``, ``longlive_base.pt``,
    ``framewise/causal_forcing.pt``, ``causal-forcing++/framewise-2step.pt``, ``rolling_forcing_dmd.pt``);
 3. export accidents of the top-level keys, reported as a hint only (they change nothing): an EMA-only file whose keys
@@ -27,9 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS
+from ..memory.config import PRESETS
 
 RUN_CONFIG_METADATA_KEY = "context_forcing.run_config"
 """Safetensors metadata of this pack's exports: the training run's configuration (JSON)."""
+CHECKPOINT_METADATA_KEY = "context_forcing.checkpoint"
+"""Safetensors metadata of this pack's exports: the run's checkpoint it came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +121,7 @@ def recognise(name: str, obj: Any, metadata: Mapping[str, str] | None = None) ->
 
     """
     metadata = metadata or {}
-    if RUN_CONFIG_METADATA_KEY in metadata or "context_forcing.config" in metadata:
+    if RUN_CONFIG_METADATA_KEY in metadata or CHECKPOINT_METADATA_KEY in metadata:
         memory = _run_memory(metadata.get(RUN_CONFIG_METADATA_KEY))
         family = CONTEXT_FORCING if memory == CONTEXT_FORCING.memory else Family(CONTEXT_FORCING.name, memory)
         return Recognition(family, "metadata of its export", True)
@@ -124,14 +129,12 @@ def recognise(name: str, obj: Any, metadata: Mapping[str, str] | None = None) ->
     tail = "/".join(parts[-3:]).lower()
     for pattern, family in _NAME_RULES:
         if pattern.search(tail):  # the release's folder counts (framewise/causal_forcing.pt); only the name is shown
-            return Recognition(family, f"file name {parts[-1]!r}", True)
+            return Recognition(family, f"file name {parts[-1]!r} or its folder", True)
     return Recognition(UNKNOWN, "neither metadata nor a release file name; this pack's defaults", False,
                        hint=_layout_hint(obj))
 
 
 def _run_memory(text: str | None) -> str:
-    from ..memory.config import PRESETS
-
     try:
         memory = json.loads(text).get("memory") if text else None
     except (ValueError, AttributeError):

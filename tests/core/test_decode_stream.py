@@ -105,9 +105,27 @@ def test_png_sink_writes_the_frames_losslessly(tmp_path):
         PngSink(path)  # never over an earlier output
 
 
-def test_only_one_video_of_5d_latents_is_taken():
-    with pytest.raises(ValueError, match=r"\(1, C, F, h, w\)"):
-        stream_decode(torch.zeros(2, 4, 3, 2, 2), CausalToyVae().stepper(), ListSink())
+@pytest.mark.parametrize("shape", [(2, 4, 3, 2, 2), (1, 4, 0, 2, 2), (4, 3, 2, 2)])
+def test_only_one_non_empty_video_is_taken_and_a_refusal_leaves_no_folder(tmp_path, shape):
+    with pytest.raises(ValueError, match=r"\(1, C, F >= 1, h, w\)"):
+        stream_decode(torch.zeros(shape), CausalToyVae().stepper(), PngSink(tmp_path / "clip"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_mp4_cancelled_midway_or_unwritable_leaves_nothing(tmp_path):
+    from context_forcing_core.decode_stream import Mp4Sink
+
+    def cancel(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    z = torch.randn(1, 4, 4, 1, 1).expand(1, 4, 4, 8, 8)
+    with pytest.raises(KeyboardInterrupt):
+        stream_decode(z, CausalToyVae().stepper(), Mp4Sink(tmp_path / "clip.mp4", fps=16), on_frame=cancel)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError):  # refused when the sink is made, before anything is decoded
+        Mp4Sink(tmp_path / ("x" * 300 + ".mp4"), fps=16)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mp4_sink_writes_every_frame_at_the_rate_and_size(tmp_path):

@@ -172,7 +172,7 @@ def install() -> None:
         throw_exception_if_processing_interrupted=_interrupt_check, soft_empty_cache=lambda: None,
         free_memory=lambda *a, **k: None, load_models_gpu=lambda *a, **k: None,
         get_free_memory=lambda *a, **k: FREE_MEMORY["bytes"], get_total_memory=lambda *a, **k: FREE_MEMORY["bytes"],
-        InterruptProcessingException=InterruptProcessingException,
+        InterruptProcessingException=InterruptProcessingException, OOM_EXCEPTION=torch.cuda.OutOfMemoryError,
     )
     comfy = _module("comfy", model_management=mm)
     comfy.utils = _module("comfy.utils", ProgressBar=_ProgressBar)

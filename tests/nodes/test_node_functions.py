@@ -13,6 +13,7 @@ from comfy_stubs import INTERRUPT, MODELS, PROGRESS, InterruptProcessingExceptio
 from context_forcing_core import PromptSchedule, generate, memory_preset, save_model
 from context_forcing_core.latents import wan_denormalize
 from context_forcing_core.models.config import WanConfig
+from context_forcing_core.models.family import RUN_CONFIG_METADATA_KEY
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.student import Student, load_student
 from context_forcing_core.toyworld.codec import ToyCodec
@@ -216,7 +217,7 @@ def test_loader_lists_files_validates_them_and_loads(tmp_path):
     folder = MODELS / "context_forcing"
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    save_model(WanModel(TOY_SMALL), folder / "small_toy.safetensors")
+    save_model(WanModel(TOY_SMALL), folder / "small_toy.safetensors", metadata={RUN_CONFIG_METADATA_KEY: "{}"})
     (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
     (folder / "notes.txt").write_text("not a model")
     names = checkpoint_names()

@@ -24,7 +24,7 @@ def _vae() -> types.SimpleNamespace:
     from comfy.ldm.wan.vae import WanVAE
 
     return types.SimpleNamespace(first_stage_model=WanVAE(), patcher=None, device=torch.device("cpu"),
-                                 vae_dtype=torch.float32)
+                                 vae_dtype=torch.float32, memory_used_decode=lambda shape, dtype: 0)
 
 
 @pytest.fixture(autouse=True)
@@ -59,11 +59,19 @@ def test_cancel_leaves_no_partial_output():
     ({"samples": torch.zeros(1, 16, 2, 2)}, "wan", "x", "must be a video LATENT"),
     ("not a latent", "wan", "x", "must be a video LATENT"),
     ({"samples": torch.zeros(1, 48, 2, 8, 8)}, "wan", "x", "16-channel latents, got 48"),
+    ({"samples": torch.zeros(1, 16, 0, 2, 2)}, "wan", "x", "holds no latent frames"),
+    ({"samples": torch.zeros(1, 16, 3, 2, 2)}, "other", "x", "does not decode frame by frame"),
     ({"samples": torch.zeros(1, 16, 2, 2, 2)}, "sd", "x", "needs the Wan 2.1 VAE"),
     ({"samples": torch.zeros(1, 16, 2, 2, 2)}, "wan", "../../escape", "must stay inside the output folder"),
 ])
 def test_input_mistakes_are_blocked_with_a_message(samples, vae, prefix, expected):
-    vae = _vae() if vae == "wan" else types.SimpleNamespace(first_stage_model=torch.nn.Identity())
+    if vae == "other":  # a VAE whose whole-video decode is not its decoder's frame loop (internals changed)
+        vae = _vae()
+        whole = vae.first_stage_model.decode
+        vae.first_stage_model.decode = lambda z: 0.5 * whole(z)
+    else:
+        vae = _vae() if vae == "wan" else types.SimpleNamespace(first_stage_model=torch.nn.Identity(),
+                                                                 memory_used_decode=lambda shape, dtype: 0)
     out = StreamingDecode.execute(samples, vae, prefix, "mp4", 16)
     assert expected in out.block_execution and out.block_execution.startswith("Streaming Decode: ")
 
