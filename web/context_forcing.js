@@ -3,7 +3,7 @@ import { app } from "../../scripts/app.js";
 import { installSummary } from "./js/summary.js";
 
 app.registerExtension({
-  name: "ContextForcing.SurprisalInspector",
+  name: "ContextForcing.TextOutputs",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     installSummary(nodeType, nodeData, document);
   },

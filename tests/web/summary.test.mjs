@@ -20,7 +20,7 @@ function fakeNodeType(calls) {
   return NodeType;
 }
 
-test("only the inspector is patched", () => {
+test("only nodes with a text output are patched", () => {
   const calls = [];
   const NodeType = fakeNodeType(calls);
   const original = NodeType.prototype.onExecuted;
@@ -41,4 +41,18 @@ test("the summary text is shown in one read-only box, updated on every run", () 
   assert.equal(boxes[0].element.value, "second run");
   assert.equal(calls.length, 2); // the original onExecuted still runs (image previews)
   assert.deepEqual(boxes[0].options, { serialize: false }); // not saved into workflow JSON
+});
+
+test("the loader's family and Streaming Decode's files are shown; a run without text adds no box", () => {
+  for (const name of ["CF_LoadModel", "CF_StreamingDecode"]) {
+    const calls = [];
+    const NodeType = fakeNodeType(calls);
+    assert.equal(installSummary(NodeType, { name }, doc), true);
+    const node = new NodeType();
+    node.onExecuted({ images: [{ filename: "clip_00001_.mp4" }], animated: [true] });
+    assert.equal(node.widgets.length, 0);
+    node.onExecuted({ text: ["Self-Forcing (file name 'self_forcing_dmd.pt' or its folder)."] });
+    assert.equal(node.widgets[0].element.value, "Self-Forcing (file name 'self_forcing_dmd.pt' or its folder).");
+    assert.equal(calls.length, 2);
+  }
 });

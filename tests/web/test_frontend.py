@@ -16,4 +16,4 @@ def test_frontend_extension_under_node_test_runner():
     files = sorted(str(p) for p in HERE.glob("*.test.mjs"))
     out = subprocess.run(["node", "--test", *files], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "# pass 2" in out.stdout and "# fail 0" in out.stdout
+    assert "# pass 3" in out.stdout and "# fail 0" in out.stdout
