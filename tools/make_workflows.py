@@ -59,6 +59,7 @@ def graph(nodes: list[Node], edges: list[tuple[int, str, int, str]], note: str) 
 
 
 def loader(ckpt: str, pos: tuple[int, int], lora: str = "none") -> Node:
+    """The loader, with room below for the family text it shows after a run."""
     return Node("CF_LoadModel", [ckpt, "default", lora, 1.0], [("model", "MODEL")], [("cf_model", "CF_MODEL")], pos,
                 (320, 160))
 
@@ -119,7 +120,7 @@ STORY_NOTE = ("The chain of Prompt Switch nodes is the story: five scenes, each 
 def toy_long_video() -> dict:
     first = story_schedule().visits[0].prompt.text
     switches, chain = story_switches(8, (0, 560))
-    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
+    nodes = [loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 270)),
              sampler(60.0, first, (380, 0)), toy_decode((780, 0)), *video(4.0, "context_forcing/toy_long_video",
                                                                          (1080, 0)),
              inspector((1380, 600)), *switches]
@@ -138,8 +139,8 @@ WAN_CKPT = "context_forcing_wan2.1_t2v_1.3b.safetensors"
 def _wan_graph(ckpt: str, preset: str, prefix: str, lora: str = "none") -> tuple[list[Node], list]:
     """Loader, memory, umT5 with two prompts (a switch at 30 s), 60-s sampler, streaming decode, inspector."""
     nodes = [
-        loader(ckpt, (0, 0), lora), memory(preset, (0, 160)),
-        Node("CLIPLoader", ["umt5_xxl_fp16.safetensors", "wan", "default"], [], [("CLIP", "CLIP")], (0, 460), (320, 110)),
+        loader(ckpt, (0, 0), lora), memory(preset, (0, 270)),
+        Node("CLIPLoader", ["umt5_xxl_fp16.safetensors", "wan", "default"], [], [("CLIP", "CLIP")], (0, 560), (320, 110)),
         Node("CLIPTextEncode", ["A red fox trots through a snowy birch forest, tracking shot, soft morning light."],
              [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 460), (400, 160), title="Prompt from 0 s"),
         Node("CLIPTextEncode", ["The fox reaches a frozen lake and looks across the ice, same forest, same light."],
@@ -191,10 +192,10 @@ def longlive_lora_video() -> dict:
 
 def memory_comparison() -> dict:
     first = story_schedule().visits[0].prompt.text
-    switches, chain = story_switches(12, (0, 760))
+    switches, chain = story_switches(12, (0, 870))
     nodes = [
-        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 160)),
-        memory("self_forcing", (0, 460)),
+        loader("toy-student (bundled)", (0, 0)), memory("context_forcing", (0, 270)),
+        memory("self_forcing", (0, 570)),
         sampler(60.0, first, (380, 0)), sampler(60.0, first, (380, 380)),
         toy_decode((780, 0)), toy_decode((780, 380)),
         Node("ImageStitch", ["right", True, 8, "black"], [("image1", "IMAGE"), ("image2", "IMAGE")],
