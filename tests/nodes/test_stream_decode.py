@@ -80,3 +80,36 @@ def test_mp4_output_is_shown_as_a_video_in_the_output_folder():
     out = StreamingDecode.execute({"samples": torch.randn(1, 16, 3, 2, 2)}, _vae(), "stream/clip", "mp4", 16)
     assert out.args[0] == "stream/clip_00001_.mp4" and (OUTPUT / out.args[0]).stat().st_size > 0
     assert out.ui == {"images": [{"filename": "clip_00001_.mp4", "subfolder": "stream", "type": "output"}]}
+
+
+def test_a_decoder_that_returns_its_frames_as_a_list_streams_the_same_video():
+    """Later ComfyUI decoders return a list of frame groups; they are joined, and the check against the whole-video
+    decode still passes when the frames agree."""
+    vae = _vae()
+    inner = vae.first_stage_model.decoder
+
+    class ListDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, feat_cache, feat_idx):
+            out = self.inner(x, feat_cache=feat_cache, feat_idx=feat_idx)
+            return [out[:, :, :1], out[:, :, 1:]]  # the same frames, split
+
+    latents = torch.randn(1, 16, 3, 2, 2)
+    with torch.no_grad():
+        reference = to_uint8(vae.first_stage_model.decode(latents))
+    model = vae.first_stage_model
+    model.decoder = ListDecoder()
+
+    def decode(z: torch.Tensor) -> torch.Tensor:  # its whole-video loop, joining each call's list
+        cache: list = [None]
+        return torch.cat([torch.cat(model.decoder(x, feat_cache=cache, feat_idx=[0]), 2)
+                          for x in model.conv2(z).split(1, dim=2)], 2)
+
+    model.decode = decode
+    out = StreamingDecode.execute({"samples": latents}, vae, "stream/lists", "png frames", 16)
+    assert out.block_execution is None, out.block_execution
+    files = sorted((OUTPUT / out.args[0]).iterdir())
+    np.testing.assert_array_equal(np.stack([np.asarray(Image.open(f)) for f in files]), reference)
