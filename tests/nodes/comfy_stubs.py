@@ -147,8 +147,9 @@ def install() -> None:
     def add_model_folder_path(name: str, path: str) -> None:
         folders.setdefault(name, []).append(Path(path))
 
-    def get_filename_list(name: str) -> list[str]:
-        return sorted(p.name for d in folders.get(name, []) if d.exists() for p in d.iterdir())
+    def get_filename_list(name: str) -> list[str]:  # as ComfyUI: files in subfolders too, as "sub/name"
+        return sorted(p.relative_to(d).as_posix() for d in folders.get(name, []) if d.exists()
+                      for p in d.rglob("*") if p.is_file())
 
     def get_full_path(name: str, filename: str) -> str | None:
         hits = [d / filename for d in folders.get(name, []) if (d / filename).exists()]

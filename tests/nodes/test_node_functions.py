@@ -345,3 +345,24 @@ def test_a_model_that_outputs_nan_is_stopped_at_its_first_chunk():
     assert out.block_execution == ("Long Rollout Sampler: chunk 0 came out with NaN or infinite values (a broken "
                                    "checkpoint, or float16 overflow: try dtype bfloat16 or float32)")
     assert not PROGRESS
+
+
+def test_a_frame_wise_release_loaded_by_name_samples_one_latent_frame_per_chunk():
+    folder = MODELS / "context_forcing" / "framewise"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = WanConfig(dim=128, ffn_dim=64, freq_dim=16, num_layers=1, num_heads=1, in_channels=16, out_channels=16,
+                    text_dim=24)  # what a .pt without metadata infers back (heads = dim / 128, text length 512)
+    weights = {"model._fsdp_wrapped_module." + k: v for k, v in WanModel(cfg).state_dict().items()}
+    torch.save({"generator_ema": weights}, folder / "causal_forcing.pt")  # as the frame-wise release ships
+    out = LoadModel.execute("framewise/causal_forcing.pt", "default")
+    assert out.ui["text"][0].startswith("Causal Forcing (frame-wise)") and "1-frame chunks" in out.ui["text"][0]
+    handle = out.args[0]
+    states = torch.randn(1, 8, 24)
+    sampled = _run(handle, seconds=1.0, conditioning=[[states, {}]])  # no Memory Config: the family's memory
+    trace = sampled.args[1]
+    assert [len(c.frames) for c in trace.chunks] == [1, 1, 1, 1] and len(PROGRESS) == 4
+    padded = torch.cat([states, torch.zeros(1, cfg.text_len - 8, 24)], dim=1)  # the node pads to the text length
+    ref = generate(handle.student.model, padded, num_latent_frames=4, seed=7, latent_size=(4, 8),
+                   memory=memory_preset("self_forcing").replace(chunk_frames=1))
+    assert torch.equal(sampled.args[0]["samples"], wan_denormalize(ref.latents))
