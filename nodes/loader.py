@@ -15,7 +15,7 @@ from context_forcing_core.models.loading import PICKLE_SUFFIXES, inspect_checkpo
 from context_forcing_core.models.lora import LORA_STRENGTH
 from context_forcing_core.student import BUNDLED_TOY_STUDENT, load_student
 
-from .types import CATEGORY, CFModel, ModelHandle, combo, limits
+from .types import CATEGORY, CFModel, ModelHandle, combo, limits, shown
 
 BUNDLED = "toy-student (bundled)"
 FOLDER = "context_forcing"
@@ -46,14 +46,24 @@ def checkpoint_path(name: str) -> str:
     """Full path of a name offered by :func:`checkpoint_names` (only those: no other file, no path outside)."""
     if name == BUNDLED:
         return str(BUNDLED_TOY_STUDENT)
-    if isinstance(name, str) and name in checkpoint_names():
-        for folder in FOLDERS:
+    path = offered_path(name, checkpoint_names(), FOLDERS)
+    if path is None:
+        raise FileNotFoundError(f"no model file named {shown(name)!r} in models/{FOLDER} or models/diffusion_models "
+                                f"(files ending in {', '.join(SUFFIXES)})")
+    return path
+
+
+def offered_path(name: object, offered: list[str], folders: tuple[str, ...]) -> str | None:
+    """Full path of ``name`` if it is one of the ``offered`` dropdown names, found in ``folders``; else None.
+
+    Only offered names resolve: no other file, no path outside the model folders.
+    """
+    if isinstance(name, str) and name in offered:
+        for folder in folders:
             path = folder_paths.get_full_path(folder, name)
             if path is not None:
                 return path
-    shown = name if not isinstance(name, str) or len(name) <= 80 else name[:77] + "..."
-    raise FileNotFoundError(f"no model file named {shown!r} in models/{FOLDER} or models/diffusion_models "
-                            f"(files ending in {', '.join(SUFFIXES)})")
+    return None
 
 
 def relative_message(message: str, name: str, path: str) -> str:
@@ -72,9 +82,9 @@ def lora_names() -> list[str]:
 
 def lora_path(name: str) -> str:
     """Full path of a LoRA offered by :func:`lora_names` (only those)."""
-    path = folder_paths.get_full_path(LORA_FOLDER, name) if name in lora_names() and name != NO_LORA else None
+    path = offered_path(name, lora_names()[1:], (LORA_FOLDER,))  # not "none"
     if path is None:
-        raise FileNotFoundError(f"no LoRA file named {name!r} in models/{LORA_FOLDER}")
+        raise FileNotFoundError(f"no LoRA file named {shown(name)!r} in models/{LORA_FOLDER}")
     return path
 
 

@@ -14,10 +14,15 @@ from context_forcing_core.decode_stream import FrameDecoder, Mp4Sink, PngSink, s
 from context_forcing_core.diffusion.settings import FPS
 from context_forcing_core.student import WAN_FPS
 
-from .types import CATEGORY, combo, limits
+from .types import CATEGORY, combo, limits, shown
 
 NAME = "Streaming Decode"
 FORMATS = ["mp4", "png frames"]
+
+
+def _joined(out: torch.Tensor | list | tuple) -> torch.Tensor:
+    """A decoder's frames as one tensor: later ComfyUI versions return a list of frame groups (joined on time)."""
+    return torch.cat(out, dim=2) if isinstance(out, (list, tuple)) else out
 
 
 def wan_frame_decoder(vae: object, check: torch.Tensor | None = None) -> FrameDecoder:
@@ -47,8 +52,7 @@ def wan_frame_decoder(vae: object, check: torch.Tensor | None = None) -> FrameDe
         cache: list = [None] * count(model.decoder)
 
         def decode(z: torch.Tensor) -> torch.Tensor:  # (1, 16, 1, h, w) -> (1, 3, n, 8h, 8w)
-            out = model.decoder(model.conv2(z.to(device, dtype)), feat_cache=cache, feat_idx=[0])
-            out = torch.cat(out, dim=2) if isinstance(out, (list, tuple)) else out
+            out = _joined(model.decoder(model.conv2(z.to(device, dtype)), feat_cache=cache, feat_idx=[0]))
             return out.to(model_management.intermediate_device())
 
         return decode
@@ -57,16 +61,11 @@ def wan_frame_decoder(vae: object, check: torch.Tensor | None = None) -> FrameDe
         with torch.no_grad():
             step = stepper()
             parts = torch.cat([step(check[:, :, i:i + 1]) for i in range(check.shape[2])], dim=2).float()
-            whole = model.decode(check.to(device, dtype))
-            whole = (torch.cat(whole, dim=2) if isinstance(whole, (list, tuple)) else whole).float().cpu()
+            whole = _joined(model.decode(check.to(device, dtype))).float().cpu()
         if parts.shape != whole.shape or not torch.allclose(parts.cpu(), whole, atol=1e-3):
             raise ValueError("this ComfyUI's Wan VAE does not decode frame by frame as ComfyUI 0.3.75 does; use "
                              "VAE Decode")
     return stepper()
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def refuse(message: str) -> io.NodeOutput:
@@ -114,9 +113,9 @@ class StreamingDecode(io.ComfyNode):
             folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
                 filename_prefix, folder_paths.get_output_directory())
         except OSError as err:  # a name the file system refuses
-            return refuse(f"cannot use filename_prefix {_short(filename_prefix)!r}: {err.strerror or err}")
+            return refuse(f"cannot use filename_prefix {shown(filename_prefix)!r}: {err.strerror or err}")
         except Exception:  # ComfyUI raises a bare Exception for a prefix that leaves the output folder
-            return refuse(f"filename_prefix {_short(filename_prefix)!r} must stay inside the output folder")
+            return refuse(f"filename_prefix {shown(filename_prefix)!r} must stay inside the output folder")
         bar = comfy.utils.ProgressBar(latents.shape[0] * latents.shape[2])
 
         def tick(done: int, total: int) -> None:
@@ -125,27 +124,21 @@ class StreamingDecode(io.ComfyNode):
 
         results, paths = [], []
         for b in range(latents.shape[0]):
-            try:
-                decoder = wan_frame_decoder(vae, check=latents[:1, :, :2] if b == 0 else None)
-            except ValueError as err:
-                return refuse(str(err))
-            except model_management.OOM_EXCEPTION:
-                return refuse(f"out of memory decoding one latent frame of {latents.shape[4] * 8}x"
-                              f"{latents.shape[3] * 8} pixels")
             file = f"{name}_{counter + b:05}_" + (".mp4" if format == "mp4" else "")
             target = os.path.join(folder, file)
             try:
+                decoder = wan_frame_decoder(vae, check=latents[:1, :, :2] if b == 0 else None)
                 sink = Mp4Sink(target, fps=fps) if format == "mp4" else PngSink(target)
                 stream_decode(latents[b:b + 1], decoder, sink, on_frame=tick)
             except OSError as err:  # a name too long for the file system, a full disk: no server path in the message
-                return refuse(f"cannot write {_short(os.path.join(subfolder, file))!r} in the output folder: "
+                return refuse(f"cannot write {shown(os.path.join(subfolder, file))!r} in the output folder: "
                               f"{err.strerror or err}")
-            except ValueError as err:  # the mp4 writer's (an encoder this PyAV lacks, odd sizes)
+            except ValueError as err:  # not a Wan 2.1 VAE, or one that decodes differently; the mp4 writer's
                 return refuse(str(err))
             except model_management.OOM_EXCEPTION:
                 return refuse(f"out of memory decoding one latent frame of {latents.shape[4] * 8}x"
                               f"{latents.shape[3] * 8} pixels")
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
             paths.append(os.path.join(subfolder, file))  # as the output folder shows it, no server path
-        shown = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}
-        return io.NodeOutput("\n".join(paths), ui=shown)  # paths relative to the output folder
+        preview = ui.PreviewVideo(results).as_dict() if format == "mp4" else {"text": [f"wrote {p}" for p in paths]}
+        return io.NodeOutput("\n".join(paths), ui=preview)  # paths relative to the output folder

@@ -48,6 +48,11 @@ def limits(bound: Bound, low: int | float | None = None) -> dict[str, int | floa
     return {"min": bound.low if low is None else low, "max": bound.high}
 
 
+def shown(value: object, limit: int = 80) -> object:
+    """A user-typed name as a message shows it: cut to ``limit`` characters (a 1-MB name stays out of errors)."""
+    return value if not isinstance(value, str) or len(value) <= limit else value[:limit - 3] + "..."
+
+
 def check_finite_input(node: str, name: str, value: object, bound: Bound) -> bool | str:
     """``validate_inputs`` answer for one float input: True, or a message naming the node, input, value and range."""
     try:
