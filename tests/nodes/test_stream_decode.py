@@ -1,6 +1,6 @@
 """The Streaming Decode node over a stub Wan VAE (comfy_stubs): same frames as whole decode, messages, cancel.
 
-The real Wan VAE in a real ComfyUI is tested in test_real_comfyui.py (equal to core VAE Decode + Save Image).
+The real Wan VAE in a real ComfyUI is tested in test_real_comfyui_wan.py (equal to core VAE Decode + Save Image).
 """
 
 from __future__ import annotations
