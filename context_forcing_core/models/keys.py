@@ -116,6 +116,16 @@ def _strip(key: str) -> str:
     return key
 
 
+def official_module_name(path: str) -> str:
+    """One module path of any layout (prefixes, FSDP / compile wrappers, diffusers names) -> the official name.
+
+    Unlike :func:`official_key_map`, which renames diffusers keys only when the whole dict is in that layout, this
+    maps every diffusers name back: for lone paths such as a LoRA's targets (the only official / diffusers clash,
+    diffusers' ``norm2`` = official ``norm3``, concerns norms, which take no LoRA).
+    """
+    return _rename(_strip(path), to_diffusers=False)
+
+
 def _rename(key: str, *, to_diffusers: bool) -> str:
     """Map one key between the official and diffusers layouts; keys outside the table are returned unchanged."""
     src, dst = (0, 1) if to_diffusers else (1, 0)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..memory.config import Bound
-from .keys import _rename, _strip
+from .keys import official_module_name
 
 _PEFT = re.compile(r"^(?:base_model\.model\.)?(.+?)\.lora_([AB])(?:\.[^.]+)?\.weight$")
 _KOHYA = re.compile(r"^(.+?)\.(lora_down|lora_up)\.weight$")
@@ -59,9 +59,7 @@ def _module_name(raw: str) -> str:
     for prefix in _LORA_PREFIXES:
         if raw.startswith(prefix):
             raw = raw[len(prefix):]
-    # Diffusers names map back; official Linear names are left as they are (the only clash, diffusers' norm2 =
-    # official norm3, concerns norms, which take no LoRA).
-    return _rename(_strip(raw), to_diffusers=False)
+    return official_module_name(raw)
 
 
 def parse_lora(sd: Mapping[str, Any], *, name: str, alpha: float | None = None) -> dict[str, LoraDelta]:
