@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import MOTIONS
+from .constants import STYLE_PHRASES
 from .world import PALETTES, STYLES, check_palette_style
 
-STYLE_PHRASES: dict[str, str] = {"bands": "vertical bands", "shapes": "shapes on plain ground", "mixed": "shapes over bands"}
-"""Canonical phrase of every style in :data:`~.world.STYLES`."""
 MOTION_PHRASES: dict[str, str] = {
     "slow_pan": "slow pan",
     "fast_pan": "fast pan",

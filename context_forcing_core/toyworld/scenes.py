@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from .codec import ToyCodec
-from .prompts import STYLE_PHRASES
-from .world import CELL, FRAME_SIZE, FRAMES_PER_SECOND, PALETTES, STYLES, check_palette_style
+from .constants import CELL, FRAME_SIZE, FRAMES_PER_SECOND, PALETTES, STYLE_PHRASES, STYLES, check_palette_style
 
 LIBRARY_SIZE = 4
 """K: pictures per prompt."""
@@ -38,9 +37,9 @@ class ScenePrompt:
     """A scene prompt: a palette and a style; its pictures are :func:`library` ``(prompt)``."""
 
     palette: str = "desert"
-    """A key of :data:`~.world.PALETTES`."""
+    """A key of :data:`~.constants.PALETTES`."""
     style: str = "mixed"
-    """One of :data:`~.world.STYLES`."""
+    """One of :data:`~.constants.STYLES`."""
 
     def __post_init__(self) -> None:
         check_palette_style(self.palette, self.style)

@@ -9,29 +9,26 @@ import zlib
 import torch
 from torch import Tensor
 
-from .camera import MOTIONS
-from .prompts import MOTION_PHRASES, STYLE_PHRASES
-from .world import PALETTES, STYLES
+VOCABULARY: tuple[str, ...] = (
+    "a", "across", "an", "and", "are", "around", "at", "back", "band", "bands", "bright", "by", "camera", "circle",
+    "circling", "clip", "color", "colorful", "colors", "colour", "colourful", "colours", "dark", "desert", "fast",
+    "forest", "forth", "from", "ground", "in", "is", "it", "its", "landscape", "left", "loop", "looping", "loops",
+    "mixed", "moves", "moving", "neon", "ocean", "of", "on", "over", "pan", "panning", "panorama", "pans", "pause",
+    "paused", "pauses", "pausing", "plain", "quick", "quickly", "rapid", "right", "scene", "shape", "shapes", "shot",
+    "slow", "slowly", "smooth", "snow", "some", "steady", "stop", "stops", "stripe", "striped", "stripes", "sunset",
+    "that", "the", "this", "through", "to", "toy", "under", "vertical", "very", "video", "view", "with", "world",
+)
+"""The words with their own table embedding, sorted; row ``i`` of the table belongs to ``VOCABULARY[i]``.
 
-FILLER_WORDS = (
-    "the an of and in on with at to from by over under through across is are that this it its very some "
-    "camera video clip scene view shot landscape world toy colour color colours colors colourful colorful bright dark "
-    "pan panning pans moving moves slowly quickly quick rapid steady smooth stop stops pause pausing paused loop loops "
-    "circling circle around left right back forth stripes stripe striped band shapes shape mixed plain ground vertical"
-).split()
-"""Common words that get their own embedding besides the canonical-prompt words."""
+Frozen: the bundled toy student was trained on this table, so adding, removing or reordering a word changes every
+embedding it reads. The list is that of the first toy world (its palette, style and motion phrases plus common
+words) and includes every word of the scene prompts; any other word gets a hashed embedding.
+"""
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercase words (runs of letters and digits); punctuation and whitespace are dropped."""
     return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def _vocabulary() -> tuple[str, ...]:
-    canonical = " ".join(
-        ["a panorama", *PALETTES, *(STYLE_PHRASES[s] for s in STYLES), *(MOTION_PHRASES[m] for m in MOTIONS)]
-    )
-    return tuple(sorted(set(tokenize(canonical)) | set(FILLER_WORDS)))
 
 
 def _sinusoid(num_positions: int, width: int) -> Tensor:
@@ -64,7 +61,7 @@ class ToyTextEncoder:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         self.width, self.max_tokens, self.seed = width, max_tokens, seed
-        self.vocabulary: tuple[str, ...] = _vocabulary()
+        self.vocabulary: tuple[str, ...] = VOCABULARY
         self._index = {w: i for i, w in enumerate(self.vocabulary)}
         gen = torch.Generator().manual_seed(seed)
         self._table = torch.randn(len(self.vocabulary), width, generator=gen)  # (V, width)
