@@ -33,7 +33,6 @@ demo: $(STAMP)
 bench: $(STAMP) comfyui
 	$(PY) -m benchmarks.memory_path
 	$(PY) -m benchmarks.memory_scaling
-	$(PY) -m benchmarks.toyworld_speed
 	$(PY) -m benchmarks.train_step
 	$(COMFYUI_HOME)/venv/bin/python -m benchmarks.stream_decode
 

@@ -27,17 +27,14 @@ from .models.loading import Source, load_recognised
 from .models.lora import LoraSource
 from .models.wan import WanModel
 from .toyworld.codec import ToyCodec
+from .toyworld.constants import FRAMES_PER_SECOND
 from .toyworld.text import ToyTextEncoder
-from .toyworld.world import FRAMES_PER_SECOND
 
 BUNDLED_TOY_STUDENT = Path(__file__).parent / "toyworld" / "assets" / "toy_student.safetensors"
 """The toy student shipped with the package: the scene world's Stage 2 student (``toy-scenes-stage2``)."""
 TOY_MEMORY_TAU = 0.999
-"""Surprisal threshold for the panning world's toy students (scene-world students use the paper's 0.95: a cut makes
-consecutive chunks dissimilar). Their chunks' key summaries are far more alike than Wan's (the panning student,
-60-s toy videos: 90 % of the checked chunks' similarities lie in 0.96-1.0), so at the paper's 0.95 one checked chunk
-in 25 reaches slow memory, which then reaches ~10 s back; at 0.999 about one in three does and slow memory reaches ~34 s
-back (``python -m context_forcing_core.eval.toy.students --tau ...`` prints these figures)."""
+"""Surprisal threshold of the retired panning world's toy students, kept only while ``training/config.py``'s
+panning presets read it; scene-world students (the bundled one) use the ``context_forcing`` preset's."""
 
 WAN_LATENT_FRAMES_PER_SECOND = 4
 """Wan2.1 video: 16 fps, 4 video frames per latent frame."""

@@ -58,9 +58,9 @@ class MemoryConfigNode(io.ComfyNode):
                              tooltip=f"Rolling window incl. the chunk being generated (>= 3). {keep}"),
                 io.Float.Input("threshold", default=KEEP, **limits(MEMORY_BOUNDS["tau"]), step=0.001,
                                tooltip="Surprisal threshold tau: a checked chunk whose key similarity to the "
-                                       "reference is below it enters slow memory (0.95 for Wan as in the paper; the "
-                                       "toy students' chunks are more alike and need about 0.999: the Surprisal "
-                                       f"Inspector shows the similarities). {keep}"),
+                                       "reference is below it enters slow memory (0.95 as in the paper, for Wan "
+                                       "and the bundled toy student alike; the Surprisal Inspector shows the "
+                                       f"similarities). {keep}"),
                 io.Int.Input("consolidate_every", default=KEEP, **limits(MEMORY_BOUNDS["consolidate_every"], KEEP),
                              tooltip=f"Chunks between consolidation checks. {keep}"),
                 combo("positions", ["preset", *CHOICES["positions"]], default="preset",

@@ -22,7 +22,7 @@ from context_forcing_core.models.loading import inspect_checkpoint_cached
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.student import Student, is_toy_config, memory_for
 from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.prompts import all_prompts
+from context_forcing_core.toyworld.scenes import ScenePrompt
 
 from .input_checks import refuse_in_place
 from .loader import INSPECT_SECONDS, checkpoint_path, resolve_dtype
@@ -43,6 +43,8 @@ from .types import (
 )
 
 PREVIEW_SIZE = 512
+DEFAULT_PROMPT = ScenePrompt(palette="desert", style="mixed").text
+"""The prompt box's default: the first scene of the demo story (``toyworld.story``), a prompt of the bundled student."""
 QUEUED_GRAPH: ContextVar[dict | None] = ContextVar("context_forcing_queued_graph", default=None)
 """The API graph of the /prompt request being validated (each request runs in its own asyncio task)."""
 NAME = "Long Rollout Sampler"
@@ -223,7 +225,7 @@ class LongRolloutSampler(io.ComfyNode):
                                tooltip="Timestep shift of the step list (students are trained with 5)."),
                 io.Int.Input("width", default=832, **limits(PIXELS), step=PIXEL_MULTIPLE, tooltip="Wan models only."),
                 io.Int.Input("height", default=480, **limits(PIXELS), step=PIXEL_MULTIPLE, tooltip="Wan models only."),
-                io.String.Input("prompt", multiline=True, default=all_prompts()[0].text,
+                io.String.Input("prompt", multiline=True, default=DEFAULT_PROMPT,
                                 tooltip="For models with a bundled text encoder (the toy model); a connected "
                                         "conditioning is used instead."),
                 CFMemory.Input("memory", optional=True,

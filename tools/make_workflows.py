@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from context_forcing_core.student import WAN_FPS
+from context_forcing_core.toyworld.constants import FRAMES_PER_SECOND
 from context_forcing_core.toyworld.story import story_schedule
-from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 OUT = Path(__file__).resolve().parent.parent / "workflows"
 

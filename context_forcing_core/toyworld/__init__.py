@@ -1,1 +1,1 @@
-"""A synthetic long-video world with a ground-truth memory oracle: a camera panning over a wide procedural scene."""
+"""A toy long-video world with a ground-truth memory oracle: still pictures of scenes that come back after long gaps."""

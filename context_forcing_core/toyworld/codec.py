@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .world import FRAME_SIZE
+from .constants import FRAME_SIZE
 
 _GRID = 2.0**25
 

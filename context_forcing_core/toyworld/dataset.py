@@ -1,7 +1,8 @@
-"""Datasets of toy clips (latents + text embedding) and of prompts alone, deterministic in (seed, index).
+"""Datasets of the scene world (clips of visits, and prompts alone) with their text embeddings, deterministic in
+(seed, index).
 
-Batching: :class:`ToyClip` is a dataclass, which ``torch.utils.data.default_collate`` cannot batch, so pass
-``collate_fn=ToyClip.collate`` to the ``DataLoader``; it returns a dict. :class:`ToyPromptDataset` items are
+Batching: :class:`SceneClip` is a dataclass, which ``torch.utils.data.default_collate`` cannot batch, so pass
+``collate_fn=SceneClip.collate`` to the ``DataLoader``; it returns a dict. :class:`ScenePromptDataset` items are
 ``(prompt, text)`` tuples, which the default collate turns into ``[list of B str, (B, max_tokens, width) tensor]``.
 """
 
@@ -23,42 +24,6 @@ from .text import ToyTextEncoder
 from .world import SceneSpec, render_panorama
 
 
-@dataclass(kw_only=True, slots=True, frozen=True)
-class ToyClip:
-    """One training clip with its ground truth."""
-
-    latents: Tensor
-    """(48, F, 8, 8) float32 normalised latents; ``codec.decode(latents[None])`` is the clip's video."""
-    text: Tensor
-    """(max_tokens, width) float32 text embedding of :attr:`prompt`."""
-    prompt: str
-    """Canonical prompt text."""
-    scene: SceneSpec
-    """Panorama the camera looks at."""
-    camera: CameraSpec
-    """Camera motion and seed."""
-    offsets: np.ndarray
-    """(F,) int64 left edge of every frame in panorama pixels."""
-
-    @staticmethod
-    def collate(clips: list[ToyClip]) -> dict[str, Any]:
-        """Batch clips for a ``DataLoader`` (``collate_fn=ToyClip.collate``).
-
-        Returns:
-            Dict with ``latents`` (B, 48, F, 8, 8), ``text`` (B, max_tokens, width), ``offsets`` (B, F) int64 tensors,
-            and ``prompt`` / ``scene`` / ``camera`` lists of length B.
-
-        """
-        return {
-            "latents": torch.stack([c.latents for c in clips]),
-            "text": torch.stack([c.text for c in clips]),
-            "offsets": torch.from_numpy(np.stack([c.offsets for c in clips])),
-            "prompt": [c.prompt for c in clips],
-            "scene": [c.scene for c in clips],
-            "camera": [c.camera for c in clips],
-        }
-
-
 def _item_rng(seed: int, index: int, length: int) -> np.random.Generator:
     if not -length <= index < length:
         raise IndexError(f"index {index} out of range for a dataset of {length}")
@@ -78,72 +43,13 @@ class _TextCache:
         return self._cache[text].clone()
 
 
-class ToyClipDataset(Dataset):
-    """Random toy clips: item i draws a prompt, a scene seed and a camera seed from ``SeedSequence([seed, i])``.
-
-    Args:
-        num_clips: Dataset length.
-        num_latent_frames: F, frames per clip (21 = ~5 toy seconds).
-        seed: Dataset seed.
-        width: Panorama width in pixels.
-        encoder: Text encoder (default ``ToyTextEncoder()``).
-        codec: Codec (default ``ToyCodec()``).
-
-    """
-
-    def __init__(
-        self,
-        num_clips: int,
-        num_latent_frames: int = 21,
-        seed: int = 0,
-        width: int = 256,
-        encoder: ToyTextEncoder | None = None,
-        codec: ToyCodec | None = None,
-    ) -> None:
-        if num_clips < 0:
-            raise ValueError(f"num_clips must be >= 0, got {num_clips}")
-        if num_latent_frames < 1:
-            raise ValueError(f"num_latent_frames must be positive, got {num_latent_frames}")
-        SceneSpec(width=width)  # validates the width
-        self.num_clips, self.num_latent_frames, self.seed, self.width = num_clips, num_latent_frames, seed, width
-        self.codec = codec if codec is not None else ToyCodec()
-        self._text = _TextCache(encoder)
-
-    @property
-    def encoder(self) -> ToyTextEncoder:
-        """The text encoder."""
-        return self._text.encoder
-
-    def __len__(self) -> int:
-        return self.num_clips
-
-    def spec(self, index: int) -> tuple[ToyPrompt, SceneSpec, CameraSpec]:
-        """Prompt, scene and camera of item ``index`` without rendering anything."""
-        rng = _item_rng(self.seed, index, self.num_clips)
-        prompt = random_prompt(rng)
-        scene = SceneSpec(palette=prompt.palette, style=prompt.style, width=self.width, seed=int(rng.integers(2**31)))
-        return prompt, scene, CameraSpec(motion=prompt.motion, seed=int(rng.integers(2**31)))
-
-    def __getitem__(self, index: int) -> ToyClip:
-        prompt, scene, camera = self.spec(index)
-        offsets = camera_path(camera, self.num_latent_frames, self.width)
-        video = torch.from_numpy(render_video(render_panorama(scene), offsets))  # (F, 3, 32, 32)
-        return ToyClip(
-            latents=self.codec.encode(video)[0],
-            text=self._text(prompt.text),
-            prompt=prompt.text,
-            scene=scene,
-            camera=camera,
-            offsets=offsets,
-        )
-
-
-class ToyPromptDataset(Dataset):
-    """Random prompts with their text embeddings, for the data-free stages; item i is ``(prompt, text)``.
+class ScenePromptDataset(Dataset):
+    """Random scene-world prompts (``scenes.ScenePrompt``, uniformly) with their text embeddings, for the data-free
+    stages; item i is ``(prompt text, (max_tokens, width) float32 embedding)``, drawn from ``SeedSequence([seed, i])``.
 
     Args:
         num_prompts: Dataset length.
-        seed: Dataset seed; item i draws from ``SeedSequence([seed, i])``.
+        seed: Dataset seed.
         encoder: Text encoder (default ``ToyTextEncoder()``).
 
     """
@@ -153,34 +59,20 @@ class ToyPromptDataset(Dataset):
             raise ValueError(f"num_prompts must be >= 0, got {num_prompts}")
         self.num_prompts, self.seed = num_prompts, seed
         self._text = _TextCache(encoder)
+        self._prompts = all_scene_prompts()
 
     def __len__(self) -> int:
         return self.num_prompts
 
     def __getitem__(self, index: int) -> tuple[str, Tensor]:
-        """Returns ``(prompt text, (max_tokens, width) float32 embedding)``."""
-        text = self._draw(_item_rng(self.seed, index, self.num_prompts))
+        rng = _item_rng(self.seed, index, self.num_prompts)
+        text = self._prompts[int(rng.integers(len(self._prompts)))].text
         return text, self._text(text)
-
-    @staticmethod
-    def _draw(rng: np.random.Generator) -> str:
-        return random_prompt(rng).text
-
-
-class ScenePromptDataset(ToyPromptDataset):
-    """Random scene-world prompts (``scenes.ScenePrompt``) with their text embeddings; item i is ``(prompt, text)``,
-    drawn from ``SeedSequence([seed, i])``.
-    """
-
-    @staticmethod
-    def _draw(rng: np.random.Generator) -> str:
-        prompts = all_scene_prompts()
-        return prompts[int(rng.integers(len(prompts)))].text
 
 
 @dataclass(frozen=True)
 class SceneClip:
-    """One scene-world training clip: a single visit (still camera) whose every frame is the same library picture,
+    """One scene-world training clip: a single visit whose every frame is the same library picture,
     or (context teacher) visits ending in that visit.
     """
 
@@ -250,3 +142,132 @@ class SceneContextClipDataset(Dataset):
         target = schedule.visits[-1]
         return SceneClip(latents=schedule_latents(schedule), text=self._text(target.prompt.text),
                          prompt=target.prompt.text, picture=target.picture)
+
+
+# --- The retired panning world (a camera panning over a panorama): kept only while training/datasets.py reads
+# --- ToyClipDataset and ToyPromptDataset; the scene world does not use them.
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class ToyClip:
+    """One training clip with its ground truth."""
+
+    latents: Tensor
+    """(48, F, 8, 8) float32 normalised latents; ``codec.decode(latents[None])`` is the clip's video."""
+    text: Tensor
+    """(max_tokens, width) float32 text embedding of :attr:`prompt`."""
+    prompt: str
+    """Canonical prompt text."""
+    scene: SceneSpec
+    """Panorama the camera looks at."""
+    camera: CameraSpec
+    """Camera motion and seed."""
+    offsets: np.ndarray
+    """(F,) int64 left edge of every frame in panorama pixels."""
+
+    @staticmethod
+    def collate(clips: list[ToyClip]) -> dict[str, Any]:
+        """Batch clips for a ``DataLoader`` (``collate_fn=ToyClip.collate``).
+
+        Returns:
+            Dict with ``latents`` (B, 48, F, 8, 8), ``text`` (B, max_tokens, width), ``offsets`` (B, F) int64 tensors,
+            and ``prompt`` / ``scene`` / ``camera`` lists of length B.
+
+        """
+        return {
+            "latents": torch.stack([c.latents for c in clips]),
+            "text": torch.stack([c.text for c in clips]),
+            "offsets": torch.from_numpy(np.stack([c.offsets for c in clips])),
+            "prompt": [c.prompt for c in clips],
+            "scene": [c.scene for c in clips],
+            "camera": [c.camera for c in clips],
+        }
+
+
+class ToyClipDataset(Dataset):
+    """Random toy clips: item i draws a prompt, a scene seed and a camera seed from ``SeedSequence([seed, i])``.
+
+    Args:
+        num_clips: Dataset length.
+        num_latent_frames: F, frames per clip (21 = ~5 toy seconds).
+        seed: Dataset seed.
+        width: Panorama width in pixels.
+        encoder: Text encoder (default ``ToyTextEncoder()``).
+        codec: Codec (default ``ToyCodec()``).
+
+    """
+
+    def __init__(
+        self,
+        num_clips: int,
+        num_latent_frames: int = 21,
+        seed: int = 0,
+        width: int = 256,
+        encoder: ToyTextEncoder | None = None,
+        codec: ToyCodec | None = None,
+    ) -> None:
+        if num_clips < 0:
+            raise ValueError(f"num_clips must be >= 0, got {num_clips}")
+        if num_latent_frames < 1:
+            raise ValueError(f"num_latent_frames must be positive, got {num_latent_frames}")
+        SceneSpec(width=width)  # validates the width
+        self.num_clips, self.num_latent_frames, self.seed, self.width = num_clips, num_latent_frames, seed, width
+        self.codec = codec if codec is not None else ToyCodec()
+        self._text = _TextCache(encoder)
+
+    @property
+    def encoder(self) -> ToyTextEncoder:
+        """The text encoder."""
+        return self._text.encoder
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def spec(self, index: int) -> tuple[ToyPrompt, SceneSpec, CameraSpec]:
+        """Prompt, scene and camera of item ``index`` without rendering anything."""
+        rng = _item_rng(self.seed, index, self.num_clips)
+        prompt = random_prompt(rng)
+        scene = SceneSpec(palette=prompt.palette, style=prompt.style, width=self.width, seed=int(rng.integers(2**31)))
+        return prompt, scene, CameraSpec(motion=prompt.motion, seed=int(rng.integers(2**31)))
+
+    def __getitem__(self, index: int) -> ToyClip:
+        prompt, scene, camera = self.spec(index)
+        offsets = camera_path(camera, self.num_latent_frames, self.width)
+        video = torch.from_numpy(render_video(render_panorama(scene), offsets))  # (F, 3, 32, 32)
+        return ToyClip(
+            latents=self.codec.encode(video)[0],
+            text=self._text(prompt.text),
+            prompt=prompt.text,
+            scene=scene,
+            camera=camera,
+            offsets=offsets,
+        )
+
+
+class ToyPromptDataset(Dataset):
+    """Random panning-world prompts with their text embeddings, for the data-free stages; item i is ``(prompt, text)``.
+
+    Args:
+        num_prompts: Dataset length.
+        seed: Dataset seed; item i draws from ``SeedSequence([seed, i])``.
+        encoder: Text encoder (default ``ToyTextEncoder()``).
+
+    """
+
+    def __init__(self, num_prompts: int, seed: int = 0, encoder: ToyTextEncoder | None = None) -> None:
+        if num_prompts < 0:
+            raise ValueError(f"num_prompts must be >= 0, got {num_prompts}")
+        self.num_prompts, self.seed = num_prompts, seed
+        self._text = _TextCache(encoder)
+
+    def __len__(self) -> int:
+        return self.num_prompts
+
+    def __getitem__(self, index: int) -> tuple[str, Tensor]:
+        """Returns ``(prompt text, (max_tokens, width) float32 embedding)``."""
+        text = self._draw(_item_rng(self.seed, index, self.num_prompts))
+        return text, self._text(text)
+
+    @staticmethod
+    def _draw(rng: np.random.Generator) -> str:
+        return random_prompt(rng).text

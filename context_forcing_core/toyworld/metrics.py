@@ -1,21 +1,21 @@
-"""Oracle metrics over toy videos: revisit consistency vs gap, effective context, motion fidelity and drift.
+"""Revisit curves: errors of content shown again, binned by the time it was out of view, and the effective context.
 
-All functions take RGB frames ``(T, 3, H, W)`` in [0, 1] (numpy arrays or torch tensors) and are pure. Time is in toy
-seconds (:data:`~context_forcing_core.toyworld.world.FRAMES_PER_SECOND` frames per second), motion in pixels per
-frame, colour errors in mean absolute RGB difference (0..1).
+A revisit compares what a video shows again after a gap with what it showed before: in the scene world a return of
+a scene (``visit_metrics``). Errors are mean absolute RGB differences (0..1) or any error on that scale (the scene
+world divides by the prompt's wrong-pick error); time is in toy seconds
+(:data:`~context_forcing_core.toyworld.constants.FRAMES_PER_SECOND` frames per second). Frames are
+``(T, 3, H, W)`` in [0, 1] (numpy arrays or torch tensors); every function is pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .world import FRAMES_PER_SECOND, PALETTES
-
-DEFAULT_BIN_EDGES_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
-"""Revisit-gap bin edges in toy seconds: bins are [e0, e1), [e1, e2), ..., [e_{n-1}, e_n] (the last one closed)."""
+from .constants import FRAMES_PER_SECOND, PALETTES
 
 
 def as_frames(frames: Any) -> np.ndarray:
@@ -33,6 +33,126 @@ def as_frames(frames: Any) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError("frames contain NaN or infinite values")
     return arr
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class RevisitCurve:
+    """Revisit error by the time the revisited content was out of view (see :func:`bin_by_gap`)."""
+
+    bin_edges_s: np.ndarray
+    """(B + 1,) gap bin edges in toy seconds."""
+    error: np.ndarray
+    """(B,) mean error per gap bin; NaN where the bin is empty."""
+    count: np.ndarray
+    """(B,) number of revisits per gap bin."""
+    gaps_s: np.ndarray
+    """(N,) gap of every revisit in toy seconds (also those outside the bins)."""
+    errors: np.ndarray
+    """(N,) error of every revisit."""
+    continuous_error: float
+    """Mean error of content also in view just before (the scene world: change between consecutive frames of a
+    visit); NaN if none."""
+    continuous_count: int
+    """Number of comparisons behind ``continuous_error``."""
+
+    @property
+    def populated(self) -> np.ndarray:
+        """(B,) bool: bins with at least one revisit."""
+        return self.count > 0
+
+
+def bin_by_gap(bin_edges_s: Sequence[float] | np.ndarray, gaps_s: Any, errors: Any, *, continuous_sum: float = 0.0,
+               continuous_count: int = 0) -> RevisitCurve:
+    """The :class:`RevisitCurve` of revisits given as (gap, error) pairs.
+
+    Revisit ``i`` falls in bin ``b`` when ``edges[b] <= gaps_s[i] < edges[b + 1]`` (the last bin is closed,
+    ``<= edges[-1]``); gaps outside ``[edges[0], edges[-1]]`` are kept in ``gaps_s`` / ``errors`` but in no bin. Each
+    bin's error is the mean of its revisits' errors, so with 0 / 1 errors (e.g. a return recalled or not) it is the
+    share per bin.
+
+    Args:
+        bin_edges_s: (B + 1,) increasing gap bin edges in toy seconds.
+        gaps_s: (N,) gaps in toy seconds.
+        errors: (N,) errors (or any per-revisit value to average).
+        continuous_sum: sum of the errors of ``continuous_count`` continuous-view comparisons (the curve's
+            ``continuous_error`` is their mean).
+        continuous_count: number of those comparisons.
+
+    """
+    edges = np.asarray(bin_edges_s, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"bin_edges_s must be at least two increasing values, got {bin_edges_s}")
+    gaps = np.asarray(gaps_s, dtype=np.float64)
+    errs = np.asarray(errors, dtype=np.float64)
+    if gaps.shape != errs.shape or gaps.ndim != 1:
+        raise ValueError(f"gaps_s and errors must be 1-D of the same length, got {gaps.shape} and {errs.shape}")
+    inside = (gaps >= edges[0]) & (gaps <= edges[-1])
+    idx = np.clip(np.searchsorted(edges, gaps[inside], side="right") - 1, 0, len(edges) - 2)
+    count = np.bincount(idx, minlength=len(edges) - 1)
+    total = np.bincount(idx, weights=errs[inside], minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return RevisitCurve(
+        bin_edges_s=edges,
+        error=error,
+        count=count,
+        gaps_s=gaps,
+        errors=errs,
+        continuous_error=continuous_sum / continuous_count if continuous_count else float("nan"),
+        continuous_count=continuous_count,
+    )
+
+
+def pooled_curve(curves: list[RevisitCurve]) -> RevisitCurve:
+    """One curve from the revisits of several videos: every revisit counts once (videos with more revisits weigh
+    more), and the continuous error is the mean over all their continuous columns.
+    """
+    if not curves:
+        raise ValueError("pooled_curve needs at least one curve")
+    edges = curves[0].bin_edges_s
+    if any(not np.array_equal(c.bin_edges_s, edges) for c in curves):
+        raise ValueError("curves must share their bin edges")
+    cont = [(c.continuous_error * c.continuous_count, c.continuous_count) for c in curves if c.continuous_count]
+    return bin_by_gap(edges, np.concatenate([c.gaps_s for c in curves]), np.concatenate([c.errors for c in curves]),
+                      continuous_sum=sum(s for s, _ in cont), continuous_count=sum(n for _, n in cont))
+
+
+def effective_context(curve: RevisitCurve, threshold: float) -> float:
+    """Effective context length in toy seconds: how far back the video stays consistent with itself.
+
+    Rule: walk the populated gap bins from the shortest gap; the effective context is the lower edge of the first bin
+    whose mean error is >= ``threshold``. If no populated bin fails it is the upper edge of the last populated bin (a
+    lower bound: longer gaps were not tested). 0 if the first populated bin already fails; NaN if no bin is populated.
+    The result is therefore resolved to the bin edges (one bin = the precision of the estimate).
+    """
+    populated = np.flatnonzero(curve.populated)
+    if len(populated) == 0:
+        return float("nan")
+    for k in populated:
+        if not curve.error[k] < threshold:
+            return 0.0 if k == populated[0] else float(curve.bin_edges_s[k])
+    return float(curve.bin_edges_s[populated[-1] + 1])
+
+
+def halfway_threshold(reference: RevisitCurve, baseline: RevisitCurve) -> float:
+    """Threshold halfway between a ground-truth curve and a forgetting baseline's curve.
+
+    ``threshold = (max_b reference.error[b] + max_b baseline.error[b]) / 2`` over the bins populated in both curves, in
+    mean abs RGB difference (0..1). For a ground-truth reference (error 0) this is half the error of forgotten content.
+    """
+    if not np.array_equal(reference.bin_edges_s, baseline.bin_edges_s):
+        raise ValueError("curves must share their bin edges")
+    both = reference.populated & baseline.populated
+    if not both.any():
+        raise ValueError("the curves have no populated gap bin in common")
+    return float((reference.error[both].max() + baseline.error[both].max()) / 2)
+
+
+# --- The retired panning world (a camera panning over a panorama): kept only while training/samples.py scores
+# --- its sample videos with estimate_shifts, revisit_curve and drift; nothing in the core uses them.
+
+PAN_BIN_EDGES_S = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
+"""Revisit-gap bin edges of :func:`revisit_curve` in toy seconds."""
 
 
 def estimate_shifts(frames: Any, max_shift: int = 8) -> np.ndarray:
@@ -91,40 +211,12 @@ def canvas_positions(shifts: np.ndarray, width: int, period: int | None = None) 
     return pos % period, int(period)
 
 
-@dataclass(kw_only=True, slots=True, frozen=True)
-class RevisitCurve:
-    """Revisit error by the time since a canvas column was last in view.
-
-    A *revisit* is one (frame, canvas column) pair whose column was seen before but not in the previous frame.
-    """
-
-    bin_edges_s: np.ndarray
-    """(B + 1,) gap bin edges in toy seconds."""
-    error: np.ndarray
-    """(B,) mean abs RGB difference (0..1) per gap bin; NaN where the bin is empty."""
-    count: np.ndarray
-    """(B,) number of revisits (frame x column) per gap bin."""
-    gaps_s: np.ndarray
-    """(N,) gap of every revisit in toy seconds (also those outside the bins)."""
-    errors: np.ndarray
-    """(N,) error of every revisit (mean abs RGB difference over the column's 3 x H values)."""
-    continuous_error: float
-    """Mean abs RGB difference of columns also in view in the previous frame (NaN if none)."""
-    continuous_count: int
-    """Number of (frame, column) pairs behind ``continuous_error``."""
-
-    @property
-    def populated(self) -> np.ndarray:
-        """(B,) bool: bins with at least one revisit."""
-        return self.count > 0
-
-
 def revisit_curve(
     frames: Any,
     *,
     shifts: np.ndarray | None = None,
     period: int | None = None,
-    bin_edges_s: tuple[float, ...] = DEFAULT_BIN_EDGES_S,
+    bin_edges_s: tuple[float, ...] = PAN_BIN_EDGES_S,
     fps: float = FRAMES_PER_SECOND,
     from_frame: int = 0,
 ) -> RevisitCurve:
@@ -155,9 +247,6 @@ def revisit_curve(
     """
     arr = as_frames(frames)
     num, _, height, width = arr.shape
-    edges = np.asarray(bin_edges_s, dtype=np.float64)
-    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
-        raise ValueError(f"bin_edges_s must be at least two increasing values, got {bin_edges_s}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if not 0 <= from_frame < num:
@@ -188,159 +277,7 @@ def revisit_curve(
         content[cols] = cur
     gaps_s = np.concatenate(gaps) if gaps else np.zeros(0)
     errs = np.concatenate(errors).astype(np.float64) if errors else np.zeros(0)
-    return _binned(edges, gaps_s, errs, cont_sum, cont_n)
-
-
-def pooled_curve(curves: list[RevisitCurve]) -> RevisitCurve:
-    """One curve from the revisits of several videos: every revisit counts once (videos with more revisits weigh
-    more), and the continuous error is the mean over all their continuous columns.
-    """
-    if not curves:
-        raise ValueError("pooled_curve needs at least one curve")
-    edges = curves[0].bin_edges_s
-    if any(not np.array_equal(c.bin_edges_s, edges) for c in curves):
-        raise ValueError("curves must share their bin edges")
-    cont = [(c.continuous_error * c.continuous_count, c.continuous_count) for c in curves if c.continuous_count]
-    return _binned(edges, np.concatenate([c.gaps_s for c in curves]), np.concatenate([c.errors for c in curves]),
-                   sum(s for s, _ in cont), sum(n for _, n in cont))
-
-
-def rebin(curve: RevisitCurve, bin_edges_s: tuple[float, ...]) -> RevisitCurve:
-    """The same revisits averaged over other gap bins (e.g. coarse buckets for a table)."""
-    edges = np.asarray(bin_edges_s, dtype=np.float64)
-    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
-        raise ValueError(f"bin_edges_s must be at least two increasing values, got {bin_edges_s}")
-    total = curve.continuous_error * curve.continuous_count if curve.continuous_count else 0.0
-    return _binned(edges, curve.gaps_s, curve.errors, total, curve.continuous_count)
-
-
-def column_contrast(frames: Any, rng: np.random.Generator, pairs: int = 4000) -> float:
-    """Mean abs RGB difference between random columns of random frames: the scale of "different content".
-
-    Dividing a revisit error or a shift residual by it makes a flat, blurry video unable to look consistent just by
-    having no detail (a ratio near 1 means "as different as two random columns").
-    """
-    arr = as_frames(frames)
-    t, _, _, w = arr.shape
-    a = arr[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]  # (pairs, 3, H)
-    b = arr[rng.integers(t, size=pairs), :, :, rng.integers(w, size=pairs)]
-    return float(np.abs(a - b).mean())
-
-
-def _binned(edges: np.ndarray, gaps_s: np.ndarray, errs: np.ndarray, cont_sum: float, cont_n: int) -> RevisitCurve:
-    """The :class:`RevisitCurve` of revisits (gap, error) and a continuous-view error sum over ``cont_n`` columns."""
-    inside = (gaps_s >= edges[0]) & (gaps_s <= edges[-1])
-    idx = np.clip(np.searchsorted(edges, gaps_s[inside], side="right") - 1, 0, len(edges) - 2)
-    count = np.bincount(idx, minlength=len(edges) - 1)
-    total = np.bincount(idx, weights=errs[inside], minlength=len(edges) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return RevisitCurve(
-        bin_edges_s=edges,
-        error=error,
-        count=count,
-        gaps_s=gaps_s,
-        errors=errs,
-        continuous_error=cont_sum / cont_n if cont_n else float("nan"),
-        continuous_count=cont_n,
-    )
-
-
-def effective_context(curve: RevisitCurve, threshold: float) -> float:
-    """Effective context length in toy seconds: how far back the video stays consistent with itself.
-
-    Rule: walk the populated gap bins from the shortest gap; the effective context is the lower edge of the first bin
-    whose mean error is >= ``threshold``. If no populated bin fails it is the upper edge of the last populated bin (a
-    lower bound: longer gaps were not tested). 0 if the first populated bin already fails; NaN if no bin is populated.
-    The result is therefore resolved to the bin edges (one bin = the precision of the estimate).
-    """
-    populated = np.flatnonzero(curve.populated)
-    if len(populated) == 0:
-        return float("nan")
-    for k in populated:
-        if not curve.error[k] < threshold:
-            return 0.0 if k == populated[0] else float(curve.bin_edges_s[k])
-    return float(curve.bin_edges_s[populated[-1] + 1])
-
-
-def halfway_threshold(reference: RevisitCurve, baseline: RevisitCurve) -> float:
-    """Threshold halfway between a ground-truth curve and a forgetting baseline's curve.
-
-    ``threshold = (max_b reference.error[b] + max_b baseline.error[b]) / 2`` over the bins populated in both curves, in
-    mean abs RGB difference (0..1). For a ground-truth reference (error 0) this is half the error of forgotten content.
-    """
-    if not np.array_equal(reference.bin_edges_s, baseline.bin_edges_s):
-        raise ValueError("curves must share their bin edges")
-    both = reference.populated & baseline.populated
-    if not both.any():
-        raise ValueError("the curves have no populated gap bin in common")
-    return float((reference.error[both].max() + baseline.error[both].max()) / 2)
-
-
-@dataclass(kw_only=True, slots=True, frozen=True)
-class MotionFidelity:
-    """Generated camera motion vs the reference trajectory (pixels, per-frame shifts)."""
-
-    travel_px: int
-    """Generated travel distance: sum over t of |estimated shift| in pixels."""
-    reference_travel_px: int
-    """Reference travel distance: sum over t of |offsets[t+1] - offsets[t]| in pixels."""
-    direction_changes: int
-    """Sign changes between consecutive non-zero estimated shifts (pauses ignored)."""
-    reference_direction_changes: int
-    """The same count for the reference shifts."""
-    mean_abs_shift_error_px: float
-    """mean over t of |estimated shift - reference shift|, pixels per frame."""
-    travel_ratio: float
-    """travel_px / reference_travel_px (1 if both are 0, inf if only the reference is 0)."""
-    shift_residual: float
-    """mean over t of the cost of the estimated shift (mean |RGB difference| over the overlap): how far frame t + 1
-    is from frame t moved rigidly. 0 for a rigid pan; when it is large the shifts are guesses, not camera motion."""
-    ok: bool
-    """0.5 <= travel_ratio <= 2 and |direction_changes - reference_direction_changes| <= max(2, reference / 2)."""
-
-
-def _direction_changes(shifts: np.ndarray) -> int:
-    signs = np.sign(shifts[shifts != 0])
-    return int((np.diff(signs) != 0).sum())
-
-
-def motion_fidelity(frames: Any, reference_offsets: Any, *, max_shift: int = 8) -> MotionFidelity:
-    """Does the generated camera move like the prompt's trajectory? A frozen video is wrong, not "consistent".
-
-    Shifts are estimated with :func:`estimate_shifts` and compared with ``diff(reference_offsets)``:
-    travel = sum |shift| (px), direction changes = sign flips between consecutive non-zero shifts, shift error =
-    mean |shift - reference shift| (px per frame), shift residual = mean cost of the chosen shifts (0 when every frame
-    is its predecessor moved rigidly). ``ok`` when the travel ratio is within [0.5, 2] and the number of direction
-    changes is within max(2, half the reference's) of the reference; the residual is reported, not part of ``ok``.
-
-    Args:
-        frames: (T, 3, H, W) RGB.
-        reference_offsets: (T,) camera left edges of the reference trajectory in pixels.
-        max_shift: shift search range in pixels per frame.
-
-    """
-    arr = as_frames(frames)
-    ref = np.asarray(reference_offsets, dtype=np.int64)
-    if ref.shape != (len(arr),):
-        raise ValueError(f"reference_offsets must have shape ({len(arr)},), got {ref.shape}")
-    candidates, costs = _shift_costs(arr, max_shift)
-    est = candidates[np.argmin(costs, axis=1)]
-    ref_shifts = np.diff(ref)
-    travel, ref_travel = int(np.abs(est).sum()), int(np.abs(ref_shifts).sum())
-    changes, ref_changes = _direction_changes(est), _direction_changes(ref_shifts)
-    ratio = travel / ref_travel if ref_travel else (1.0 if travel == 0 else float("inf"))
-    ok = 0.5 <= ratio <= 2.0 and abs(changes - ref_changes) <= max(2.0, ref_changes / 2)
-    return MotionFidelity(
-        travel_px=travel,
-        reference_travel_px=ref_travel,
-        direction_changes=changes,
-        reference_direction_changes=ref_changes,
-        mean_abs_shift_error_px=float(np.abs(est - ref_shifts).mean()) if len(est) else 0.0,
-        travel_ratio=float(ratio),
-        shift_residual=float(costs.min(axis=1).mean()) if len(costs) else 0.0,
-        ok=bool(ok),
-    )
+    return bin_by_gap(bin_edges_s, gaps_s, errs, continuous_sum=cont_sum, continuous_count=cont_n)
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -373,7 +310,7 @@ def drift(frames: Any, palette: str | Any) -> Drift:
 
     Args:
         frames: (T, 3, H, W) RGB in [0, 1].
-        palette: a key of :data:`~context_forcing_core.toyworld.world.PALETTES`, or (K, 3) RGB colours in 0..255.
+        palette: a key of :data:`~context_forcing_core.toyworld.constants.PALETTES`, or (K, 3) RGB colours in 0..255.
 
     """
     arr = as_frames(frames)

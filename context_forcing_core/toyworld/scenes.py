@@ -1,8 +1,8 @@
-"""Toy world v2, "scenes that come back": a finite library of still pictures per prompt, and visit schedules.
+"""The toy world, "scenes that come back": a finite library of still pictures per prompt, and visit schedules.
 
 Every scene prompt (a palette and a style, :class:`ScenePrompt`) allows only :data:`LIBRARY_SIZE` fixed pictures,
 4 x 4 mosaics of flat palette cells (one cell = one model token). A video is a schedule of **visits**
-(:class:`Visit`): the camera holds still for a whole visit (every frame the same picture), a visit lasts whole
+(:class:`Visit`): the view holds still for a whole visit (every frame the same picture), a visit lasts whole
 even numbers of chunks and ends with a hard cut, and each scene of a video has its own prompt. When a prompt comes
 back, the video must show the same one of its pictures as last time: memory is discrete recall, and without it a
 return matches by chance (1 / ``LIBRARY_SIZE``).
@@ -110,7 +110,7 @@ def library_latents(prompt: ScenePrompt, size: int = LIBRARY_SIZE) -> Tensor:
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class Visit:
-    """The camera on one picture of one prompt for a stretch of frames."""
+    """One picture of one prompt held for a stretch of frames."""
 
     prompt: ScenePrompt
     """The scene's prompt (each scene of a video has its own)."""

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .constants import FRAME_SIZE, FRAMES_PER_SECOND
 from .scenes import ScenePrompt, SceneSchedule, Visit, all_scene_prompts
 from .viewer import strip_image
 from .visit_metrics import RECALL_THRESHOLD, SceneReport, chance_recall
-from .world import FRAME_SIZE, FRAMES_PER_SECOND
 
 _STORY: tuple[tuple[str, str, float], ...] = (  # (palette, style, toy seconds the visit lasts)
     ("desert", "mixed", 3.0), ("forest", "bands", 4.5), ("ocean", "shapes", 4.5), ("neon", "mixed", 3.0),

@@ -1,13 +1,7 @@
-"""A small viewer for toy videos: animations, frame strips, the stitched canvas and the revisit-error plot (Pillow only).
-
-Regenerate the images of the toyworld README with::
-
-    python -m context_forcing_core.toyworld.viewer --doc docs/toyworld
-"""
+"""A small viewer for toy videos: animations, frame strips and line plots (Pillow only)."""
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import Any
@@ -15,18 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .camera import CameraSpec, camera_path, render_video
-from .metrics import (
-    RevisitCurve,
-    as_frames,
-    canvas_positions,
-    effective_context,
-    estimate_shifts,
-    halfway_threshold,
-    revisit_curve,
-)
-from .synthetic import forgetting_video
-from .world import FRAMES_PER_SECOND, SceneSpec, render_panorama
+from .metrics import as_frames
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (255, 200, 0))
@@ -107,31 +90,6 @@ def strip_image(frames: Any, every: int = 8, scale: int = 2, gap: int = 2) -> Im
     for i, im in enumerate(images):
         out[:, i * (w + gap): i * (w + gap) + w] = im
     return Image.fromarray(out)
-
-
-def canvas_image(frames: Any, shifts: Any = None, period: int | None = None, scale: int = 1) -> Image.Image:
-    """The stitched canvas: every frame pasted at its cumulative shift (later frames on top), unseen columns grey.
-
-    Args:
-        frames: (T, 3, H, W) RGB in [0, 1].
-        shifts: (T - 1,) camera shifts in pixels per frame; estimated with :func:`estimate_shifts` when None.
-        period: canvas width for motion that wraps around (the panorama width).
-        scale: integer enlargement.
-
-    Returns:
-        RGB image of size (canvas width * scale, H * scale), see :func:`~.metrics.canvas_positions`.
-
-    """
-    images = _to_uint8(frames)
-    num, h, w, _ = images.shape
-    shifts = estimate_shifts(as_frames(frames)) if shifts is None else np.asarray(shifts, dtype=np.int64)
-    if shifts.shape != (num - 1,):
-        raise ValueError(f"shifts must have shape ({num - 1},), got {shifts.shape}")
-    pos, width = canvas_positions(shifts, w, period)
-    canvas = np.full((h, width, 3), 128, dtype=np.uint8)
-    for t in range(num):
-        canvas[:, (pos[t] + np.arange(w)) % width] = images[t]
-    return Image.fromarray(_upscale(canvas, scale))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -228,78 +186,3 @@ def line_plot(
             draw.line([width - legend_w, ly, width - legend_w + 22, ly], fill=colour, width=3)
             draw.text((width - legend_w + 28, ly), label, fill="black", font=small, anchor="lm")
     return img
-
-
-def revisit_plot(
-    curves: dict[str, RevisitCurve],
-    threshold: float | None = None,
-    size: tuple[int, int] = (640, 400),
-    y_label: str = "revisit error (mean |RGB diff|, 0..1)",
-) -> Image.Image:
-    """Revisit error vs gap: one coloured line per curve (points at the bins' geometric centres, log time axis).
-
-    Args:
-        curves: legend label -> curve (all with the same bin edges).
-        threshold: drawn as a dashed grey horizontal line when given.
-        size: image (width, height) in pixels.
-        y_label: text above the y axis (e.g. for errors relative to the video's contrast).
-
-    Returns:
-        RGB image of ``size``.
-
-    """
-    if not curves:
-        raise ValueError("revisit_plot needs at least one curve")
-    edges = next(iter(curves.values())).bin_edges_s
-    if any(not np.array_equal(c.bin_edges_s, edges) for c in curves.values()):
-        raise ValueError("all curves must share their bin edges")
-    centres = np.sqrt(edges[:-1] * edges[1:])
-    series = {k: (centres, np.where(c.populated, c.error, np.nan)) for k, c in curves.items()}
-    return line_plot(series, x_label="gap since last in view (toy seconds)", y_label=y_label, log_x=True, x_ticks=edges,
-                     threshold=threshold, markers=True, size=size)
-
-
-def make_doc_images(out_dir: str | Path, seed: int = 0) -> list[Path]:
-    """Images of the toyworld README: a ground-truth strip and the revisit-error plot of a 60-s pan_with_pauses video.
-
-    The plot compares ground truth with forgetting baselines of N = 5 s and 20 s; the threshold is halfway between
-    ground truth and the N = 5 s baseline (:func:`~.metrics.halfway_threshold`).
-
-    Returns:
-        The PNG paths written.
-
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pano = render_panorama(SceneSpec(palette="desert", style="mixed", seed=seed))
-    offsets = camera_path(CameraSpec(motion="pan_with_pauses", seed=seed), 60 * FRAMES_PER_SECOND, pano.shape[-1])
-    video = render_video(pano, offsets)
-    strip = strip_image(video[: 16 * FRAMES_PER_SECOND], every=4, scale=2)
-    truth = revisit_curve(video)
-    curves = {"ground truth": truth}
-    for n in (5, 20):
-        curves[f"forgets after {n} s"] = revisit_curve(forgetting_video(pano, offsets, n, seed=seed))
-    threshold = halfway_threshold(truth, curves["forgets after 5 s"])
-    labelled = {}
-    for label, curve in curves.items():
-        ctx = effective_context(curve, threshold)
-        bound = ">= " if np.all(curve.error[curve.populated] < threshold) else ""  # nothing failed: a lower bound
-        labelled[f"{label} (effective context {bound}{ctx:g} s)"] = curve
-    paths = [out / "ground_truth_strip.png", out / "revisit_error.png"]
-    strip.save(paths[0], optimize=True)
-    revisit_plot(labelled, threshold=threshold, size=(820, 400)).save(paths[1], optimize=True)
-    return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``--doc DIR`` writes the README images into DIR."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--doc", metavar="DIR", required=True, help="write the toyworld README images into DIR")
-    parser.add_argument("--seed", type=int, default=0, help="scene and camera seed")
-    args = parser.parse_args(argv)
-    for path in make_doc_images(args.doc, seed=args.seed):
-        print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB)")
-
-
-if __name__ == "__main__":
-    main()

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import RevisitCurve, _binned, as_frames, effective_context
+from .constants import FRAMES_PER_SECOND, PALETTES
+from .metrics import RevisitCurve, as_frames, bin_by_gap, effective_context
 from .scenes import LIBRARY_SIZE, ScenePrompt, SceneSchedule, library
-from .world import FRAMES_PER_SECOND, PALETTES
 
 SCENE_BIN_EDGES_S = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 """Gap bins of scene returns in toy seconds (a visit lasts at least 1.5 s, so no gap is shorter)."""
@@ -131,10 +131,10 @@ def scene_report(frames: Any, schedule: SceneSchedule, *, bin_edges_s: tuple[flo
     keep = [r for r in returns if not r.sink]
     edges = np.asarray(bin_edges_s, dtype=np.float64)
     gaps = np.asarray([r.gap_s for r in keep], dtype=np.float64)
-    curve = _binned(edges, gaps, np.asarray([r.relative for r in keep], dtype=np.float64),
-                    float(changes.sum()), len(changes))
+    curve = bin_by_gap(edges, gaps, np.asarray([r.relative for r in keep], dtype=np.float64),
+                       continuous_sum=float(changes.sum()), continuous_count=len(changes))
     hits = np.asarray([float(r.recalled) for r in keep], dtype=np.float64)
-    recall = _binned(edges, gaps, hits, 0.0, 0).error  # the mean of hits per gap bin
+    recall = bin_by_gap(edges, gaps, hits).error  # the share of hits per gap bin
     sink = [r.relative for r in returns if r.sink]
     cut = [_palette_distance(arr[v.start:v.start + n], v.prompt.palette) for v in schedule.visits[1:]]
     pal = [_palette_distance(arr[v.start:v.stop], v.prompt.palette) * (v.stop - v.start) for v in schedule.visits]

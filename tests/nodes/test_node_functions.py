@@ -41,7 +41,7 @@ def _student(cfg: WanConfig, seed: int = 0) -> Student:
 
 def _run(handle: ModelHandle, **kw: object):
     args = {"seconds": 3.0, "seed": 7, "steps": 4, "shift": 5.0, "width": 64, "height": 32,
-            "prompt": "a forest panorama, vertical bands, slow pan"} | kw
+            "prompt": "a forest scene, vertical bands"} | kw
     return LongRolloutSampler.execute(handle, **args)
 
 
@@ -144,6 +144,15 @@ def test_prompt_switch_chains_in_order_and_blocks_a_switch_going_back():
     assert "must come after the previous switch at 20.0 s" in blocked.block_execution
 
 
+def test_the_default_prompt_is_the_demo_story_first_scene():
+    from context_forcing_core.toyworld.story import story_schedule
+    from context_forcing_core.toyworld.text import VOCABULARY, tokenize
+    from nodes.sampler import DEFAULT_PROMPT
+
+    assert DEFAULT_PROMPT == story_schedule().visits[0].prompt.text == "a desert scene, shapes over bands"
+    assert all(w in VOCABULARY for w in tokenize(DEFAULT_PROMPT))
+
+
 def test_toy_decode_inverts_the_codec_and_upscales_by_nearest_neighbour():
     codec = ToyCodec()
     frames = torch.rand(1, 5, 3, 32, 32)
@@ -158,7 +167,7 @@ def test_toy_sampler_equals_core_generation_with_one_tick_and_preview_per_chunk(
     student = _student(TOY_SMALL)
     out = _run(ModelHandle(student=student))
     latents, trace = out.args
-    text = ToyTextEncoder(width=4096, max_tokens=16).encode(["a forest panorama, vertical bands, slow pan"])
+    text = ToyTextEncoder(width=4096, max_tokens=16).encode(["a forest scene, vertical bands"])
     ref = generate(student.model, text, num_latent_frames=12, memory="context_forcing", seed=7, latent_size=(8, 8))
     assert torch.equal(latents["samples"], ToyCodec().denormalize(ref.latents))
     assert [p[0] for p in PROGRESS] == [1, 2, 3, 4] and {p[1] for p in PROGRESS} == {4}
@@ -269,7 +278,7 @@ def test_inspector_plots_and_summarises_and_clamps_a_missing_layer():
 
 def test_a_prompt_switch_reaches_the_core_schedule_at_its_latent_frame():
     student = _student(TOY_SMALL)
-    a, b = "a forest panorama, vertical bands, slow pan", "an ocean panorama, shapes on plain ground, fast pan"
+    a, b = "a forest scene, vertical bands", "an ocean scene, shapes on plain ground"
     switches = PromptSwitch.execute(1.5, b).args[0]  # 1.5 s = latent frame 6 = the start of chunk 2
     out = _run(ModelHandle(student=student), prompt=a, schedule=switches).args[0]["samples"]
     enc = ToyTextEncoder(width=4096, max_tokens=16)

@@ -152,9 +152,9 @@ def test_bad_inputs_come_back_as_validation_errors(server, node, inputs, expecte
 
 def test_an_execution_time_input_mistake_is_a_message_without_traceback(server):
     prompt = _toy_prompt(server, seconds=5.0)
-    prompt["20"] = {"class_type": "CF_PromptSwitch", "inputs": {"at_seconds": 3.0, "prompt": "a city panorama"}}
+    prompt["20"] = {"class_type": "CF_PromptSwitch", "inputs": {"at_seconds": 3.0, "prompt": "a city scene"}}
     prompt["21"] = {"class_type": "CF_PromptSwitch",
-                    "inputs": {"at_seconds": 2.0, "prompt": "an ocean panorama", "schedule": ["20", 0]}}
+                    "inputs": {"at_seconds": 2.0, "prompt": "an ocean scene", "schedule": ["20", 0]}}
     prompt["3"]["inputs"]["schedule"] = ["21", 0]
     ws = listen(server)
     try:

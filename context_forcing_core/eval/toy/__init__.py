@@ -1,3 +1,3 @@
-"""Toy-world evaluation: the memory benchmarks of the panning and scene worlds, their reports, and the teacher and
-student probes (each module runs with ``python -m``; see ``context_forcing_core/eval/README.md``).
+"""Toy-world evaluation: the scene world's memory benchmark and its report, and the teacher and student probes
+(each module runs with ``python -m``; see ``context_forcing_core/eval/README.md``).
 """

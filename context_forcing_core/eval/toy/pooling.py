@@ -1,12 +1,12 @@
 """Does a teacher pool over time? x0 error from 21 noised copies of a still clip vs from one frame, per sigma.
 
-    python -m context_forcing_core.eval.toy.pooling [--learned FILE (default: assets/toy_context_teacher)] [--clips 12]
+    python -m context_forcing_core.eval.toy.pooling [--learned FILE] [--clips 12]
 
 A still clip is one picture repeated 21 times; each copy gets its own noise at one sigma. A teacher that pools
 uses all 21 observations (its x0 error falls well below the one-frame error) and predicts the same x0 for every
 frame (cross-frame spread 0). Rows: the exact scene teacher (closed form, ``toyworld.exact_teacher``) on scene
-pictures, a learned toy teacher on scene pictures and on still views of its own panning world, and ground truth
-(x0 itself: error and spread 0). Errors are mean |x0_hat - x0| in latent units.
+pictures, and with ``--learned`` a learned bidirectional toy teacher (e.g. ``toy-scenes-teacher``'s) on the same
+pictures; ground truth (x0 itself) has error and spread 0. Errors are mean |x0_hat - x0| in latent units.
 """
 
 from __future__ import annotations
@@ -22,16 +22,12 @@ from torch import Tensor
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.models.wan import WanModel
-from context_forcing_core.toyworld.dataset import ToyClipDataset
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher
 from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .benchmark import ASSETS
-
 SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.95)
 FRAMES = 21
-DEFAULT_LEARNED = ASSETS / "toy_context_teacher.safetensors"
 
 Denoiser = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(x_t (B, C, F, H, W), sigma (B, F), text (B, L, D)) -> x0 (B, C, F, H, W)."""
@@ -68,29 +64,21 @@ def scene_clips(count: int, encoder: ToyTextEncoder) -> tuple[Tensor, Tensor]:
     return (torch.stack([library_latents(p)[k] for p, k in picks]), encoder.encode([p.text for p, _ in picks]))
 
 
-def pan_clips(count: int, encoder: ToyTextEncoder) -> tuple[Tensor, Tensor]:
-    """Still views of the panning world: the first frame of held-out clips, with their prompts."""
-    data = ToyClipDataset(count, num_latent_frames=1, seed=777, encoder=encoder)
-    items = [data[i] for i in range(count)]
-    return torch.stack([c.latents[:, 0] for c in items]), torch.stack([c.text for c in items])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: print the table; 0 on success."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--learned", type=Path, default=DEFAULT_LEARNED, help="a learned bidirectional toy teacher")
+    parser.add_argument("--learned", type=Path, default=None, help="a learned bidirectional toy teacher")
     parser.add_argument("--clips", type=int, default=12)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     enc = ToyTextEncoder()
     rows: list[tuple[str, Denoiser, tuple[Tensor, Tensor]]] = [
         ("exact teacher, scene pictures", exact(ExactTeacher(encoder=enc)), scene_clips(args.clips, enc))]
-    if args.learned.is_file():
-        model = load_model(args.learned).eval()
-        rows += [("learned teacher, scene pictures", learned(model), scene_clips(args.clips, enc)),
-                 ("learned teacher, still pan views", learned(model), pan_clips(args.clips, enc))]
-    else:
-        print(f"(no learned teacher at {args.learned}: its rows are left out)")
+    if args.learned is not None:
+        if not args.learned.is_file():
+            parser.error(f"checkpoint not found: {args.learned}")
+        rows.append(("learned teacher, scene pictures", learned(load_model(args.learned).eval()),
+                     scene_clips(args.clips, enc)))
     print(f"x0 error |x0_hat - x0| (latent units), {FRAMES} noised copies vs one, and cross-frame spread; "
           f"{args.clips} clips; ground truth: 0 / 0 / 0 at every sigma")
     print(f"{'teacher':36s} " + " ".join(f"{'sigma ' + str(s):>22s}" for s in SIGMAS))

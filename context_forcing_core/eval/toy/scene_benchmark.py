@@ -21,6 +21,7 @@ import numpy as np
 
 from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.loading import load_model
+from context_forcing_core.toyworld.constants import FRAMES_PER_SECOND
 from context_forcing_core.toyworld.metrics import effective_context, pooled_curve
 from context_forcing_core.toyworld.scene_rollout import video_of
 from context_forcing_core.toyworld.scenes import (
@@ -31,7 +32,6 @@ from context_forcing_core.toyworld.scenes import (
 )
 from context_forcing_core.toyworld.viewer import line_plot
 from context_forcing_core.toyworld.visit_metrics import RECALL_THRESHOLD, SceneReport, chance_recall, scene_report
-from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 HELD_OUT_BASE = 10_000
 """Seed of the first held-out schedule."""
@@ -39,9 +39,12 @@ LONG_GAP_S = 10.0
 """Returns at least this far apart count as long-gap returns."""
 
 
-def memories(tau: float) -> dict[str, MemoryConfig]:
-    """The memory policies compared, by row name (the student's own is ``context_forcing`` at ``tau``)."""
-    cf = memory_preset("context_forcing").replace(tau=tau)
+def memories(tau: float | None = None) -> dict[str, MemoryConfig]:
+    """The memory policies compared, by row name (the student's own is ``context_forcing``, at ``tau`` when given,
+    else at the preset's surprisal threshold).
+    """
+    cf = memory_preset("context_forcing")
+    cf = cf if tau is None else cf.replace(tau=tau)
     return {"context_forcing": cf, "self_forcing": memory_preset("self_forcing"), "longlive": memory_preset("longlive"),
             "infinity_rope": memory_preset("infinity_rope"), "uniform slow, every chunk": cf.replace(
                 slow_select="uniform", consolidate_every=1), "uniform slow, every 2 chunks": cf.replace(
@@ -97,7 +100,7 @@ def _summary(row: Row) -> dict[str, object]:
             "seconds": row.seconds}
 
 
-def run(student: Path, *, schedules: int = 6, seeds: int = 3, seconds: float = 60.0, tau: float = 0.95,
+def run(student: Path, *, schedules: int = 6, seeds: int = 3, seconds: float = 60.0, tau: float | None = None,
         only: tuple[str, ...] = (), log: Callable[[str], None] = print) -> dict[str, dict[str, object]]:
     """Every row's summary (see :func:`_summary`), oracles first."""
     frames = int(round(seconds * FRAMES_PER_SECOND / VISIT_UNIT)) * VISIT_UNIT

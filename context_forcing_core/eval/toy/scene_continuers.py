@@ -35,8 +35,9 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
 from context_forcing_core.objectives.continuation import continue_with_teacher
 from context_forcing_core.toyworld.codec import ToyCodec
+from context_forcing_core.toyworld.constants import FRAMES_PER_SECOND
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
-from context_forcing_core.toyworld.metrics import _binned
+from context_forcing_core.toyworld.metrics import bin_by_gap
 from context_forcing_core.toyworld.scene_rollout import encoder_for, video_of
 from context_forcing_core.toyworld.scenes import (
     VISIT_UNIT,
@@ -54,16 +55,13 @@ from context_forcing_core.toyworld.visit_metrics import (
     nearest_picture,
     wrong_pick_error,
 )
-from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 from .scene_benchmark import HELD_OUT_BASE, LONG_GAP_S
 
 LEARNED_STEPS = 24
-"""Euler steps of a learned teacher's continuation (as the toy benchmark's teachers)."""
+"""Euler steps of a learned teacher's continuation."""
 LEARNED_GUIDANCE = 3.0
 """Classifier-free guidance of a learned teacher."""
-STUDENT_TAU = 0.95
-"""Surprisal threshold of the student whose video is the context (the scene benchmark's default)."""
 
 
 def returns_of(schedule: SceneSchedule) -> list[tuple[Visit, Visit]]:
@@ -120,7 +118,7 @@ def run(teachers: dict[str, WanModel], *, student: WanModel | None, schedules: i
                                                  for n in names}
     encoders = {name: encoder_for(model) for name, model in teachers.items()}
     uncond = {name: enc.encode([""]) for name, enc in encoders.items()}
-    student_memory = memory_preset("context_forcing").replace(tau=STUDENT_TAU)
+    student_memory = memory_preset("context_forcing")  # the scene benchmark's student row
     for i, s in enumerate(scheds):
         cases = returns_of(s)
         for seed in range(seeds):
@@ -170,8 +168,7 @@ def summary(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
         per_seed: list[list[Continuation]] = row["seeds"]
         long = [[c for c in cs if c.gap_s >= LONG_GAP_S] for cs in per_seed]
         pooled = [c for cs in per_seed for c in cs]
-        by_gap = _binned(edges, np.asarray([c.gap_s for c in pooled]),
-                         np.asarray([float(c.recalled) for c in pooled]), 0.0, 0)  # error = recall per bin
+        by_gap = bin_by_gap(edges, [c.gap_s for c in pooled], [float(c.recalled) for c in pooled])  # error: recall
         out[name] = {
             "recall": _mean_std([_mean(cs, "recalled") for cs in per_seed]),
             "recall_long": _mean_std([_mean(cs, "recalled") for cs in long]),

@@ -2,7 +2,7 @@
 
     python -m context_forcing_core.eval.toy.scene_teachers --teacher NAME=RUN/step_N/student_ema.safetensors [...]
 
-Per teacher, one 21-frame sample (one visit: the camera holds still) of each of ``--clips`` held-out (prompt, noise)
+Per teacher, one 21-frame sample (one visit: a still picture) of each of ``--clips`` held-out (prompt, noise)
 pairs, the same noise for every teacher: the exact short teacher (closed form, 48-step probability-flow ODE, no
 guidance: the world's own distribution) and each learned bidirectional teacher (48-step guided Euler ODE at
 ``--guidance``, as Stage 1 uses it). Scored by the scene oracle (``toyworld.visit_metrics``): within-visit change

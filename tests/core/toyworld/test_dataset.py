@@ -1,4 +1,4 @@
-"""Toy datasets: determinism in (seed, index), ground truth consistency, DataLoader batching."""
+"""Scene-world datasets: determinism in (seed, index), library pictures as ground truth, DataLoader batching."""
 
 from __future__ import annotations
 
@@ -7,67 +7,24 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from context_forcing_core.toyworld.camera import render_video
-from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.dataset import ToyClip, ToyClipDataset, ToyPromptDataset
-from context_forcing_core.toyworld.prompts import parse_prompt
+from context_forcing_core.toyworld.dataset import ScenePromptDataset
+from context_forcing_core.toyworld.scenes import all_scene_prompts
 from context_forcing_core.toyworld.text import ToyTextEncoder
-from context_forcing_core.toyworld.world import render_panorama
 
 ENCODER = ToyTextEncoder(width=32, max_tokens=16)
 
 
-def clips_equal(a: ToyClip, b: ToyClip) -> bool:
-    return (torch.equal(a.latents, b.latents) and torch.equal(a.text, b.text) and a.prompt == b.prompt
-            and a.scene == b.scene and a.camera == b.camera and np.array_equal(a.offsets, b.offsets))
-
-
-def test_clip_fields_and_ground_truth():
-    ds = ToyClipDataset(6, num_latent_frames=9, seed=1, encoder=ENCODER)
-    assert len(ds) == 6
-    for i in range(len(ds)):
-        clip = ds[i]
-        assert clip.latents.shape == (48, 9, 8, 8) and clip.latents.dtype == torch.float32
-        assert clip.text.shape == (16, 32) and clip.text.dtype == torch.float32
-        assert clip.offsets.shape == (9,) and clip.offsets.dtype == np.int64
-        p = parse_prompt(clip.prompt)
-        assert (p.palette, p.style, p.motion) == (clip.scene.palette, clip.scene.style, clip.camera.motion)
-        assert torch.equal(clip.text, ENCODER.encode([clip.prompt])[0])
-        video = torch.from_numpy(render_video(render_panorama(clip.scene), clip.offsets))
-        decoded = ToyCodec().decode(clip.latents[None])[0]
-        assert torch.equal(decoded, video)
-
-
-def test_determinism_by_index_and_seed():
-    a = ToyClipDataset(5, num_latent_frames=5, seed=3, encoder=ENCODER)
-    b = ToyClipDataset(5, num_latent_frames=5, seed=3, encoder=ENCODER)
-    other = ToyClipDataset(5, num_latent_frames=5, seed=4, encoder=ENCODER)
-    assert clips_equal(a[2], a[2]) and clips_equal(a[2], b[2]) and clips_equal(a[-1], a[4])
-    assert not clips_equal(a[2], a[3])
-    assert not any(clips_equal(a[i], other[i]) for i in range(5))
-    with pytest.raises(IndexError):
-        a[5]
-
-
-def test_clip_dataloader_batch():
-    ds = ToyClipDataset(4, num_latent_frames=6, encoder=ENCODER)
-    batch = next(iter(DataLoader(ds, batch_size=3, collate_fn=ToyClip.collate)))
-    assert batch["latents"].shape == (3, 48, 6, 8, 8)
-    assert batch["text"].shape == (3, 16, 32)
-    assert batch["offsets"].shape == (3, 6) and batch["offsets"].dtype == torch.int64
-    assert len(batch["prompt"]) == len(batch["scene"]) == len(batch["camera"]) == 3
-    assert torch.equal(batch["latents"][1], ds[1].latents)
-
-
 def test_prompt_dataset():
-    ds = ToyPromptDataset(50, seed=2, encoder=ENCODER)
+    ds = ScenePromptDataset(50, seed=2, encoder=ENCODER)
     prompt, text = ds[7]
     assert (prompt, ds[7][0]) == (ds[7][0], prompt) and torch.equal(text, ds[7][1])
     assert torch.equal(text, ENCODER.encode([prompt])[0])
-    assert [ds[i][0] for i in range(50)] != [ToyPromptDataset(50, seed=3, encoder=ENCODER)[i][0] for i in range(50)]
+    assert prompt in {p.text for p in all_scene_prompts()}
+    assert [ds[i][0] for i in range(50)] != [ScenePromptDataset(50, seed=3, encoder=ENCODER)[i][0] for i in range(50)]
     assert len({ds[i][0] for i in range(50)}) > 10
     prompts, texts = next(iter(DataLoader(ds, batch_size=4)))
     assert list(prompts) == [ds[i][0] for i in range(4)] and texts.shape == (4, 16, 32)
+    assert ds[-1][0] == ds[49][0]
     with pytest.raises(IndexError):
         ds[50]
 

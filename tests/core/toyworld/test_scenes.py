@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from context_forcing_core.toyworld.codec import ToyCodec
+from context_forcing_core.toyworld.constants import CELL, FRAMES_PER_SECOND, PALETTES
 from context_forcing_core.toyworld.scenes import (
     LIBRARY_SIZE,
     VISIT_UNIT,
@@ -23,7 +24,6 @@ from context_forcing_core.toyworld.scenes import (
     return_schedule,
     schedule_latents,
 )
-from context_forcing_core.toyworld.world import CELL, FRAMES_PER_SECOND, PALETTES
 
 
 def test_library_is_fixed_distinct_flat_and_on_the_palette():
@@ -158,3 +158,13 @@ def test_scene_prompt_text_is_in_the_toy_vocabulary():
         assert all(w in enc.vocabulary for w in tokenize(p.text))
     embs = enc.encode([p.text for p in all_scene_prompts()])
     assert torch.cdist(embs.flatten(1), embs.flatten(1)).add(torch.eye(18) * 1e9).min() > 1
+
+
+def test_scene_prompts_name_what_is_allowed_and_have_canonical_text():
+    assert ScenePrompt().text == "a desert scene, shapes over bands"
+    assert ScenePrompt(palette="snow", style="bands").text == "a snow scene, vertical bands"
+    assert len({p.text for p in all_scene_prompts()}) == 18
+    with pytest.raises(ValueError, match="allowed: desert"):
+        ScenePrompt(palette="mars")
+    with pytest.raises(ValueError, match="allowed: bands"):
+        ScenePrompt(style="dots")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from context_forcing_core.toyworld.constants import FRAMES_PER_SECOND
 from context_forcing_core.toyworld.scenes import VISIT_UNIT, forgetting_schedule, render_schedule
 from context_forcing_core.toyworld.story import (
     frames_from_video,
@@ -16,7 +17,6 @@ from context_forcing_core.toyworld.story import (
 )
 from context_forcing_core.toyworld.viewer import save_video
 from context_forcing_core.toyworld.visit_metrics import scene_report
-from context_forcing_core.toyworld.world import FRAMES_PER_SECOND
 
 
 def test_story_is_a_minute_of_five_scenes_with_a_long_gap():
@@ -37,8 +37,8 @@ def test_switches_give_back_the_story():
 
 def test_scene_prompts_are_read_forgivingly_and_refused_clearly():
     assert scene_prompt_of("  A desert SCENE,  shapes over bands ").palette == "desert"
-    with pytest.raises(ValueError, match="a desert panorama"):
-        scene_prompt_of("a desert panorama, vertical bands, slow pan")
+    with pytest.raises(ValueError, match="a desert landscape"):
+        scene_prompt_of("a desert landscape, vertical bands")
     with pytest.raises(ValueError, match="must increase"):
         schedule_from_switches("a desert scene, vertical bands", [(5.0, "a neon scene, vertical bands"),
                                                                    (3.0, "a ocean scene, vertical bands")], 40)

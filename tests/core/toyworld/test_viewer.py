@@ -6,71 +6,41 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from context_forcing_core.toyworld.camera import CameraSpec, camera_path, render_video
-from context_forcing_core.toyworld.metrics import revisit_curve
-from context_forcing_core.toyworld.synthetic import forgetting_video
-from context_forcing_core.toyworld.viewer import canvas_image, main, revisit_plot, save_video, strip_image
-from context_forcing_core.toyworld.world import SceneSpec, render_panorama
+from context_forcing_core.toyworld.scenes import all_scene_prompts, library, random_schedule, render_schedule
+from context_forcing_core.toyworld.viewer import save_video, strip_image
 
 
 @pytest.fixture(scope="module")
-def scene():
-    pano = render_panorama(SceneSpec(seed=0))
-    offsets = camera_path(CameraSpec(motion="pan_with_pauses", seed=0), 80, 256)
-    return pano, offsets, render_video(pano, offsets)
+def video():
+    """80 frames of a scene schedule (visits of still pictures)."""
+    return render_schedule(random_schedule(np.random.default_rng(0), num_frames=84))[:80]
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".png"])
-def test_save_video_writes_an_animation(scene, tmp_path, suffix):
-    moving = render_video(scene[0], camera_path(CameraSpec(motion="fast_pan", seed=0), 12, 256))  # no equal frames
-    path = save_video(moving, tmp_path / f"clip{suffix}", fps=4, scale=3)
+def test_save_video_writes_an_animation(tmp_path, suffix):
+    pictures = np.concatenate([library(p) for p in all_scene_prompts()[:3]])  # 12 different pictures
+    path = save_video(pictures, tmp_path / f"clip{suffix}", fps=4, scale=3)
     with Image.open(path) as im:
         assert im.size == (96, 96) and im.n_frames == 12
 
 
-def test_save_video_rejects_bad_suffix_and_fps(scene, tmp_path):
+def test_save_video_rejects_bad_suffix_and_fps(video, tmp_path):
     with pytest.raises(ValueError, match="unsupported video suffix"):
-        save_video(scene[2], tmp_path / "clip.avi")
+        save_video(video, tmp_path / "clip.avi")
     with pytest.raises(ValueError, match="fps"):
-        save_video(scene[2], tmp_path / "clip.gif", fps=0)
+        save_video(video, tmp_path / "clip.gif", fps=0)
     with pytest.raises(ValueError, match="scale"):
-        save_video(scene[2], tmp_path / "clip.gif", scale=0)
+        save_video(video, tmp_path / "clip.gif", scale=0)
 
 
-def test_strip_and_canvas_sizes(scene):
-    pano, offsets, video = scene
-    assert strip_image(video, every=8, scale=2).size == (10 * 64 + 9 * 2, 64)
+def test_strip_sizes_and_content(video):
+    strip = strip_image(video, every=8, scale=2)
+    assert strip.size == (10 * 64 + 9 * 2, 64)
     assert strip_image(video[:1], every=8, scale=1, gap=0).size == (32, 32)
-    canvas = canvas_image(video)
-    assert canvas.size == (int(offsets.max() - offsets.min()) + 32, 32)
-    seen = np.asarray(canvas)
-    assert np.array_equal(seen, np.asarray(canvas_image(video, shifts=np.diff(offsets))))
-    ref = (np.moveaxis(pano[:, :, offsets.min(): offsets.max() + 32], 0, -1) * 255 + 0.5).astype(np.uint8)
-    assert np.array_equal(seen, ref), "ground truth stitches back into the panorama"
-    assert canvas_image(video, period=256, scale=2).size == (512, 64)
-    with pytest.raises(ValueError, match="shifts"):
-        canvas_image(video, shifts=np.zeros(2))
+    first = (np.moveaxis(video[0], 0, -1) * 255 + 0.5).astype(np.uint8).repeat(2, axis=0).repeat(2, axis=1)
+    assert np.array_equal(np.asarray(strip)[:, :64], first)
     with pytest.raises(ValueError, match="every"):
         strip_image(video, every=0)
-
-
-def test_revisit_plot(scene):
-    pano, offsets, video = scene
-    curves = {"truth": revisit_curve(video), "forgets": revisit_curve(forgetting_video(pano, offsets, 2))}
-    img = revisit_plot(curves, threshold=0.1)
-    assert img.size == (640, 400) and img.mode == "RGB"
-    assert len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) > 5, "something was drawn"
-    with pytest.raises(ValueError, match="at least one"):
-        revisit_plot({})
-    with pytest.raises(ValueError, match="bin edges"):
-        revisit_plot({"a": curves["truth"], "b": revisit_curve(video, bin_edges_s=(1.0, 2.0))})
-
-
-def test_doc_command_writes_small_pngs(tmp_path, capsys):
-    main(["--doc", str(tmp_path)])
-    for name in ("ground_truth_strip.png", "revisit_error.png"):
-        assert (tmp_path / name).stat().st_size < 100_000
-    assert "wrote" in capsys.readouterr().out
 
 
 def test_mp4_round_trip_keeps_every_frame(tmp_path):
