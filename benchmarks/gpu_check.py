@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.config import memory_preset
 from context_forcing_core.models.attention import sdpa
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
-from training.data.cache import write_atomic
 
 from .memory_scaling import FRAMES_PER_SECOND, at_mark, timed_rollout
 
@@ -74,8 +74,7 @@ def rollout(model: WanModel, text: torch.Tensor, frames: int, memory: str, laten
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as JSON to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+    write_atomic(path, json.dumps(data, indent=2))
 
 
 def main() -> None:

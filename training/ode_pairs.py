@@ -9,7 +9,6 @@ cache does not depend on how often it was interrupted. Training reads the pairs 
 from __future__ import annotations
 
 import bisect
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from context_forcing_core.atomic import atomic_path
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.ode import OdeTrajectory, teacher_trajectory
 
@@ -72,9 +72,8 @@ def generate_pairs(
         stored = teacher.dtype  # bfloat16 for a 1.3B teacher halves the cache
         tensors = {"states": traj.states.to("cpu", stored), "x0": traj.x0.to("cpu", stored), "text": text.to("cpu", stored)}
         meta = {"timesteps": ",".join(f"{t:.6f}" for t in traj.timesteps)}
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
         print(f"ode pairs: {first + n}/{num_pairs} ({time.perf_counter() - start:.0f} s)", flush=True)
     return paths
 

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from context_forcing_core.atomic import write_atomic
+
 from .config import preset
 from .run import main as run_stage
 
@@ -71,7 +73,7 @@ def run_pipeline(out: Path, *, scale: float = 1.0, export: Path | None = None,
         if run_stage(args) != 0:
             raise RuntimeError(f"stage {stage} failed")
         seconds[stage] = time.perf_counter() - start
-        (out / "pipeline.json").write_text(json.dumps({"world": world, "scale": scale, "seconds": seconds}, indent=2))
+        write_atomic(out / "pipeline.json", json.dumps({"world": world, "scale": scale, "seconds": seconds}, indent=2))
     target = export or out / "toy_student.safetensors"
     run_stage(["export", "--run", str(out / "stage2"), "--out", str(target)])
     print("seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())

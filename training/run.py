@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.slow_fast import SlowFastMemory
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
         try:
             if ctx.is_main:
-                (out / "config.json").write_text(cfg.to_json())
+                write_atomic(out / "config.json", cfg.to_json())
             try:
                 run = build_run(cfg, teacher=args.teacher, student_init=args.init, dist=ctx)
             except ValueError as err:
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutdown(ctx)
         return 0
-    (out / "config.json").write_text(cfg.to_json())
+    write_atomic(out / "config.json", cfg.to_json())
     if args.gpus < 1:
         parser.error(f"--gpus must be positive, got {args.gpus}")
     report = dry_run(cfg, world_size=args.gpus)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from context_forcing_core.atomic import write_atomic
 from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.erft import ErrorBank
@@ -122,9 +123,7 @@ def save_checkpoint(state: TrainState, run_dir: Path, *, write: bool = True) -> 
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    pointer = run_dir / f".latest_{os.getpid()}"
-    pointer.write_text(final.name)
-    os.replace(pointer, run_dir / "latest")
+    write_atomic(run_dir / "latest", final.name)
     return final
 
 

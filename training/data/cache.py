@@ -6,7 +6,7 @@ Layout of a cache folder::
     index.jsonl                   one line per clip: key, file, caption, source, latent_frames, text_tokens
     clips/<key>.safetensors       latents (C, F, h, w) and text_states (L, D): the prompt's L true token rows
 
-Each clip file is written to a temporary name and moved into place with ``os.replace``, then its index line is
+Each clip file is written atomically (``context_forcing_core.atomic``), then its index line is
 appended, so an interrupted run leaves only whole files; reopening reconciles the index with the files on disk. With
 ``num_shards`` > 1 each process owns the keys ``int(key, 16) % num_shards == shard`` and writes its own
 ``index-SSS-of-NNN.jsonl``; the dataset reads every index file.
@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from context_forcing_core.atomic import write_atomic
+
 MANIFEST = "cache.json"
 CLIP_DIR = "clips"
 FORMAT = "context-forcing-latent-clip-v1"
@@ -37,18 +38,6 @@ FORMAT = "context-forcing-latent-clip-v1"
 def clip_key(name: str, caption: str) -> str:
     """Stable 20-hex-digit key of a (video path as written, caption) pair."""
     return hashlib.sha1(f"{name}\n{caption}".encode()).hexdigest()[:20]
-
-
-def write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place with ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -135,7 +124,7 @@ class ClipCache:
                 raise ValueError(f"{self.folder} holds a cache made with other settings (cached, requested): {diff}; "
                                  "use a new folder")
         else:
-            write_atomic(manifest, lambda tmp: Path(tmp).write_text(spec.to_json()))
+            write_atomic(manifest, spec.to_json())
         self.index_path = self.folder / _index_name(shard, num_shards)
         self._entries = self._reconcile()
 
@@ -155,7 +144,7 @@ class ClipCache:
                 entries[path.stem] = self._entry(path.stem, meta.get("caption", ""), meta.get("source", ""),
                                                  text_tokens)
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries.values())
-        write_atomic(self.index_path, lambda tmp: Path(tmp).write_text(lines))
+        write_atomic(self.index_path, lines)
         return entries
 
     def _entry(self, key: str, caption: str, source: str, text_tokens: int) -> dict:

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .cache import write_atomic
+from context_forcing_core.atomic import write_atomic
 
 NEGATIVE_FILE = "negative.safetensors"
 

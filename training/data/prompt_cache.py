@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .cache import write_atomic
+from context_forcing_core.atomic import write_atomic
 
 PROMPT_MANIFEST = "prompts.json"
 PROMPT_LIST = "prompts.txt"
@@ -71,8 +71,8 @@ def open_prompt_cache(folder: str | Path, spec: PromptCacheSpec, prompts: list[s
         if diff:
             raise ValueError(f"{folder} holds a prompt cache made with other settings (cached, requested): {diff}; "
                              "use a new folder")
-    write_atomic(folder / PROMPT_LIST, lambda tmp: Path(tmp).write_text("".join(p + "\n" for p in prompts)))
-    write_atomic(manifest, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
+    write_atomic(folder / PROMPT_LIST, "".join(p + "\n" for p in prompts))
+    write_atomic(manifest, json.dumps(data, indent=2, sort_keys=True))
     return folder
 
 
