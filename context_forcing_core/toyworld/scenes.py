@@ -157,6 +157,20 @@ class SceneSchedule:
         """The prompt text of every visit, in order."""
         return [v.prompt.text for v in self.visits]
 
+    def returns(self, *, sink: bool = True) -> list[tuple[Visit, Visit]]:
+        """``(return, previous visit of its scene)`` for every visit whose prompt was shown before, in order.
+
+        Args:
+            sink: include the returns of the first scene (the one the attention sink holds); False leaves them out.
+
+        """
+        first, last, out = self.visits[0].prompt, {}, []
+        for v in self.visits:
+            if v.prompt in last and (sink or v.prompt != first):
+                out.append((v, last[v.prompt]))
+            last[v.prompt] = v
+        return out
+
 
 def random_schedule(rng: np.random.Generator, *, num_frames: int = 60 * FRAMES_PER_SECOND, num_scenes: int = 5,
                     visit_units: tuple[int, int] = (1, 3), prompts: list[ScenePrompt] | None = None,

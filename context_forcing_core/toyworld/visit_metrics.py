@@ -112,19 +112,15 @@ def scene_report(frames: Any, schedule: SceneSchedule, *, bin_edges_s: tuple[flo
         raise ValueError(f"{len(arr)} frames for a schedule of {schedule.num_frames}")
     n = COMPARED_FRAMES
     first = schedule.visits[0].prompt
-    last_visit: dict[ScenePrompt, tuple[int, int]] = {}  # prompt -> (start, stop) of its latest visit
     returns = []
-    for v in schedule.visits:
-        if v.prompt in last_visit:
-            p_start, p_stop = last_visit[v.prompt]
-            m = min(n, v.stop - v.start, p_stop - p_start)
-            now, then = arr[v.start:v.start + m], arr[p_stop - m:p_stop]
-            err = float(np.abs(now - then).mean())
-            returns.append(Return(prompt=v.prompt, start=v.start, gap_s=(v.start - p_stop) / FRAMES_PER_SECOND,
-                                  error=err, relative=err / wrong_pick_error(v.prompt),
-                                  recalled=nearest_picture(now[0], v.prompt) == nearest_picture(then[-1], v.prompt),
-                                  sink=v.prompt == first))
-        last_visit[v.prompt] = (v.start, v.stop)
+    for v, prev in schedule.returns():
+        m = min(n, v.stop - v.start, prev.stop - prev.start)
+        now, then = arr[v.start:v.start + m], arr[prev.stop - m:prev.stop]
+        err = float(np.abs(now - then).mean())
+        returns.append(Return(prompt=v.prompt, start=v.start, gap_s=(v.start - prev.stop) / FRAMES_PER_SECOND,
+                              error=err, relative=err / wrong_pick_error(v.prompt),
+                              recalled=nearest_picture(now[0], v.prompt) == nearest_picture(then[-1], v.prompt),
+                              sink=v.prompt == first))
     inside = [np.abs(arr[v.start + 1:v.stop] - arr[v.start:v.stop - 1]).mean(axis=(1, 2, 3))
               for v in schedule.visits if v.stop - v.start > 1]
     changes = np.concatenate(inside) if inside else np.zeros(0)

@@ -33,12 +33,11 @@ KINDS = ("first visit", "continuation", "return")
 
 def chunk_kinds(schedule: SceneSchedule, chunk_frames: int) -> list[str]:
     """The kind of every chunk of ``schedule`` (see the module docstring)."""
-    kinds, shown = [], set()
+    returning = {v.start for v, _ in schedule.returns()}
+    kinds = []
     for start in range(0, schedule.num_frames, chunk_frames):
         v = next(v for v in schedule.visits if v.start <= start < v.stop)
-        kinds.append(KINDS[1] if start > v.start else KINDS[2] if v.prompt in shown else KINDS[0])
-        if start + chunk_frames >= v.stop:
-            shown.add(v.prompt)
+        kinds.append(KINDS[1] if start > v.start else KINDS[2] if v.start in returning else KINDS[0])
     return kinds
 
 

@@ -41,7 +41,6 @@ from context_forcing_core.toyworld.metrics import bin_by_gap
 from context_forcing_core.toyworld.scene_rollout import encoder_for, video_of
 from context_forcing_core.toyworld.scenes import (
     VISIT_UNIT,
-    SceneSchedule,
     Visit,
     library,
     random_schedule,
@@ -62,16 +61,6 @@ LEARNED_STEPS = 24
 """Euler steps of a learned teacher's continuation."""
 LEARNED_GUIDANCE = 3.0
 """Classifier-free guidance of a learned teacher."""
-
-
-def returns_of(schedule: SceneSchedule) -> list[tuple[Visit, Visit]]:
-    """(return, previous visit of its scene) for every return of a scene other than the first (the sink's)."""
-    first, last, out = schedule.visits[0].prompt, {}, []
-    for v in schedule.visits:
-        if v.prompt in last and v.prompt != first:
-            out.append((v, last[v.prompt]))
-        last[v.prompt] = v
-    return out
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -120,7 +109,7 @@ def run(teachers: dict[str, WanModel], *, student: WanModel | None, schedules: i
     uncond = {name: enc.encode([""]) for name, enc in encoders.items()}
     student_memory = memory_preset("context_forcing")  # the scene benchmark's student row
     for i, s in enumerate(scheds):
-        cases = returns_of(s)
+        cases = s.returns(sink=False)
         for seed in range(seeds):
             videos = {"ground truth": schedule_latents(s)[None]}  # (1, C, T, H, W)
             if student is not None:

@@ -22,12 +22,13 @@ def _schedule() -> SceneSchedule:
 
 def test_returns_leave_out_the_sink_scene():
     s = _schedule()
-    assert [(r.start, p.start) for r, p in sc.returns_of(s)] == [(18, 6)]
+    assert [(r.start, p.start) for r, p in s.returns(sink=False)] == [(18, 6)]
+    assert [(r.start, p.start) for r, p in s.returns()] == [(18, 6), (24, 0)]
 
 
 def test_score_hand_cases():
     s = _schedule()
-    ret, prev = sc.returns_of(s)[0]
+    ret, prev = s.returns(sink=False)[0]
     lib = library(ret.prompt)  # (K, 3, 32, 32)
     context = np.zeros((30, 3, 32, 32), dtype=np.float32)
     context[prev.start:prev.stop] = lib[1]
