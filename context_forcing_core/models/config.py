@@ -42,7 +42,7 @@ class WanConfig:
     """(height, width) token grid of a learned absolute position table added to the patch embedding, or None
     (Wan2.1: RoPE only). Not part of Wan: the toy scene world keeps each picture at fixed places, and a RoPE-only
     model given pure noise cannot tell where a token is, so it cannot place a picture it has not seen
-    (``python -m context_forcing_core.eval.toy.positions`` measures the difference)."""
+    (``python -m training.probes.position_table`` measures the difference)."""
 
     def __post_init__(self) -> None:
         for name in ("dim", "ffn_dim", "freq_dim", "num_layers", "num_heads", "in_channels",

@@ -1,8 +1,8 @@
-"""The positions benchmark runs end to end and prints one table row per evaluation."""
+"""The position-table probe runs end to end and prints one table row per evaluation; it reads Stage 2's settings."""
 
 from __future__ import annotations
 
-from context_forcing_core.eval.toy import positions
+from training.probes import position_table as positions
 
 
 def test_both_variants_train_and_are_scored(capsys):
@@ -15,8 +15,9 @@ def test_both_variants_train_and_are_scored(capsys):
     assert len(scores) == 8 and all(s > 0 for s in scores)  # untrained: neither places a picture exactly
 
 
-def test_ode_steps_are_the_scene_stage2_presets():
-    from context_forcing_core.eval.toy import positions
+def test_ode_steps_and_read_weight_are_the_scene_stage2_presets():
     from training.config import preset
+    from training.probes import first_visit_sampler
 
     assert positions.ODE_STEPS == preset("toy-scenes-stage2").ode_steps
+    assert first_visit_sampler.READ_WEIGHT == preset("toy-scenes-stage2").read_weight

@@ -1,7 +1,7 @@
 """Why are first visits blends? The same first-visit training with the stochastic few-step sampler and with a
 deterministic one.
 
-    python -m context_forcing_core.eval.toy.sampler_choice --init STUDENT [--steps 200] [--every 100] [--rounds 16]
+    python -m training.probes.first_visit_sampler --init STUDENT [--steps 200] [--every 100] [--rounds 16]
         [--variants stochastic,deterministic,stochastic+reading,deterministic+reading]
 
 The student's sampler (Self-Forcing's, :func:`~context_forcing_core.diffusion.sampler.sample_chunk`) re-noises each
@@ -22,10 +22,10 @@ exact teacher reads in it (:func:`~context_forcing_core.toyworld.exact_teacher.r
 over pictures, the picture chosen by the quantile of the chunk noise's sum (a map that needs one global sum).
 
 Every variant starts from ``--init``, trains on one no-context chunk at a time (first visits, uniform prompts), the
-same draws, and is scored on held-out noise with their own sampler as
-:mod:`~context_forcing_core.eval.toy.first_visits` scores: library distance (latent units; 0 = a library picture)
-and the chance recall of their inventions (0.25 uniform, 1 = always the same picture); the exact posterior mean
-through each sampler is the reference row.
+same draws, and is scored on held-out noise with their own sampler by
+:func:`~context_forcing_core.eval.toy.first_visits.score_first_visits`: library distance (latent units; 0 = a
+library picture) and the chance recall of their inventions (0.25 uniform, 1 = always the same picture); the exact
+posterior mean through each sampler is the reference row.
 """
 
 from __future__ import annotations
@@ -41,17 +41,17 @@ from torch import Tensor
 
 from context_forcing_core.diffusion.sampler import sample_chunk
 from context_forcing_core.diffusion.schedule import x0_from_flow
-from context_forcing_core.eval.toy.first_visits import picture_distances
-from context_forcing_core.eval.toy.positions import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
+from context_forcing_core.eval.toy.first_visits import score_first_visits
 from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.toyworld.exact_teacher import coupled_sample, exact_sample, reading
+from training.config import preset
 
-READ_WEIGHT = 5.0
-"""Weight of the reading term (``toy-scenes-stage2``'s ``read_weight``; the core cannot read the training presets)."""
+from .position_table import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
+
+READ_WEIGHT = preset("toy-scenes-stage2").read_weight
+"""Weight of the reading term (Stage 2's, ``toy-scenes-stage2``)."""
 VARIANTS = ("stochastic", "deterministic", "stochastic+reading", "deterministic+reading", "coupled")
-EVAL_SEED = 7
-"""Held-out noise (``first_visits``'s)."""
 FlowFn = Callable[[Tensor, Tensor], Tensor]
 """(x_t (B, C, f, H, W), timesteps (B, f)) -> flow, the text already bound."""
 
@@ -142,23 +142,15 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
 def first_visit_scores(flow: Callable[[Tensor, Tensor, Tensor], Tensor], world: World, *, deterministic: bool,
                        rounds: int) -> tuple[float, float]:
     """(library distance, chance recall) of every prompt's first visits, ``rounds`` held-out noises each."""
-    gen = torch.Generator().manual_seed(EVAL_SEED)
-    dist, picks = [], []
-    for _ in range(rounds):
-        z = torch.randn((len(world.texts), *world.shape), generator=gen)
+    def bound(x: Tensor, t: Tensor) -> Tensor:
+        return flow(x, t, world.texts)
 
-        def bound(x: Tensor, t: Tensor) -> Tensor:
-            return flow(x, t, world.texts)
+    def sample(z: Tensor, gen: torch.Generator) -> Tensor:
+        return (sample_deterministic(bound, z, world.timesteps) if deterministic
+                else sample_chunk(bound, z, world.timesteps, generator=gen))
 
-        chunk = (sample_deterministic(bound, z, world.timesteps) if deterministic
-                 else sample_chunk(bound, z, world.timesteps, generator=gen))
-        d = picture_distances(chunk, world.pictures)  # (P, f, K)
-        dist.append(d.min(-1).values.mean())
-        picks.append(d.mean(1).argmin(-1))
-    pick = torch.stack(picks, dim=1)  # (P, rounds)
-    k = world.pictures.shape[1]
-    share = torch.stack([torch.bincount(row, minlength=k) for row in pick]).float() / rounds  # (P, K)
-    return float(torch.stack(dist).mean()), float((share**2).sum(1).mean())
+    score = score_first_visits(sample, world.pictures, rounds=rounds, chunk_frames=world.shape[1])
+    return score.library_distance, score.chance_recall
 
 
 def main(argv: list[str] | None = None) -> None:

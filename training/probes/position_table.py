@@ -1,7 +1,7 @@
 """Can a toy student place a library picture from pure noise? The same short training with and without learned
 absolute positions (``WanConfig.position_grid``).
 
-    python -m context_forcing_core.eval.toy.positions [--steps 400] [--batch 16] [--every 100] [--rounds 4]
+    python -m training.probes.position_table [--steps 400] [--batch 16] [--every 100] [--rounds 4]
 
 Wan2.1 has no absolute position embedding: positions enter only through RoPE, which makes attention scores
 depend on relative offsets. The scene world keeps every picture at fixed places, and at the first step of a first
@@ -10,8 +10,8 @@ constant input its output is the same at every place, ``tests/core/models/test_p
 are trained here from the same seed on one no-context chunk at a time (the first visit), regressing the exact
 short teacher's ODE end point from the chunk's noise and from that end point re-noised at each later step level,
 as Stage 2 does; evaluated every ``--every`` steps on held-out noise: x0 error at the first level (t = 1000) and
-the library distance of the student's few-step sample (mean squared latent distance to the nearest of the
-prompt's pictures; ground truth 0).
+the library distance of the student's few-step sample (mean squared latent distance of each frame to the nearest
+of the prompt's pictures, :func:`~context_forcing_core.eval.toy.first_visits.score_first_visits`; ground truth 0).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from context_forcing_core.diffusion.sampler import sample_chunk
 from context_forcing_core.diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
+from context_forcing_core.eval.toy.first_visits import score_first_visits
 from context_forcing_core.memory.config import MemoryConfig
 from context_forcing_core.models.config import toy
 from context_forcing_core.models.wan import WanModel
@@ -33,10 +34,10 @@ from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
 from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
+from training.config import preset
 
-ODE_STEPS = 16
-"""Probability-flow steps of the exact teacher's targets (``toy-scenes-stage2``'s ``ode_steps``; the core cannot
-read the training presets)."""
+ODE_STEPS = preset("toy-scenes-stage2").ode_steps
+"""Probability-flow steps of the exact teacher's targets (Stage 2's, ``toy-scenes-stage2``)."""
 TRAIN_SEED, EVAL_SEED = 1, 99
 """Noise and prompt draws of training, and the held-out noise of evaluation."""
 
@@ -98,19 +99,18 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
 @torch.no_grad()
 def evaluate(model: WanModel, world: World, rounds: int = 4) -> tuple[float, float]:
     """(x0 error at t = 1000, library distance of the sample) on held-out noise, every prompt ``rounds`` times."""
-    gen = torch.Generator().manual_seed(EVAL_SEED)
-    first, dist = [], []
-    for _ in range(rounds):
-        z = torch.randn((len(world.texts), *world.shape), generator=gen)
+    ctx = model.encode_text(world.texts)
+    first: list[float] = []
+
+    def sample(z: Tensor, gen: torch.Generator) -> Tensor:
         target = exact_sample(world.teacher, world.texts, num_frames=world.shape[1], steps=world.ode_steps, noise=z,
                               generator=gen)
-        ctx = model.encode_text(world.texts)
         first.append(F.mse_loss(_x0(model, z, world.timesteps[0], ctx), target).item())
-        sample = sample_chunk(lambda x, t, c=ctx: model(x, t, c, attention="block_causal"), z, world.timesteps,
-                              generator=gen)
-        d = ((sample.mean(2)[:, None] - world.pictures) ** 2).mean((2, 3, 4))  # (P, K)
-        dist.append(d.min(1).values.mean().item())
-    return sum(first) / rounds, sum(dist) / rounds
+        return sample_chunk(lambda x, t: model(x, t, ctx, attention="block_causal"), z, world.timesteps,
+                            generator=gen)
+
+    score = score_first_visits(sample, world.pictures, rounds=rounds, chunk_frames=world.shape[1], seed=EVAL_SEED)
+    return sum(first) / rounds, score.library_distance
 
 
 def main(argv: list[str] | None = None) -> None:
