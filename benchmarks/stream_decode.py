@@ -96,7 +96,7 @@ def _case(mode: str, seconds: float, size: tuple[int, int], dim: int, compare: s
     import comfy.sd
     import torch
 
-    from context_forcing_core.decode_stream import Mp4Sink, stream_decode
+    from context_forcing_core.stream_decode import Mp4Sink, stream_decode
     from context_forcing_core.student import WAN_FPS, WAN_LATENT_FRAMES_PER_SECOND
     from nodes.stream_decode import wan_frame_decoder
 

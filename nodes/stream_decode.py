@@ -10,8 +10,8 @@ import torch
 from comfy import model_management
 from comfy_api.v0_0_2 import io, ui
 
-from context_forcing_core.decode_stream import FrameDecoder, Mp4Sink, PngSink, stream_decode
 from context_forcing_core.diffusion.settings import FPS
+from context_forcing_core.stream_decode import FrameDecoder, Mp4Sink, PngSink, stream_decode
 from context_forcing_core.student import WAN_FPS
 
 from .types import CATEGORY, combo, limits, shown

@@ -7,14 +7,12 @@ diffusers folders (single or sharded), and in-memory state dicts. Key mapping li
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import pickle
 import re
 import struct
-import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from ..atomic import write_atomic
 from .config import WanConfig
 from .family import Recognition, recognise
 from .keys import infer_config, official_key_map, select_state_dict, to_official_keys
@@ -293,16 +292,7 @@ def save_model(model: WanModel, path: str | os.PathLike[str], *, metadata: Mappi
     header = {"format": "pt", **extra, CONFIG_METADATA_KEY: model.config.to_json()}
     weights = to_official_keys(state_dict or model.state_dict())
     tensors = {key: value.detach().cpu().contiguous() for key, value in weights.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder, so os.replace is atomic
-    try:
-        save_file(tensors, str(tmp), metadata=header)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def _check_keys(name: str, model: WanModel, sd: Mapping[str, Tensor]) -> None:

@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 
 from context_forcing_core.atomic import atomic_path, write_atomic
@@ -19,3 +22,10 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         raise RuntimeError("cancelled")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_written_files_get_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = write_atomic(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)

@@ -14,7 +14,7 @@ import torch
 from comfy_stubs import INTERRUPT, OUTPUT, PROGRESS, InterruptProcessingException
 from PIL import Image
 
-from context_forcing_core.decode_stream import to_uint8
+from context_forcing_core.stream_decode import to_uint8
 from nodes.stream_decode import StreamingDecode
 
 assert comfy_stubs  # installed on import

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.toyworld.constants import FRAMES_PER_SECOND
@@ -159,9 +160,7 @@ def table(summary: dict[str, dict[str, object]]) -> str:
 def write(summary: dict[str, dict[str, object]], out: Path, command: str) -> Path:
     """results.json, revisit_vs_gap.png and report.md in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "results.json")
+    write_atomic(out / "results.json", json.dumps(summary, indent=2))
     series = {}
     for name, s in summary.items():
         edges = np.asarray(s["bin_edges_s"])

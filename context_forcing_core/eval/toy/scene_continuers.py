@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.config import memory_preset
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.models.wan import WanModel
@@ -187,9 +188,7 @@ def table(s: dict[str, dict[str, object]]) -> str:
 def write(s: dict[str, dict[str, object]], out: Path, command: str) -> Path:
     """results.json, recall_vs_gap.png and report.md in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(s, indent=2))
-    tmp.replace(out / "results.json")
+    write_atomic(out / "results.json", json.dumps(s, indent=2))
     edges = np.asarray(SCENE_BIN_EDGES_S)
     centres = np.sqrt(edges[:-1] * edges[1:])
     series = {name: (centres, np.asarray(r["recall_by_gap"], dtype=float)) for name, r in s.items()}

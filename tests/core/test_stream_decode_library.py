@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from context_forcing_core.decode_stream import PngSink, stream_decode, to_uint8
+from context_forcing_core.stream_decode import PngSink, stream_decode, to_uint8
 
 
 class CausalToyVae(torch.nn.Module):
@@ -113,7 +113,7 @@ def test_only_one_non_empty_video_is_taken_and_a_refusal_leaves_no_folder(tmp_pa
 
 
 def test_an_mp4_cancelled_midway_or_unwritable_leaves_nothing(tmp_path):
-    from context_forcing_core.decode_stream import Mp4Sink
+    from context_forcing_core.stream_decode import Mp4Sink
 
     def cancel(done: int, total: int) -> None:
         if done == 2:
@@ -131,7 +131,7 @@ def test_an_mp4_cancelled_midway_or_unwritable_leaves_nothing(tmp_path):
 def test_mp4_sink_writes_every_frame_at_the_rate_and_size(tmp_path):
     import av
 
-    from context_forcing_core.decode_stream import Mp4Sink
+    from context_forcing_core.stream_decode import Mp4Sink
 
     vae = CausalToyVae()
     z = torch.randn(1, 4, 4, 1, 1).expand(1, 4, 4, 8, 8)  # flat frames: yuv420p's halved chroma loses nothing

@@ -1,4 +1,4 @@
-"""Streaming decode: latents to a video on disk one latent frame at a time (issue 19, item 4).
+"""Streaming decode: latents to a video on disk one latent frame at a time.
 
 Decoding a 60-s Wan rollout (240 latent frames) in one VAE call holds its ~960 decoded frames at once. Wan's VAE is
 causal in time: its decoder turns one latent frame into video frames (1 for the first latent frame, 4 after) given a
@@ -9,7 +9,8 @@ the same frames with peak memory bounded by one latent frame's decode, whatever 
 The decoder itself is supplied by the caller (:data:`FrameDecoder`): the node pack wraps the Wan VAE ComfyUI loaded;
 the library knows no VAE. Writers: :class:`Mp4Sink` (H.264 through PyAV, which every ComfyUI installs) and
 :class:`PngSink` (a numbered PNG sequence, lossless). Both write under a temporary name and rename at the end, so an
-interrupted or failed decode leaves no partial video behind.
+interrupted or failed decode leaves no partial video behind (their own rename, not ``atomic.atomic_path``: a sink
+stays open across many writes, and the PNG sink is a folder).
 """
 
 from __future__ import annotations
