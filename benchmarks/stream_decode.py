@@ -1,4 +1,4 @@
-"""Peak memory of decoding a long Wan rollout: core VAE Decode against the pack's streaming decode (issue 19).
+"""Peak memory of decoding a long Wan rollout: core VAE Decode against the pack's streaming decode.
 
 Run with the Python of a provisioned ComfyUI (it imports ``comfy``), from the repository root:
 

@@ -1,6 +1,6 @@
 """Chunk-by-chunk few-step generation through the Slow-Fast Memory.
 
-Per chunk (method.md section 3): fresh noise; few-step denoising with re-noising from x0 with fresh noise;
+Per chunk (docs/method.md section 3): fresh noise; few-step denoising with re-noising from x0 with fresh noise;
 a clean pass at t = 0 writes the chunk's K/V into the memory; the memory consolidates and evicts.
 """
 

@@ -1,6 +1,6 @@
 """Flow-matching maths of Wan2.1 as pure functions.
 
-Convention (wan21.md section 8): x_t = (1 - sigma) x0 + sigma eps, the model predicts v = eps - x0,
+Convention (docs/wan21.md section 8): x_t = (1 - sigma) x0 + sigma eps, the model predicts v = eps - x0,
 t = 1000 sigma, hence x0 = x_t - sigma v.
 """
 

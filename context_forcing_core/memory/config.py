@@ -1,6 +1,6 @@
 """Configuration of the chunk cache and the named presets (Context Forcing and the baselines it is compared with).
 
-All sizes are in latent frames. Every baseline in ``shared/reference/baselines.md`` is a setting of this one
+All sizes are in latent frames. Every baseline in ``docs/baselines.md`` is a setting of this one
 config: which frames stay attended (sink, slow, fast) and which RoPE position each gets.
 """
 

@@ -62,7 +62,7 @@ class SlowFastMemory:
         config: sizes, consolidation and position rule.
         model: architecture of the model it serves (layer count, RoPE split).
         keep_grad: keep autograd history in cached K/V. False (default) stores detached copies, so a later
-            chunk's loss never reaches an earlier chunk through the cache (method.md section 7).
+            chunk's loss never reaches an earlier chunk through the cache (docs/method.md section 7).
         compile_attention: run the in-place path's attention core (:func:`~.attend.attend_chunk`) under
             ``torch.compile``.
 
@@ -323,7 +323,7 @@ class MemoryAttention:
     A pass that records autograd keeps, per layer, a snapshot of what it read (copies, not views of the cache).
     Activation checkpointing re-runs a block's forward during backward, when later chunks have since rewritten
     the cache in place and the memory is on another chunk; the recomputation then reads the snapshot, so it sees
-    exactly what the first pass saw and the gradient is exact (method.md section 7). It also commits at most once
+    exactly what the first pass saw and the gradient is exact (docs/method.md section 7). It also commits at most once
     per layer, so a recomputed commit pass writes nothing. Without autograd nothing is kept: inference reads the
     cache as before, one layer at a time. Cost under autograd: one copy of each layer's attended history, alive
     as long as the context (until backward when checkpointing, until the end of the forward otherwise).

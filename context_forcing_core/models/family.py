@@ -1,4 +1,4 @@
-"""Which public causal Wan2.1-1.3B student a checkpoint is, and what it was trained with (issue 19, item 3).
+"""Which public causal Wan2.1-1.3B student a checkpoint is, and what it was trained with.
 
 What the files say (the authors' loading and saving code, read at: guandeh17/Self-Forcing 33593df, NVlabs/LongLive
 11ed11d (1.0), thu-ml/Causal-Forcing 1fc7bbc, TencentARC/RollingForcing a1477d0): every family ships the same

@@ -1,6 +1,6 @@
 """Checkpoint key layouts of Wan2.1 T2V weights: pure functions, no I/O.
 
-Handles the layouts in circulation (see shared/reference/wan21.md sections 4-5): official Wan names, ComfyUI's
+Handles the layouts in circulation (see docs/wan21.md sections 4-5): official Wan names, ComfyUI's
 ``model.diffusion_model.`` prefix, diffusers ``WanTransformer3DModel`` names, and the training dicts of Self-Forcing,
 LongLive and Context Forcing (``generator`` / ``generator_ema`` with ``model.`` and ``_fsdp_wrapped_module.``).
 """

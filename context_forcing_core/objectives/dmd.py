@@ -3,7 +3,7 @@
 The student output x is noised at a DMD timestep (:func:`~context_forcing_core.objectives.flow.dmd_timesteps`);
 the frozen teacher gives x0_real (with classifier-free guidance, :func:`guided_x0`), the critic ("fake score",
 conditional only) gives x0_fake. The gradient on x is g = (x0_fake - x0_real) / mean|x - x0_real|, applied through the
-surrogate loss 0.5 ||x - stopgrad(x - g)||^2 (method.md section 5, wan21.md section 10). The critic is trained with
+surrogate loss 0.5 ||x - stopgrad(x - g)||^2 (docs/method.md section 5, docs/wan21.md section 10). The critic is trained with
 flow matching on detached student samples (:func:`critic_loss`).
 """
 

@@ -198,7 +198,7 @@ class ErrorBank:
 
 
 def errors_from_prediction(v_hat: Tensor, v: Tensor, sigma: float | Tensor) -> tuple[Tensor, Tensor]:
-    """Errors to bank after a step (baselines.md section 10).
+    """Errors to bank after a step (docs/baselines.md section 10).
 
     With x_t = (1 - sigma) x0 + sigma eps and v = eps - x0, the model's estimates are x0_hat = x_t - sigma v_hat =
     x0 + x0_error and eps_hat = x_t + (1 - sigma) v_hat = eps + noise_error.

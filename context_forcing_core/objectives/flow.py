@@ -1,6 +1,6 @@
 """Flow-matching training objective (teacher, context teacher, critic) and its timestep sampling and weighting.
 
-Convention (wan21.md section 8, :mod:`context_forcing_core.diffusion.schedule`): x_t = (1 - sigma) x0 + sigma eps,
+Convention (docs/wan21.md section 8, :mod:`context_forcing_core.diffusion.schedule`): x_t = (1 - sigma) x0 + sigma eps,
 the model regresses the flow v = eps - x0, t = 1000 sigma.
 """
 
@@ -67,7 +67,7 @@ def sample_timesteps(
 
 
 def dmd_timesteps(batch: int, generator: torch.Generator | None, device: torch.device | str | None = None) -> Tensor:
-    """DMD timesteps as Self-Forcing / Context Forcing: shift 5, clamped to [20, 980] (method.md section 5).
+    """DMD timesteps as Self-Forcing / Context Forcing: shift 5, clamped to [20, 980] (docs/method.md section 5).
 
     Returns:
         (B,) float32 timesteps, one per sample, shared by all frames of the sample.
@@ -126,7 +126,7 @@ def flow_matching_loss(
     weighting: Weighting = "none",
     frame_mask: Tensor | None = None,
 ) -> Tensor:
-    """Flow-matching regression: mean over elements of w(t) (v_pred - (eps - x0))^2 (wan21.md section 8).
+    """Flow-matching regression: mean over elements of w(t) (v_pred - (eps - x0))^2 (docs/wan21.md section 8).
 
     Used for the teacher, the context teacher (``frame_mask`` = target frames, the context is not regressed) and the
     DMD critic (on detached generator samples, see :func:`context_forcing_core.objectives.dmd.critic_loss`).

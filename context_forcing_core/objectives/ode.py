@@ -1,4 +1,4 @@
-"""ODE-regression initialisation of the causal student (CausVid, Self-Forcing; method.md section 5).
+"""ODE-regression initialisation of the causal student (CausVid, Self-Forcing; docs/method.md section 5).
 
 The bidirectional teacher integrates its probability-flow ODE from noise with Euler steps on the shifted sigma
 grid; the states it passes at the student's few-step timesteps (1000, 937.5, 833.3, 625 for shift 5) and its end

@@ -4,7 +4,7 @@ Self-Forcing / CF Sec. 5: the student generates its own context chunk by chunk t
 inference. One random exit step, shared by the chunks that carry gradient, decides how many denoising steps run;
 only that step records autograd, and only for the target chunks (the last ``target_frames`` frames). Under the clean
 context policy (Stage 2) the context chunks run every step, fully denoised, without gradient. Cached K/V are always
-detached (method.md section 7), so no gradient reaches an earlier chunk through the memory.
+detached (docs/method.md section 7), so no gradient reaches an earlier chunk through the memory.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The scene world (``scenes.py``) is a finite library, so its flow-matching denoiser needs no training. For one video
 sample, a hypothesis h is "the prompt's scene is library picture h" (the conditional teacher ranges over the prompt's
 K pictures, the unconditional one over every picture of every prompt). All noisy target frames of a window show the
-same picture (the camera holds still in a visit), so with x_t = (1 - sigma) x0 + sigma eps (wan21.md section 8):
+same picture (the view holds still in a visit), so with x_t = (1 - sigma) x0 + sigma eps (docs/wan21.md section 8):
 
     log w_h = sum_f -||x_f - (1 - sigma_f) mu_h||^2 / (2 sigma_f^2) + sum_c log p(c | h) + const,
     x0_hat = sum_h softmax(log w)_h mu_h,         flow = (x_t - x0_hat) / sigma.

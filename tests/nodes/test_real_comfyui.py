@@ -1,6 +1,6 @@
 """The pack in a real ComfyUI 0.3.75 (--cpu, 127.0.0.1), driven over HTTP and its websocket like the editor does.
 
-The second half sends hostile requests (issue 17): every request must be answered within a few seconds, refused
+The second half sends hostile requests: every request must be answered within a few seconds, refused
 with a message (never a traceback, never a server path) or run cleanly, and the server must stay up. The crafted
 model files are written by the tests into the server's private model folder, never committed. The fuzz test prints
 its figures (``-s`` shows them) and writes them to ``$CF_FUZZ_REPORT`` when set.
@@ -190,7 +190,7 @@ def test_every_shipped_workflow_is_accepted(server):
         assert server.wait(answer["prompt_id"], 600)["status"]["status_str"] == "success", name
 
 
-# Hostile requests (issue 17)
+# Hostile requests
 
 ANSWER_SECONDS = 5.0
 """Longest a /prompt answer may take."""

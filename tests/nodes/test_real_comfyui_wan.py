@@ -1,4 +1,4 @@
-"""Wan students and their video in a real ComfyUI 0.3.75 (issue 19): LoRAs merged by the loader and applied by
+"""Wan students and their video in a real ComfyUI 0.3.75: LoRAs merged by the loader and applied by
 ComfyUI's own LoRA loader, and Streaming Decode against core VAE Decode. Every model file is written by the tests
 (tiny random weights in the real formats), never committed.
 """
@@ -98,7 +98,8 @@ def test_streaming_decode_equals_core_vae_decode_and_writes_the_mp4(server: Comf
     meta = next(reader)
     assert meta["size"] == (48, 32) and meta["fps"] == 16 and sum(1 for _ in reader) == 17
     assert not list((out / "stream").glob(".*partial"))
-    # hostile inputs of the new node (issue 17's rules): each answered fast, refused or blocked without traceback
+    # hostile inputs of the new node (the rules of test_real_comfyui.py): each answered fast, refused or blocked,
+    # never a traceback
     hostile = [("filename_prefix", v) for v in ("../../escape", "/etc/x", "", "x" * 100_000, None, 5)]
     hostile += [("format", v) for v in ("avi", "", None, 3)] + [("fps", v) for v in (0, 121, float("nan"), "abc")]
     hostile += [("samples", v) for v in (["2", 0], ["5", 0], "not a link")] + [("vae", ["1", 0])]

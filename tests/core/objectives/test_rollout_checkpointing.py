@@ -1,6 +1,6 @@
 """Gradient checkpointing through the Slow-Fast Memory: recomputation in backward must see what the forward saw.
 
-The hazard (method.md section 7): a target chunk's block re-runs in backward, after later chunks have rewritten the
+The hazard (docs/method.md section 7): a target chunk's block re-runs in backward, after later chunks have rewritten the
 cache in place (``write_frames`` uses ``index_copy_``) and the memory has moved on. The memory context keeps a
 snapshot of what each gradient-recording pass read; these tests check the gradients against a run that stores
 activations (no recomputation at all), and show that a reader without the snapshot goes wrong.
