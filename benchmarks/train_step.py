@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    for name in ("toy-stage1", "toy-stage2"):
+    for name in ("toy-scenes-stage1", "toy-scenes-stage2-dmd"):
         run = build_run(apply_overrides(preset(name), {}))
         gen, crit = [], []
         for _ in range(args.steps):

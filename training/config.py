@@ -1,7 +1,8 @@
 """Typed training configuration, the stage presets, and ``--section.field value`` overrides.
 
-Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); ``toy-*`` presets shrink
-everything to the toy world so a stage runs in minutes on two CPU cores.
+Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); the ``toy-scenes-*`` presets
+shrink everything to the toy world (``context_forcing_core.toyworld.scenes``: scenes that come back) so a stage runs
+in minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.erft import ErftConfig
-from context_forcing_core.student import TOY_MEMORY_TAU
 from context_forcing_core.toyworld.exact_teacher import MAX_BALANCED_GROUP
 from context_forcing_core.toyworld.scenes import VISIT_UNIT
 
@@ -70,8 +70,8 @@ class TrainConfig:
     memory: str = "context_forcing"
     """Student memory preset used in rollouts (as at inference)."""
     memory_tau: float | None = None
-    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan). A model's key similarities set the
-    scale: the toy students' chunks are more alike than Wan's, so at 0.95 few reach slow memory (see TOY_MEMORY_TAU)."""
+    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan and the toy world, where a cut makes
+    consecutive chunks dissimilar)."""
     steps: int = 600
     """Optimiser steps of the critic (the generator steps every ``gen_update_every``)."""
     batch_size: int = 1
@@ -107,7 +107,7 @@ class TrainConfig:
     """Shift of the flow-matching timesteps of the teacher stages (1 = uniform)."""
     high_noise_fraction: float = 0.0
     """Teacher stage: share of clips whose timestep is drawn at shift 50 (t mostly above 950), where only the prompt
-    tells the colours; the toy teacher otherwise learns its text pathway too slowly (see ``toy_teacher``)."""
+    tells the colours; the toy teacher otherwise learns its text pathway too slowly (see ``toy_scenes_teacher``)."""
     flow_weighting: str = "none"
     """Teacher stage: per-timestep weight of the flow-matching loss, "none" or "bell" (``flow.timestep_weight``)."""
     context_min: int = 21
@@ -128,11 +128,12 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute block activations in backward (student and critic)."""
     sample_every: int = 0
-    """Toy presets: write sample videos of the EMA student every this many steps (0: never)."""
+    """Toy world: write sample videos of the EMA student every this many steps (0: never), with the scene oracle's
+    recall in the metrics (``training.samples``)."""
     sample_videos: int = 2
-    """Toy sample videos per ``sample_every`` (the first prompts of the training set)."""
+    """Toy sample videos per ``sample_every`` (fixed visit schedules drawn from ``seed``)."""
     sample_seconds: float = 20.0
-    """Length of each toy sample video in toy seconds."""
+    """Length of each toy sample video in toy seconds (rounded up to whole visits)."""
     text_dropout: float = 0.1
     """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
     unconditional branch to subtract."""
@@ -141,9 +142,9 @@ class TrainConfig:
     teacher through prompt schedules, ``objectives.scheduled_regression``; scene world only). Regression in Stage 2
     asks the exact long teacher, which sees the student's memory; in Stage 1 the exact short teacher, which sees
     the last ``target_frames`` frames (the chunk at their end), as the paper's 21-frame teacher does."""
-    world: str = "pan"
-    """Toy world of a run without ``data``: "pan" (camera panning over a panorama) or "scenes" (visits to a finite
-    picture library that come back, ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher)."""
+    world: str = "scenes"
+    """Toy world of a run without ``data``: "scenes" (visits to a finite picture library that come back,
+    ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher), the only one left."""
     memory_grad: bool = False
     """Scene world, regression: backpropagate through the memory's write path (the t = 0 commit and re-cache passes
     of earlier chunks), so the student learns what to store as well as how to read it
@@ -193,20 +194,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r}; allowed: {', '.join(STAGES)}")
-        if self.world not in ("pan", "scenes"):
-            raise ValueError(f"world {self.world!r}; allowed: pan, scenes")
+        if self.world != "scenes":
+            raise ValueError(f"world {self.world!r}: that toy world was retired; the toy world is 'scenes'")
         if self.objective not in ("dmd", "regression"):
             raise ValueError(f"objective {self.objective!r}; allowed: dmd, regression")
-        if self.objective == "regression" and (self.stage not in ("stage1", "stage2") or self.world != "scenes"
+        if self.objective == "regression" and (self.stage not in ("stage1", "stage2") or self.data
                                                or self.teacher != EXACT_TEACHER):
-            raise ValueError("objective regression is Stage 1 or 2 on the scene world with teacher 'exact'")
-        if self.teacher == EXACT_TEACHER and (self.world != "scenes" or self.stage not in ("stage1", "stage2")):
-            raise ValueError("teacher 'exact' is the scene world's closed-form teacher (stage1 / stage2, world scenes)")
+            raise ValueError("objective regression is Stage 1 or 2 on the toy world (no data) with teacher 'exact'")
+        if self.teacher == EXACT_TEACHER and (self.data or self.stage not in ("stage1", "stage2")):
+            raise ValueError("teacher 'exact' is the toy world's closed-form teacher (stage1 / stage2, no data)")
         if len(self.scene_visit_units) != 2 or not 1 <= self.scene_visit_units[0] <= self.scene_visit_units[1]:
             raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
         if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
             raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
-        if self.world == "scenes" and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
+        if not self.data and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
             raise ValueError(f"the scene world's context clips are whole visits: context_max must be a multiple of "
                              f"{VISIT_UNIT} frames, got {self.context_max}")
         if self.read_onto not in READ_TARGETS:
@@ -271,67 +272,54 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-def toy_teacher() -> TrainConfig:
-    """The toy world's bidirectional teacher: flow matching on 21-frame clips, 10,000 steps of batch 4 (about 35 min
-    on two CPU cores). Timestep shift 8: a toy token is one flat cell, 192 latent values that repeat 3 colours, so the
-    noise averages out of a token long before it does for Wan latents and the scene is decided at sigma above ~0.95;
-    a larger shift spends the steps there (the argument behind resolution-dependent shifts).
-    """
-    return TrainConfig(stage="teacher", steps=10_000, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=1e-3),
-                       ema_start=0, ema_decay=0.999, save_every=1000, log_every=100, timestep_shift=8.0)
-
-
-def toy_context_teacher() -> TrainConfig:
-    """The toy context teacher: the toy teacher fine-tuned on 21 target frames after 21-84 context frames laid out
-    like the student's memory, with ERFT (small banks: 50 buckets x 32 errors).
-    """
-    return dataclasses.replace(toy_teacher(), stage="context-teacher", steps=200, generator_optim=OptimConfig(lr=3e-4),
-                               ema_decay=0.99, save_every=100, log_every=10, context_min=21, context_max=84,
-                               erft=ErftConfig(capacity=32))
-
-
-def toy_ode_init() -> TrainConfig:
-    """ODE-regression init of the toy student from 256 teacher trajectories (24 Euler steps, guidance 3)."""
-    return TrainConfig(stage="ode-init", steps=200, batch_size=4, grad_accum=1, generator_optim=OptimConfig(lr=3e-4),
-                       ema_start=0, save_every=100, ode_pairs=256, ode_steps=24, memory_tau=TOY_MEMORY_TAU)
-
-
-def toy_stage1() -> TrainConfig:
-    """Stage 1 DMD on the toy world (CPU minutes)."""
-    return TrainConfig(steps=200, grad_accum=1, generator_optim=OptimConfig(lr=1e-4),
-                       critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95), ema_start=50, save_every=50,
-                       memory_tau=TOY_MEMORY_TAU)
-
-
-def toy_stage2() -> TrainConfig:
-    """Stage 2 contextual DMD on the toy world: rollouts of 42-84 frames, gradient on the last 21. Guidance 3 as in
-    Stage 1, not the authors' 5: with the toy context teacher, 5 gave a student worse on revisits after 10 s than
-    guidance 3 (error 0.115 vs 0.084, 8 videos of 60 s, ``context_forcing_core.eval.toy.students``).
-    """
-    return dataclasses.replace(toy_stage1(), stage="stage2", guidance=3.0, curriculum_start=42, curriculum_end=84,
-                               curriculum_ramp_steps=200)
-
-
 def toy_scenes_teacher() -> TrainConfig:
-    """The learned teacher on the scene world (single-visit clips: 21 frames of one library picture), to be measured
-    beside the exact teachers (``context_forcing_core.eval.toy.scene_teachers``); ``toy-teacher`` otherwise, 3,000 steps.
+    """The learned teacher of the toy world: bidirectional flow matching on single-visit clips (21 frames of one
+    library picture), 3,000 steps of batch 4, measured beside the exact teachers
+    (``context_forcing_core.eval.toy.scene_teachers``); the ODE init's trajectory source. Timestep shift 8: a toy
+    token is one flat cell, 192 latent values that repeat 3 colours, so the noise averages out of a token long before
+    it does for Wan latents and the picture is decided at sigma above ~0.95; a larger shift spends the steps there
+    (the argument behind resolution-dependent shifts).
     """
-    return dataclasses.replace(toy_teacher(), world="scenes", steps=3000, save_every=500)
+    return TrainConfig(stage="teacher", world="scenes", steps=3000, batch_size=4, grad_accum=1,
+                       generator_optim=OptimConfig(lr=1e-3), ema_start=0, ema_decay=0.999, save_every=500,
+                       log_every=100, timestep_shift=8.0)
 
 
 def toy_scenes_context_teacher() -> TrainConfig:
-    """The learned context teacher on the scene world: ``toy-context-teacher`` (ERFT, 21-84 context frames in the
-    memory layout) on clips whose 6-frame target visit returns to a scene of the context half of the time; measured
-    as a continuer beside the exact long teacher (``context_forcing_core.eval.toy.scene_continuers``), not used.
+    """The learned context teacher of the toy world: the learned teacher fine-tuned with ERFT (small banks: 50
+    buckets x 32 errors) on a 6-frame target visit after 21-84 context frames laid out like the student's memory,
+    the target returning to a scene of the context half of the time; measured as a continuer beside the exact long
+    teacher (``context_forcing_core.eval.toy.scene_continuers``), not used by the later stages.
     """
-    return dataclasses.replace(toy_context_teacher(), world="scenes", target_frames=VISIT_UNIT)
+    return dataclasses.replace(toy_scenes_teacher(), stage="context-teacher", steps=200,
+                               generator_optim=OptimConfig(lr=3e-4), ema_decay=0.99, save_every=100, log_every=10,
+                               context_min=21, context_max=84, target_frames=VISIT_UNIT, erft=ErftConfig(capacity=32))
+
+
+def toy_scenes_ode_init() -> TrainConfig:
+    """ODE-regression init of the toy student from 256 trajectories (24 Euler steps, guidance 3) of a learned
+    teacher, the EMA of ``toy-scenes-teacher`` given with ``--teacher``, on single scene prompts.
+    """
+    return TrainConfig(stage="ode-init", world="scenes", steps=200, batch_size=4, grad_accum=1,
+                       generator_optim=OptimConfig(lr=3e-4), ema_start=0, save_every=100, ode_pairs=256, ode_steps=24)
 
 
 def toy_scenes_stage1() -> TrainConfig:
-    """Scene world Stage 1: DMD against the exact short teacher (closed form, no context) with the learned critic,
-    on 21-frame rollouts of single scene prompts; otherwise ``toy-stage1``.
+    """Stage 1 DMD on the toy world (CPU minutes): the real score is the exact short teacher (closed form, no
+    context), the critic learned, on 21-frame rollouts of single scene prompts.
     """
-    return dataclasses.replace(toy_stage1(), world="scenes", teacher=EXACT_TEACHER, memory_tau=None)
+    return TrainConfig(world="scenes", teacher=EXACT_TEACHER, steps=200, grad_accum=1,
+                       generator_optim=OptimConfig(lr=1e-4), critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95),
+                       ema_start=50, save_every=50)
+
+
+def toy_scenes_stage2_dmd() -> TrainConfig:
+    """Stage 2 contextual DMD on the toy world: ``toy-scenes-stage1`` on rollouts of 42-84 frames, gradient on the
+    last 21, the real score the exact long teacher (it reads the student's context); guidance 3 as in Stage 1. Not
+    measured: the toy world's Stage 2 recipe is the regression of ``toy-scenes-stage2``.
+    """
+    return dataclasses.replace(toy_scenes_stage1(), stage="stage2", guidance=3.0, curriculum_start=42,
+                               curriculum_end=84, curriculum_ramp_steps=200)
 
 
 def toy_scenes_stage2() -> TrainConfig:
@@ -382,12 +370,10 @@ def wan_1_3b_stage2() -> TrainConfig:
     return dataclasses.replace(wan_1_3b_stage1(), stage="stage2", steps=500, guidance=5.0)
 
 
-PRESETS = {"toy-teacher": toy_teacher, "toy-context-teacher": toy_context_teacher, "toy-ode-init": toy_ode_init,
-           "toy-stage1": toy_stage1, "toy-stage2": toy_stage2,
-           "toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-context-teacher": toy_scenes_context_teacher,
-           "toy-scenes-stage1": toy_scenes_stage1,
-           "toy-scenes-stage1-regression": toy_scenes_stage1_regression,
-           "toy-scenes-stage2": toy_scenes_stage2,
+PRESETS = {"toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-context-teacher": toy_scenes_context_teacher,
+           "toy-scenes-ode-init": toy_scenes_ode_init, "toy-scenes-stage1": toy_scenes_stage1,
+           "toy-scenes-stage1-regression": toy_scenes_stage1_regression, "toy-scenes-stage2": toy_scenes_stage2,
+           "toy-scenes-stage2-dmd": toy_scenes_stage2_dmd,
            "wan-1.3b-context-teacher": wan_1_3b_context_teacher,
            "wan-1.3b-ode-init": wan_1_3b_ode_init, "wan-1.3b-stage1": wan_1_3b_stage1, "wan-1.3b-stage2": wan_1_3b_stage2}
 

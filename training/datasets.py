@@ -1,8 +1,9 @@
 """What a training run reads: the toy world (``data`` empty) or a folder written by ``prepare-data``.
 
-Clip stages (teacher, context teacher) read video clips: toy clips rendered on the fly, or a latent cache. The
-data-free stages (ODE init, Stage 1, Stage 2) read prompts: toy prompts, or a prompt cache. Both give the
-unconditional text states of guidance: the toy encoder's empty prompt, or the cache's ``negative.safetensors``.
+Clip stages (teacher, context teacher) read video clips: toy scene clips made on the fly, or a latent cache; a
+context-teacher clip ends in its target. The data-free stages (ODE init, Stage 1, Stage 2) read prompts: scene
+prompts, or a prompt cache. Both give the unconditional text states of guidance: the toy encoder's empty prompt, or
+the cache's ``negative.safetensors``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,7 @@ from torch.utils.data import Dataset
 
 from context_forcing_core.models.config import WanConfig
 from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.dataset import (
-    SceneClipDataset,
-    SceneContextClipDataset,
-    ScenePromptDataset,
-    ToyClipDataset,
-    ToyPromptDataset,
-)
+from context_forcing_core.toyworld.dataset import SceneClipDataset, SceneContextClipDataset, ScenePromptDataset
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from .config import TrainConfig
@@ -65,17 +60,13 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
             raise ValueError(f"model {cfg.model!r} does not run on the toy world (48-channel 8 x 8 latents); give "
                              "--data, a folder written by `python -m training.run prepare-data`")
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
-        if cfg.world == "scenes":
-            if cfg.stage == "context-teacher":
-                clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_max,
-                                                target_frames=cfg.target_frames, seed=cfg.seed, encoder=encoder)
-            else:
-                clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
-            return TrainingData(prompts=ScenePromptDataset(1024, seed=cfg.seed, encoder=encoder), clips=clips,
-                                uncond=encoder.encode([""]))
-        clips = ToyClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
-        prompts = ToyPromptDataset(1024, seed=cfg.seed, encoder=encoder)  # also the sample videos' prompts
-        return TrainingData(prompts=prompts, clips=clips, uncond=encoder.encode([""]))
+        if cfg.stage == "context-teacher":
+            clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_max,
+                                            target_frames=cfg.target_frames, seed=cfg.seed, encoder=encoder)
+        else:
+            clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
+        return TrainingData(prompts=ScenePromptDataset(1024, seed=cfg.seed, encoder=encoder), clips=clips,
+                            uncond=encoder.encode([""]))
     folder = Path(cfg.data)
     if need:
         if not (folder / MANIFEST).is_file():

@@ -2,7 +2,7 @@
 
 Launch (CPU ranks use gloo, CUDA ranks nccl on ``cuda:{LOCAL_RANK}``)::
 
-    torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-ddp
+    torchrun --nproc_per_node 2 -m training.run stage1 --config toy-scenes-stage1 --out outputs/stage1-ddp
     torchrun --nproc_per_node 8 -m training.run stage1 --config wan-1.3b-stage1 ...
 
 Without torchrun's environment (``WORLD_SIZE`` unset or 1) no process group exists and every function here is a

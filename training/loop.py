@@ -84,7 +84,7 @@ class Run:
     teacher: WanModel | None
     """Frozen real score of the DMD stages, or the ODE-init stage's trajectory source; None in the teacher stages."""
     prompts: Dataset | None
-    """Prompt-only data of the data-free stages (toy runs: also the sample videos' prompts)."""
+    """Prompt-only data of the data-free stages."""
     clips: Dataset | None
     """Video clips of the teacher stages; None in the data-free stages."""
     uncond: Tensor
@@ -322,7 +322,8 @@ def teacher_update(run: Run) -> dict[str, float]:
 def context_teacher_update(run: Run) -> dict[str, float]:
     """One ERFT step of the context teacher (CF Sec. 5): a random ``context_min``-``context_max`` frame context (whole
     chunks, one length per micro-batch) before ``target_frames``, laid out as ``cfg.layout``; the banks take this
-    step's errors.
+    step's errors. A clip ends in its target (the toy world's in the target visit), so the context is cut from the
+    front.
     """
     st, cfg = run.state, run.cfg
     loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
@@ -330,9 +331,7 @@ def context_teacher_update(run: Run) -> dict[str, float]:
     for g, gen in _micro_batches(run, "context-teacher"):
         latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
         frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.target_frames
-        # the scene world's clips end in the target visit, so their context is cut from the front
-        clip = latents[:, :, -frames:] if cfg.world == "scenes" else latents[:, :, :frames]
-        step = erft_step(st.student, clip, text, target_frames=cfg.target_frames,
+        step = erft_step(st.student, latents[:, :, -frames:], text, target_frames=cfg.target_frames,
                          layout=cfg.layout, bank=st.bank, erft=cfg.erft, generator=gen, shift=cfg.timestep_shift)
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum
@@ -483,9 +482,8 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
 
 def _write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
     """Toy sample videos of the EMA student (causal stages) or a teacher's stand-in through the same sampler."""
-    st = run.state
-    prompts = [run.prompts[i][0] for i in range(min(run.cfg.sample_videos, len(run.prompts)))]
-    samples = toy_samples(st.ema, prompts=prompts, seconds=run.cfg.sample_seconds, memory=run.memory, seed=run.cfg.seed,
-                          out_dir=out / "samples", step=st.step)
+    st, cfg = run.state, run.cfg
+    samples = toy_samples(st.ema, videos=cfg.sample_videos, seconds=cfg.sample_seconds, memory=run.memory,
+                          seed=cfg.seed, out_dir=out / "samples", step=st.step)
     log.log({f"sample/{k}": v for k, v in samples.metrics.items()}, step=st.step)
     log.add_video("sample/video", samples.frames[0], st.step)

@@ -1,13 +1,11 @@
-"""The whole toy recipe in order, each stage through the CLI: teacher, context teacher (ERFT), ODE init, Stage 1,
-Stage 2, export; or, with ``--world scenes``, the scene world's: learned teacher and context teacher (measured beside
-the exact ones, not used), Stage 1 (DMD against the exact short teacher), Stage 2 (regression onto the exact long
-teacher), export.
+"""The whole toy recipe in order, each stage through the CLI: the learned teacher and context teacher (measured
+beside the exact ones, not used by the later stages), Stage 1 (DMD against the exact short teacher), Stage 2
+(regression onto the exact long teacher, from Stage 1's EMA), export.
 
-    python -m training.pipeline --out outputs/toy-pipeline [--world pan|scenes] [--scale 1.0] [--export FILE]
+    python -m training.pipeline --out outputs/toy-pipeline [--scale 1.0] [--export FILE] [--device cuda]
 
-Stage k reads the EMA weights of the stages before it (method.md section 5). Every stage resumes from its latest
-checkpoint, so an interrupted pipeline continues where it stopped. ``--scale`` multiplies every stage's steps (and
-the ODE pair count), for quick checks. The wall time of each stage goes to ``<out>/pipeline.json``.
+Every stage resumes from its latest checkpoint, so an interrupted pipeline continues where it stopped. ``--scale``
+multiplies every stage's steps, for quick checks. The wall time of each stage goes to ``<out>/pipeline.json``.
 """
 
 from __future__ import annotations
@@ -23,35 +21,26 @@ from context_forcing_core.atomic import write_atomic
 from .config import preset
 from .run import main as run_stage
 
-ORDER = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
-SCENE_ORDER = ("teacher", "context-teacher", "stage1", "stage2")
-INPUTS = {  # world -> stage -> (flag, stage whose EMA it reads)
-    "pan": {"context-teacher": [("--init", "teacher")], "ode-init": [("--teacher", "teacher")],
-            "stage1": [("--init", "ode-init"), ("--teacher", "teacher")],
-            "stage2": [("--init", "stage1"), ("--teacher", "context-teacher")]},
-    "scenes": {"context-teacher": [("--init", "teacher")],  # learned teachers: measured, not used
-               "stage2": [("--init", "stage1")]},  # the exact teachers come with the presets
-}
-PREFIX = {"pan": "toy-", "scenes": "toy-scenes-"}
+ORDER = ("teacher", "context-teacher", "stage1", "stage2")
+INPUTS = {"context-teacher": [("--init", "teacher")],  # stage -> (flag, stage whose EMA it reads)
+          "stage2": [("--init", "stage1")]}  # the exact teachers come with the presets
+PRESET = "toy-scenes-{}"
 
 
 def _ema(folder: Path) -> str:
     return str(folder / (folder / "latest").read_text().strip() / "student_ema.safetensors")
 
 
-def stage_commands(out: Path, scale: float, device: str | None = None,
-                   world: str = "pan") -> list[tuple[str, list[str]]]:
-    """The CLI argument lists of the world's stages, in order (paths are filled in as earlier stages finish);
-    ``device`` overrides every stage's device (the toy presets train on the CPU).
+def stage_commands(out: Path, scale: float, device: str | None = None) -> list[tuple[str, list[str]]]:
+    """The CLI argument lists of the stages, in order (paths are filled in as earlier stages finish); ``device``
+    overrides every stage's device (the toy presets train on the CPU).
     """
     cmds = []
-    for stage in ORDER if world == "pan" else SCENE_ORDER:
-        name = PREFIX[world] + stage
+    for stage in ORDER:
+        name = PRESET.format(stage)
         cfg = preset(name)
         args = [stage, "--config", name, "--out", str(out / stage), "--resume",
                 "--steps", str(max(1, round(cfg.steps * scale)))]
-        if stage == "ode-init":
-            args += ["--ode_pairs", str(max(1, round(cfg.ode_pairs * scale)))]
         if device:
             args += ["--device", device]
         cmds.append((stage, args))
@@ -59,21 +48,19 @@ def stage_commands(out: Path, scale: float, device: str | None = None,
 
 
 def run_pipeline(out: Path, *, scale: float = 1.0, export: Path | None = None,
-                 device: str | None = None, world: str = "pan") -> dict[str, float]:
-    """Run every stage of ``world``'s recipe and export the student; returns seconds per stage."""
-    if world not in INPUTS:
-        raise ValueError(f"world {world!r}; allowed: {', '.join(INPUTS)}")
+                 device: str | None = None) -> dict[str, float]:
+    """Run every stage of the recipe and export the student; returns seconds per stage."""
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    for stage, args in stage_commands(out, scale, device, world):
-        for flag, source in INPUTS[world].get(stage, []):
+    for stage, args in stage_commands(out, scale, device):
+        for flag, source in INPUTS.get(stage, []):
             args += [flag, _ema(out / source)]
         print(f"== {stage}: python -m training.run {' '.join(args)}", flush=True)
         start = time.perf_counter()
         if run_stage(args) != 0:
             raise RuntimeError(f"stage {stage} failed")
         seconds[stage] = time.perf_counter() - start
-        write_atomic(out / "pipeline.json", json.dumps({"world": world, "scale": scale, "seconds": seconds}, indent=2))
+        write_atomic(out / "pipeline.json", json.dumps({"scale": scale, "seconds": seconds}, indent=2))
     target = export or out / "toy_student.safetensors"
     run_stage(["export", "--run", str(out / "stage2"), "--out", str(target)])
     print("seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
@@ -85,14 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of :func:`run_pipeline`."""
     parser = argparse.ArgumentParser(prog="python -m training.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/toy-pipeline"))
-    parser.add_argument("--world", choices=tuple(INPUTS), default="pan", help="which toy world's recipe")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps by this")
     parser.add_argument("--export", type=Path, default=None, help="student file (default <out>/toy_student.safetensors)")
     parser.add_argument("--device", default=None, help="device of every stage, e.g. cuda (default: the presets' cpu)")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error("--scale must be positive")
-    run_pipeline(args.out, scale=args.scale, export=args.export, device=args.device, world=args.world)
+    run_pipeline(args.out, scale=args.scale, export=args.export, device=args.device)
     return 0
 
 

@@ -1,18 +1,18 @@
 """Training CLI of Context Forcing: one command, one stage at a time.
 
     python -m training.run prepare-data --videos DIR --captions captions.csv --vae VAE --text-encoder UMT5 --out DIR
-    python -m training.run teacher --config toy-teacher --out outputs/toy-teacher
-    python -m training.run context-teacher --config toy-context-teacher --init outputs/toy-teacher/latest/...
-    python -m training.run ode-init --config toy-ode-init --teacher TEACHER.safetensors --out outputs/toy-ode
-    python -m training.run stage1 --config toy-stage1 --init ODE_EMA.safetensors --teacher TEACHER.safetensors
-    python -m training.run stage2 --config toy-stage2 --init STAGE1_EMA.safetensors --teacher CONTEXT_TEACHER.safetensors
-    python -m training.run export --run outputs/toy-stage2 --out toy_student.safetensors [--dtype bfloat16]
+    python -m training.run teacher --config toy-scenes-teacher --out outputs/teacher
+    python -m training.run context-teacher --config toy-scenes-context-teacher --init TEACHER_EMA.safetensors
+    python -m training.run ode-init --config toy-scenes-ode-init --teacher TEACHER_EMA.safetensors --out outputs/ode
+    python -m training.run stage1 --config toy-scenes-stage1 --init ODE_EMA.safetensors --out outputs/stage1
+    python -m training.run stage2 --config toy-scenes-stage2 --init STAGE1_EMA.safetensors --out outputs/stage2
+    python -m training.run export --run outputs/stage2 --out toy_student.safetensors [--dtype bfloat16]
     python -m training.run stage2 --config wan-1.3b-stage2 --dry-run          # validates on CPU (meta device)
-    python -m training.run eval --preset toy-benchmark                      # memory policies on the toy world
+    python -m training.run eval --preset scene-benchmark                    # memory policies on the toy world
     python -m training.run eval --videos DIR --prompts FILE --weights-dir DIR --out DIR  # real-video consistency
-    torchrun --nproc_per_node 2 -m training.run stage1 --config toy-stage1 --out outputs/toy-stage1-dp  # 2 CPU ranks
+    torchrun --nproc_per_node 2 -m training.run stage1 --config toy-scenes-stage1 --out outputs/stage1-dp  # 2 CPU ranks
 
-``python -m training.pipeline`` runs the whole toy recipe in order and exports the bundled student.
+``python -m training.pipeline`` runs the whole toy recipe in order and exports its student.
 
 ``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
 ``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
@@ -36,8 +36,10 @@ from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.slow_fast import SlowFastMemory
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
+from context_forcing_core.toyworld.exact_teacher import ExactTeacher
+from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .config import STAGES, TrainConfig, apply_overrides, preset
+from .config import EXACT_TEACHER, STAGES, TrainConfig, apply_overrides, preset
 from .distributed import init_distributed, shutdown
 from .export import export_student
 from .loop import build_run, train
@@ -95,10 +97,15 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
     with device:
         student = WanModel(model_preset(cfg.model)).to(dtype)
         critic = WanModel(model_preset(cfg.model)).to(dtype)
-        teacher = WanModel(model_preset(cfg.teacher)).to(dtype).requires_grad_(False)
-    s_cfg, t_cfg = student.config, teacher.config
-    if t_cfg.in_channels != s_cfg.in_channels or t_cfg.text_dim != s_cfg.text_dim:
-        raise ValueError("teacher and student must share latent channels and text width")
+    s_cfg = student.config
+    if cfg.teacher == EXACT_TEACHER:  # closed form, no weights: the toy world's library
+        teacher = ExactTeacher(encoder=ToyTextEncoder(width=s_cfg.text_dim, max_tokens=s_cfg.text_len)).to(device)
+    else:
+        with device:
+            teacher = WanModel(model_preset(cfg.teacher)).to(dtype).requires_grad_(False)
+        t_cfg = teacher.config
+        if t_cfg.in_channels != s_cfg.in_channels or t_cfg.text_dim != s_cfg.text_dim:
+            raise ValueError("teacher and student must share latent channels and text width")
     mem_cfg = cfg.memory_config()
     chunk = mem_cfg.chunk_frames
     with torch.no_grad(), device:

@@ -22,15 +22,15 @@ def test_flag_surface_is_frozen(capsys):
 
 def test_eval_flag_surface_is_frozen(capsys):
     with pytest.raises(SystemExit):
-        run.main(["eval", "--preset", "toy-benchmark", "--help"])
+        run.main(["eval", "--preset", "scene-benchmark", "--help"])
     help_text = capsys.readouterr().out
-    for flag in ("--preset", "--out", "--prompts", "--seeds", "--seconds", "--teacher-context", "--methods",
-                 "--threads", "{toy-benchmark,scene-benchmark}"):
+    for flag in ("--preset", "--student", "--out", "--schedules", "--seeds", "--seconds", "--tau", "--methods",
+                 "--threads", "{scene-benchmark}"):
         assert flag in help_text
 
 
 def test_toy_dry_run_writes_the_resolved_config(tmp_path, capsys):
-    assert run.main(["stage1", "--config", "toy-stage1", "--dry-run", "--out", str(tmp_path), "--steps", "3"]) == 0
+    assert run.main(["stage1", "--config", "toy-scenes-stage1", "--dry-run", "--out", str(tmp_path), "--steps", "3"]) == 0
     out = capsys.readouterr().out
     assert "stage1 dry run on cpu: student chunk (1, 48, 3, 8, 8), teacher clip (1, 48, 21, 8, 8)" in out
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
@@ -55,10 +55,10 @@ def test_wan_stage2_dry_run_validates_on_the_meta_device(tmp_path, capsys):
 
 def test_bad_command_lines_are_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as err:
-        run.main(["stage1", "--config", "toy-stage2", "--dry-run", "--out", str(tmp_path)])
+        run.main(["stage1", "--config", "toy-scenes-stage2", "--dry-run", "--out", str(tmp_path)])
     assert err.value.code == 2
     with pytest.raises(SystemExit):
-        run.main(["stage1", "--config", "toy-stage1", "--steps"])
+        run.main(["stage1", "--config", "toy-scenes-stage1", "--steps"])
 
 
 def params_of(folder):
@@ -69,7 +69,7 @@ def params_of(folder):
 
 
 def test_training_then_kill_and_resume_matches_a_straight_run(tmp_path):
-    common = ["stage1", "--config", "toy-stage1", "--gen_update_every", "2", "--log_every", "1",
+    common = ["stage1", "--config", "toy-scenes-stage1", "--gen_update_every", "2", "--log_every", "1",
               "--save_every", "1", "--rollout_frames", "6", "--target_frames", "6"]
     assert run.main(common + ["--out", str(tmp_path / "a"), "--steps", "3"]) == 0
     assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "2"]) == 0  # killed after step 2
@@ -95,7 +95,7 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
     from context_forcing_core import load_model
 
     run_dir, out = tmp_path / "teacher", tmp_path / "exported.safetensors"
-    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(run_dir), "--steps", "1",
+    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "1",
                      "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
     assert run.main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
     exported, ema = load_model(out), load_model(run_dir / "step_000001" / "student_ema.safetensors")
@@ -118,7 +118,7 @@ def test_export_step_picks_an_earlier_checkpoint(tmp_path):
     from context_forcing_core import load_model
 
     run_dir, out = tmp_path / "teacher", tmp_path / "first.safetensors"
-    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(run_dir), "--steps", "2", "--save_every", "1",
+    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "2", "--save_every", "1",
                      "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
     assert run.main(["export", "--run", str(run_dir), "--out", str(out), "--step", "1"]) == 0
     first, second = (load_model(run_dir / f"step_00000{i}" / "student_ema.safetensors") for i in (1, 2))

@@ -197,7 +197,7 @@ def test_fsdp_gradients_equal_data_parallel_on_cpu(gloo_results):
 # ---------------------------------------------------------------------------------------------------------------
 # The training loop: two ranks equal one process with the same global batch
 
-COMMON = ["stage1", "--config", "toy-stage1", "--gen_update_every", "2", "--rollout_frames", "6", "--target_frames",
+COMMON = ["stage1", "--config", "toy-scenes-stage1", "--gen_update_every", "2", "--rollout_frames", "6", "--target_frames",
           "6", "--steps", "3", "--log_every", "1", "--save_every", "1"]
 
 

@@ -1,4 +1,5 @@
-"""The context-teacher and ODE-init stages through the CLI, the Stage 2 context layout, and the whole toy pipeline."""
+"""Every stage on the toy world through the CLI (context teacher, ODE init, Stage 1 / 2 by DMD and by regression),
+the Stage 2 context layout, and the whole toy pipeline."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
 from training import pipeline, run
 from training.config import apply_overrides, preset
-from training.loop import _noised_target, build_run
+from training.loop import _noised_target, build_run, critic_update, generator_update
 
 
 def weights(folder, name="student"):
@@ -36,7 +37,7 @@ def _kill_and_resume(tmp_path, common):
 
 def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
     """The banks feed injections from step 1 on; a resume that lost them would inject differently."""
-    common = ["context-teacher", "--config", "toy-context-teacher", "--save_every", "1", "--batch_size", "2",
+    common = ["context-teacher", "--config", "toy-scenes-context-teacher", "--save_every", "1", "--batch_size", "2",
               "--rollout_frames", "6", "--target_frames", "6", "--context_min", "6", "--context_max", "12",
               "--erft.clean_prob", "0", "--erft.capacity", "4"]
     lines = _kill_and_resume(tmp_path, common)
@@ -48,10 +49,10 @@ def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
 
 def test_ode_init_caches_pairs_and_resumes_exactly(tmp_path):
     teacher_dir = tmp_path / "teacher"
-    assert run.main(["teacher", "--config", "toy-teacher", "--out", str(teacher_dir), "--steps", "1",
+    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(teacher_dir), "--steps", "1",
                      "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "1"]) == 0
     teacher = str(teacher_dir / "step_000001" / "student_ema.safetensors")
-    common = ["ode-init", "--config", "toy-ode-init", "--teacher", teacher, "--save_every", "1", "--batch_size", "2",
+    common = ["ode-init", "--config", "toy-scenes-ode-init", "--teacher", teacher, "--save_every", "1", "--batch_size", "2",
               "--rollout_frames", "6", "--target_frames", "6", "--ode_pairs", "3", "--ode_steps", "8"]
     lines = _kill_and_resume(tmp_path, common)
     assert all(m["ode_loss"] > 0 for m in lines)
@@ -63,7 +64,7 @@ def test_ode_init_copies_the_teacher_only_when_it_has_the_student_architecture(t
     same, deeper = WanModel(toy), WanModel(dataclasses.replace(toy, num_layers=3))
     save_model(same, tmp_path / "same.safetensors")
     save_model(deeper, tmp_path / "deeper.safetensors")
-    cfg = preset("toy-ode-init")
+    cfg = preset("toy-scenes-ode-init")
     copied = build_run(cfg, teacher=str(tmp_path / "same.safetensors")).state.student
     assert all(torch.equal(a, b) for a, b in zip(copied.parameters(), same.parameters()))
     fresh = build_run(cfg, teacher=str(tmp_path / "deeper.safetensors")).state.student
@@ -71,7 +72,7 @@ def test_ode_init_copies_the_teacher_only_when_it_has_the_student_architecture(t
 
 
 def test_stage2_scores_the_target_given_the_layout_context():
-    cfg = apply_overrides(preset("toy-stage2"), {"layout.recent": "2", "layout.sink": "1", "layout.slow": "2",
+    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"layout.recent": "2", "layout.sink": "1", "layout.slow": "2",
                                                  "layout.slow_stride_frames": "3"})
     r = build_run(cfg)
     x = torch.arange(63, dtype=torch.float32).reshape(1, 1, 63, 1, 1).expand(1, 48, 63, 8, 8)
@@ -81,23 +82,37 @@ def test_stage2_scores_the_target_given_the_layout_context():
     assert x_t.shape[2] == 21
 
 
-def test_the_toy_pipeline_runs_every_stage_and_exports_a_loadable_student(tmp_path):
-    seconds = pipeline.run_pipeline(tmp_path, scale=0.01)  # teacher: 60 steps
+def test_scene_stage2_dmd_scores_the_rollout_with_the_exact_long_teacher():
+    """Stage 2 DMD on the toy world: the closed-form real score reads the student's context, the critic learns."""
+    from context_forcing_core.toyworld.exact_teacher import ExactTeacher
+
+    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"rollout_frames": "6", "target_frames": "6",
+                                                           "curriculum_start": "12", "curriculum_end": "12"})
+    r = build_run(cfg)
+    assert isinstance(r.teacher, ExactTeacher) and r.teacher.use_context and r.state.critic is not None
+    contexts = []
+    real = r.teacher.x0
+    r.teacher.x0 = lambda x_t, sigma, text, context=None, **kw: contexts.append(context.shape[2]) or real(
+        x_t, sigma, text, context, **kw)
+    metrics = generator_update(r, 12) | critic_update(r, 12)  # what train_step runs for a 12-frame draw
+    assert metrics["dmd_loss"] > 0 and metrics["critic_loss"] > 0
+    assert contexts and all(n > 0 for n in contexts)
+
+
+def test_the_pipeline_runs_its_stages_and_exports_the_stage2_student(tmp_path, monkeypatch):
+    inits = []
+    real = run.build_run
+    monkeypatch.setattr(run, "build_run", lambda cfg, **kw: inits.append((cfg.stage, kw["student_init"])) or real(cfg, **kw))
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.002)  # teacher 6 steps, the others 1
     assert list(seconds) == list(pipeline.ORDER)
-    student = load_model(tmp_path / "toy_student.safetensors")
-    ema = load_model(tmp_path / "stage2" / "step_000002" / "student_ema.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(student.parameters(), ema.parameters()))
-    cfg = json.loads((tmp_path / "stage2" / "config.json").read_text())
-    assert cfg["stage"] == "stage2" and cfg["steps"] == 2
-
-
-def test_the_scene_pipeline_runs_its_stages_and_stage2_starts_from_stage1(tmp_path):
-    seconds = pipeline.run_pipeline(tmp_path, scale=0.005, world="scenes")  # teacher 15, ctx 1, stage1 1, stage2 3
-    assert list(seconds) == list(pipeline.SCENE_ORDER)
-    assert json.loads((tmp_path / "pipeline.json").read_text())["world"] == "scenes"
+    assert json.loads((tmp_path / "pipeline.json").read_text())["seconds"] == seconds
+    assert [stage for stage, _ in inits] == list(pipeline.ORDER)
+    assert dict(inits)["stage2"] == str(tmp_path / "stage1" / "step_000001" / "student_ema.safetensors")
     config = json.loads((tmp_path / "stage2" / "config.json").read_text())
-    assert config["objective"] == "regression" and config["teacher"] == "exact"
-    assert load_model(tmp_path / "toy_student.safetensors").config == model_preset("toy")
+    assert config["objective"] == "regression" and config["teacher"] == "exact" and config["steps"] == 1
+    student = load_model(tmp_path / "toy_student.safetensors")
+    ema = load_model(tmp_path / "stage2" / "step_000001" / "student_ema.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(student.parameters(), ema.parameters()))
 
 
 def test_the_pipeline_passes_a_device_to_every_stage(tmp_path):
@@ -124,9 +139,12 @@ def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
     from context_forcing_core.toyworld.exact_teacher import ExactTeacher
     assert isinstance(r.teacher, ExactTeacher) and r.state.critic is not None
     assert run.main(["stage1", "--config", "toy-scenes-stage1", "--out", str(tmp_path), "--steps", "1",
-                     "--rollout_frames", "6", "--target_frames", "6"]) == 0
-    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+                     "--rollout_frames", "6", "--target_frames", "6", "--sample_every", "1", "--sample_videos", "1",
+                     "--sample_seconds", "3"]) == 0
+    row, samples = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert row["dmd_loss"] > 0 and row["critic_loss"] > 0
+    assert samples["step"] == 1 and 0 <= samples["sample/library_distance"]  # the EMA student's sample video
+    assert (tmp_path / "samples" / "step_0000001" / "sample_0.gif").is_file()
 
 
 def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):

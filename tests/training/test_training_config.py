@@ -30,7 +30,7 @@ def test_authors_hyperparameters_in_the_wan_presets():
 
 
 def test_overrides_are_typed_and_validated():
-    cfg = apply_overrides(preset("toy-stage1"), {"critic_optim.lr": "3e-4", "steps": "7", "latent_size": "4x6"})
+    cfg = apply_overrides(preset("toy-scenes-stage1"), {"critic_optim.lr": "3e-4", "steps": "7", "latent_size": "4x6"})
     assert (cfg.critic_optim.lr, cfg.steps, cfg.latent_size) == (3e-4, 7, (4, 6))
     with pytest.raises(ValueError, match="unknown setting 'critic_optim.momentum'"):
         apply_overrides(cfg, {"critic_optim.momentum": "0.9"})
@@ -55,7 +55,7 @@ def test_invalid_configs(kwargs, message):
 
 
 def test_the_resolved_config_lists_every_setting():
-    data = json.loads(preset("toy-stage2").to_json())
+    data = json.loads(preset("toy-scenes-stage2").to_json())
     assert set(data) == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
