@@ -32,10 +32,6 @@ from .toyworld.text import ToyTextEncoder
 
 BUNDLED_TOY_STUDENT = Path(__file__).parent / "toyworld" / "assets" / "toy_student.safetensors"
 """The toy student shipped with the package: the scene world's Stage 2 student (``toy-scenes-stage2``)."""
-TOY_MEMORY_TAU = 0.999
-"""Surprisal threshold of the retired panning world's toy students, kept only while ``training/config.py``'s
-panning presets read it; scene-world students (the bundled one) use the ``context_forcing`` preset's."""
-
 WAN_LATENT_FRAMES_PER_SECOND = 4
 """Wan2.1 video: 16 fps, 4 video frames per latent frame."""
 WAN_FRAMES_PER_LATENT = 4
