@@ -1,7 +1,7 @@
 """Write the shipped workflows (UI format) in workflows/: python -m tools.make_workflows.
 
 Each graph is declared once here as nodes with widget values and links; the JSON files are what artists load
-(template browser or drag and drop). tests/nodes/test_workflows.py checks the files are current and that a real
+(template browser or drag and drop). tests/nodes/test_real_comfyui.py checks the files are current and that a real
 ComfyUI accepts each one converted to the API format.
 """
 
