@@ -24,7 +24,7 @@ def main() -> None:
         run = build_run(apply_overrides(preset(name), {}))
         gen, crit = [], []
         for _ in range(args.steps):
-            frames = run.cfg.rollout_frames if run.curriculum is None else run.curriculum.n_start
+            frames = run.cfg.rollout.frames if run.curriculum is None else run.curriculum.n_start
             t0 = time.perf_counter()
             generator_update(run, frames)
             t1 = time.perf_counter()

@@ -1,8 +1,17 @@
-"""Typed training configuration, the stage presets, and ``--section.field value`` overrides.
+"""Typed training configuration by concern, the stage presets, ``--section.field value`` overrides, and the reading
+of old flat configs.
+
+A :class:`TrainConfig` holds what every stage needs (stage, objective, networks, steps, batch, seed, data) and one
+section per concern (optimisers, EMA, rollouts, the teacher stages, the context teacher, the ODE init, the toy
+world's regression, runtime, logging); each section checks itself, :class:`TrainConfig` checks how they fit.
 
 Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); the ``toy-scenes-*`` presets
 shrink everything to the toy world (``context_forcing_core.toyworld.scenes``: scenes that come back) so a stage runs
 in minutes on two CPU cores.
+
+Configs written before the sections (one flat level: ``"ema_decay": 0.99``, ``"world": "scenes"``) still load
+(:func:`config_from_dict`), and the old flat names still work as overrides (``--ema_decay 0.99``) and as read-only
+attributes: :data:`LEGACY_KEYS` maps each to its place.
 """
 
 from __future__ import annotations
@@ -17,18 +26,28 @@ from context_forcing_core.diffusion.schedule import DEFAULT_STEPS
 from context_forcing_core.memory.config import PRESETS as MEMORY_PRESETS
 from context_forcing_core.memory.config import MemoryConfig, memory_preset
 from context_forcing_core.models.config import PRESETS as MODEL_PRESETS
+from context_forcing_core.models.config import model_preset
 from context_forcing_core.objectives.context_teacher import ContextLayout
 from context_forcing_core.objectives.erft import ErftConfig
 from context_forcing_core.toyworld.exact_teacher import MAX_BALANCED_GROUP
 from context_forcing_core.toyworld.scenes import VISIT_UNIT
 
 STAGES = ("teacher", "context-teacher", "ode-init", "stage1", "stage2")
+OBJECTIVES = ("dmd", "regression")
 EXACT_TEACHER = "exact"
+"""``teacher`` value of the toy world's closed-form teacher (``toyworld.exact_teacher``), not an architecture."""
 READ_TARGETS = ("reading", "endpoint", "balanced")
-"""Values of ``TrainConfig.read_onto``."""
+"""Values of ``ScenesConfig.read_onto``."""
 TARGET_COUPLINGS = ("ode", "quantile")
-"""Values of ``TrainConfig.target_coupling``."""
-"""``teacher`` value of the scene world's closed-form teacher (``toyworld.exact_teacher``), not an architecture."""
+"""Values of ``ScenesConfig.target_coupling``."""
+TOY_WORLD = "scenes"
+"""The one toy world left (the ``world`` of old configs)."""
+
+
+def _positive(section: object, *names: str) -> None:
+    for name in names:
+        if not getattr(section, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(section, name)}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -56,77 +75,230 @@ class OptimConfig:
 
 
 @dataclass(kw_only=True, slots=True)
-class TrainConfig:
-    """One training stage: teacher, context teacher, ODE init, Stage 1 DMD or Stage 2 contextual DMD."""
+class Optimisers:
+    """The trained networks' optimisers and how often the generator steps."""
 
-    stage: str = "stage1"
-    """"teacher" (bidirectional flow matching on clips), "context-teacher" (continuation with ERFT), "ode-init"
-    (regression on teacher ODE pairs), "stage1" (local DMD on 21 frames) or "stage2" (contextual DMD on long
-    self-rollouts)."""
-    model: str = "toy"
-    """Architecture preset of student and critic."""
-    teacher: str = "toy"
-    """Architecture preset of the frozen teacher (real score)."""
-    memory: str = "context_forcing"
-    """Student memory preset used in rollouts (as at inference)."""
-    memory_tau: float | None = None
-    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan and the toy world, where a cut makes
-    consecutive chunks dissimilar)."""
-    steps: int = 600
-    """Optimiser steps of the critic (the generator steps every ``gen_update_every``)."""
-    batch_size: int = 1
-    """Prompts per micro-batch."""
-    grad_accum: int = 8
-    """Micro-batches accumulated per optimiser step (effective batch = batch_size * grad_accum * world size)."""
-    generator_optim: OptimConfig = field(default_factory=OptimConfig)
+    generator: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser of the trained network: the student (authors: lr 2e-6, betas 0.9, 0.999), or the teacher itself."""
-    critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, beta1=0.5, beta2=0.95))
+    critic: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, beta1=0.5, beta2=0.95))
     """Critic (fake score) optimiser (authors: lr 4e-7, betas 0.5, 0.95)."""
     gen_update_every: int = 5
-    """Generator update once per this many critic updates (dfake_gen_update_ratio)."""
-    guidance: float = 3.0
-    """Real-score guidance s in cond + s (cond - uncond): 3 in Stage 1, 5 in Stage 2."""
-    ema_decay: float = 0.99
-    """EMA decay of the student weights."""
-    ema_start: int = 200
+    """DMD: one generator update per this many critic updates (dfake_gen_update_ratio)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "gen_update_every")
+
+
+@dataclass(kw_only=True, slots=True)
+class MemorySection:
+    """The student's memory in rollouts (as at inference)."""
+
+    preset: str = "context_forcing"
+    """Memory preset (``context_forcing_core.memory.config.PRESETS``)."""
+    tau: float | None = None
+    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan and the toy world, where a cut makes
+    consecutive chunks dissimilar)."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in MEMORY_PRESETS:
+            raise ValueError(f"memory preset {self.preset!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
+        self.config()  # validates tau
+
+    def config(self) -> MemoryConfig:
+        """The memory configuration: the preset with ``tau`` when set."""
+        cfg = memory_preset(self.preset)
+        return cfg if self.tau is None else cfg.replace(tau=self.tau)
+
+
+@dataclass(kw_only=True, slots=True)
+class EmaConfig:
+    """Exponential moving average of the student weights (the inference weights)."""
+
+    decay: float = 0.99
+    """EMA decay."""
+    start: int = 200
     """Step from which the EMA is updated (a copy of the student before)."""
-    ema_warmup: bool = True
-    """Warm the EMA up: decay min(ema_decay, (1 + n) / (10 + n)) at the n-th update after ``ema_start``, so an
-    early checkpoint's EMA is not mostly the initialisation (at 0.999 from step 0 it would be 0.999^n of it)."""
-    rollout_frames: int = 21
+    warmup: bool = True
+    """Warm the EMA up: decay min(decay, (1 + n) / (10 + n)) at the n-th update after ``start``, so an early
+    checkpoint's EMA is not mostly the initialisation (at 0.999 from step 0 it would be 0.999^n of it)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.decay < 1:
+            raise ValueError(f"ema decay must lie in (0, 1), got {self.decay}")
+        if self.start < 0:
+            raise ValueError(f"ema start must be >= 0, got {self.start}")
+
+
+@dataclass(kw_only=True, slots=True)
+class RolloutConfig:
+    """Video lengths and shape: rollouts, DMD targets, the Stage 2 curriculum, and the context teacher and critic see."""
+
+    frames: int = 21
     """Stage 1 rollout length in latent frames (Stage 2 draws from the curriculum); clip length of the teacher stage."""
     target_frames: int = 21
-    """Trailing frames scored by DMD."""
+    """Trailing frames scored by DMD (regression: frames of the rollout regressed; context teacher: the target)."""
     curriculum_start: int = 84
     """Stage 2: longest rollout at step 0 (latent frames)."""
     curriculum_end: int = 105
     """Stage 2: longest rollout after the ramp."""
     curriculum_ramp_steps: int = 600
     """Stage 2: steps of the linear ramp."""
+    latent_size: tuple[int, int] = (8, 8)
+    """Latent (H, W): 8 x 8 for the toy codec, 60 x 104 for 480 x 832 Wan video."""
+    layout: ContextLayout = field(default_factory=ContextLayout)
+    """Context the teacher and the critic see of the earlier frames: the student's memory layout (default) or
+    contiguous (the context teacher's clips are laid out the same way)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "frames", "target_frames")
+        if self.target_frames > self.frames:
+            raise ValueError(f"target <= rollout: target_frames {self.target_frames} > frames {self.frames}")
+        if len(self.latent_size) != 2 or min(self.latent_size) < 1:
+            raise ValueError(f"latent_size must be (H, W) >= 1, got {self.latent_size}")
+
+
+@dataclass(kw_only=True, slots=True)
+class TeacherStageConfig:
+    """Flow matching of the teacher stages (teacher, context teacher)."""
+
     timestep_shift: float = 5.0
-    """Shift of the flow-matching timesteps of the teacher stages (1 = uniform)."""
+    """Shift of the flow-matching timesteps (1 = uniform)."""
     high_noise_fraction: float = 0.0
     """Teacher stage: share of clips whose timestep is drawn at shift 50 (t mostly above 950), where only the prompt
     tells the colours; the toy teacher otherwise learns its text pathway too slowly (see ``toy_scenes_teacher``)."""
     flow_weighting: str = "none"
     """Teacher stage: per-timestep weight of the flow-matching loss, "none" or "bell" (``flow.timestep_weight``)."""
+    text_dropout: float = 0.1
+    """Probability that a clip's prompt is replaced by the negative prompt, so guidance has an unconditional branch
+    to subtract."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "timestep_shift")
+        if not 0.0 <= self.high_noise_fraction <= 1.0:
+            raise ValueError(f"high_noise_fraction must lie in [0, 1], got {self.high_noise_fraction}")
+        if self.flow_weighting not in ("none", "bell"):
+            raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
+        if not 0 <= self.text_dropout < 1:
+            raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
+
+
+@dataclass(kw_only=True, slots=True)
+class ContextTeacherConfig:
+    """The context teacher's clips and its error recycling (CF Sec. 5)."""
+
     context_min: int = 21
-    """Context teacher: fewest context latents before the target (whole chunks)."""
+    """Fewest context latents before the target (whole chunks)."""
     context_max: int = 84
-    """Context teacher: most context latents before the target (authors: 5-20 s of earlier video)."""
-    layout: ContextLayout = field(default_factory=ContextLayout)
-    """Context the teacher and the critic see: the student's memory layout (default) or contiguous."""
+    """Most context latents before the target (authors: 5-20 s of earlier video)."""
     erft: ErftConfig = field(default_factory=ErftConfig)
-    """Error-recycling banks and injection probabilities of the context teacher (``erft.clean_prob 1`` = off)."""
-    ode_pairs: int = 1000
+    """Error-recycling banks and injection probabilities (``erft.clean_prob 1`` = off)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.context_min <= self.context_max:
+            raise ValueError(f"the context teacher needs 0 < context_min <= context_max, got {self.context_min}, "
+                             f"{self.context_max}")
+
+
+@dataclass(kw_only=True, slots=True)
+class OdeConfig:
+    """The teacher's probability-flow ODE: the ODE init's pairs, and the toy world's regression targets."""
+
+    pairs: int = 1000
     """ODE init: teacher trajectories generated and cached before training."""
-    ode_steps: int = 48
-    """ODE init: Euler steps of the teacher's ODE (a multiple of the student's step count, ``DEFAULT_STEPS``)."""
+    steps: int = 48
+    """Euler steps of the teacher's ODE (a multiple of the student's step count, ``DEFAULT_STEPS``); also the exact
+    teacher's steps of the toy world's regression targets."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "pairs", "steps")
+        if self.steps % len(DEFAULT_STEPS):
+            raise ValueError(f"ode steps must be a multiple of the student's {len(DEFAULT_STEPS)} steps, got {self.steps}")
+
+
+@dataclass(kw_only=True, slots=True)
+class ScenesConfig:
+    """The toy world's on-policy regression (``objective regression``, ``objectives.scheduled_regression``): its
+    visit schedules, teacher forcing, and targets.
+    """
+
+    per_video: int = 4
+    """Distinct scenes per training schedule."""
+    visit_units: tuple[int, int] = (1, 2)
+    """Shortest and longest visit of a training schedule, in units of ``scenes.VISIT_UNIT`` frames (short visits:
+    many cuts and returns per rollout)."""
+    min_return_gap: int = 0
+    """Fewest frames between a scene's visit and its return in a training schedule (0: the schedule's own draws);
+    e.g. 18 keeps every return out of the short teacher's 21-frame window."""
+    teacher_forcing_end: float = 0.2
+    """Share of rollouts that commit the teacher's chunks instead of the student's, after a linear ramp from 1."""
+    teacher_forcing_ramp_steps: float = 300.0
+    """Steps of that ramp (a number of its own, so a resumed run with more ``steps`` keeps its schedule); before
+    this setting the ramp was half the run's steps."""
+    read_weight: float = 0.0
+    """Weight of the reading term: the student's own few-step sample of each chunk regresses onto the exact
+    teacher's reading of it (the library picture it shows, or the one its context holds); 0 leaves it out."""
+    read_onto: str = "reading"
+    """Target of the reading term, "reading" (the library picture the teacher reads in the student's sample),
+    "endpoint" (the teacher's ODE end point from the chunk's noise: keeps the teacher's variety) or "balanced" (the
+    reading, but chunks that must invent get pictures jointly, each of the prompt's K equally often:
+    ``exact_teacher.balanced_reading``; a micro-batch is then ``batch_size`` copies of one schedule, same prompts,
+    other noise, so each invention has batch_size samples to share out)."""
+    target_coupling: str = "ode"
+    """How the exact teacher's target depends on the chunk's noise: "ode" (its probability-flow end point from that
+    noise, ``exact_sample``) or "quantile" (the same distribution, the picture picked by the quantile of the noise's
+    sum, ``exact_teacher.coupled_sample``: a map a small student learns, see ``results/sampler-choice/``)."""
+    memory_grad: bool = False
+    """Backpropagate through the memory's write path (the t = 0 commit and re-cache passes of earlier chunks), so
+    the student learns what to store as well as how to read it."""
+
+    def __post_init__(self) -> None:
+        if self.per_video < 2:
+            raise ValueError(f"scenes per_video must be at least 2, got {self.per_video}")
+        if len(self.visit_units) != 2 or not 1 <= self.visit_units[0] <= self.visit_units[1]:
+            raise ValueError(f"visit_units must be (shortest, longest) >= 1, got {self.visit_units}")
+        if self.min_return_gap < 0:
+            raise ValueError(f"min_return_gap must be >= 0 frames, got {self.min_return_gap}")
+        if not 0 <= self.teacher_forcing_end <= 1:
+            raise ValueError(f"teacher_forcing_end must lie in [0, 1], got {self.teacher_forcing_end}")
+        if not (self.teacher_forcing_ramp_steps >= 0 and math.isfinite(self.teacher_forcing_ramp_steps)):
+            raise ValueError(f"teacher_forcing_ramp_steps must be a finite number >= 0, "
+                             f"got {self.teacher_forcing_ramp_steps}")
+        if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
+            raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
+        if self.read_onto not in READ_TARGETS:
+            raise ValueError(f"read_onto must be one of {', '.join(READ_TARGETS)}, got {self.read_onto!r}")
+        if self.target_coupling not in TARGET_COUPLINGS:
+            raise ValueError(f"target_coupling must be one of {', '.join(TARGET_COUPLINGS)}, "
+                             f"got {self.target_coupling!r}")
+
+
+@dataclass(kw_only=True, slots=True)
+class RuntimeConfig:
+    """Where and how the networks run."""
+
+    device: str = "cpu"
+    """Device of the single-process run (distributed runs set it per rank)."""
+    dtype: str = "float32"
+    """Parameter dtype: float32 or bfloat16."""
     fsdp: bool = False
     """Shard student, critic and EMA with FSDP2 across the ranks (memory / world size; the teacher stays whole). All
     rollouts of an update then share one exit step (drawn per step), so results still do not depend on the ranks."""
     gradient_checkpointing: bool = False
     """Recompute block activations in backward (student and critic)."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype {self.dtype!r}; allowed: float32, bfloat16")
+
+
+@dataclass(kw_only=True, slots=True)
+class LoggingConfig:
+    """Metric lines, checkpoints and sample videos."""
+
+    log_every: int = 10
+    """Steps between metric lines."""
+    save_every: int = 100
+    """Steps between checkpoints."""
     sample_every: int = 0
     """Toy world: write sample videos of the EMA student every this many steps (0: never), with the scene oracle's
     recall in the metrics (``training.samples``)."""
@@ -134,142 +306,134 @@ class TrainConfig:
     """Toy sample videos per ``sample_every`` (fixed visit schedules drawn from ``seed``)."""
     sample_seconds: float = 20.0
     """Length of each toy sample video in toy seconds (rounded up to whole visits)."""
-    text_dropout: float = 0.1
-    """Teacher stages: probability that a clip's prompt is replaced by the negative prompt, so guidance has an
-    unconditional branch to subtract."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "log_every", "save_every", "sample_videos", "sample_seconds")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be non-negative, got {self.sample_every}")
+
+
+@dataclass(kw_only=True, slots=True)
+class TrainConfig:
+    """One training stage: teacher, context teacher, ODE init, Stage 1 DMD or Stage 2 contextual DMD."""
+
+    stage: str = "stage1"
+    """"teacher" (bidirectional flow matching on clips), "context-teacher" (continuation with ERFT), "ode-init"
+    (regression on teacher ODE pairs), "stage1" (local DMD on 21 frames) or "stage2" (contextual DMD on long
+    self-rollouts)."""
     objective: str = "dmd"
     """Stage 1 / 2: "dmd" (DMD with the learned critic) or "regression" (on-policy ODE regression onto the exact
-    teacher through prompt schedules, ``objectives.scheduled_regression``; scene world only). Regression in Stage 2
-    asks the exact long teacher, which sees the student's memory; in Stage 1 the exact short teacher, which sees
-    the last ``target_frames`` frames (the chunk at their end), as the paper's 21-frame teacher does."""
-    world: str = "scenes"
-    """Toy world of a run without ``data``: "scenes" (visits to a finite picture library that come back,
-    ``toyworld.scenes``; ``teacher exact`` is its closed-form teacher), the only one left."""
-    memory_grad: bool = False
-    """Scene world, regression: backpropagate through the memory's write path (the t = 0 commit and re-cache passes
-    of earlier chunks), so the student learns what to store as well as how to read it
-    (``objectives.scheduled_regression``)."""
-    read_weight: float = 0.0
-    """Scene world, regression: weight of the reading term (``objectives.scheduled_regression``): the student's own
-    few-step sample of each chunk regresses onto the exact teacher's reading of it (the library picture it shows, or
-    the one its context holds); 0 leaves it out."""
-    read_onto: str = "reading"
-    """Scene world, regression: target of the reading term, "reading" (the library picture the teacher reads in the
-    student's sample), "endpoint" (the teacher's ODE end point from the chunk's noise: keeps the teacher's variety)
-    or "balanced" (the reading, but chunks that must invent get pictures jointly, each of the prompt's K equally
-    often: ``exact_teacher.balanced_reading``; a micro-batch is then ``batch_size`` copies of one schedule, same
-    prompts, other noise, so each invention has batch_size samples to share out)."""
-    target_coupling: str = "ode"
-    """Scene world, regression: how the exact teacher's target depends on the chunk's noise: "ode" (its
-    probability-flow end point from that noise, ``exact_sample``) or "quantile" (the same distribution, the picture
-    picked by the quantile of the noise's sum, ``exact_teacher.coupled_sample``: a map a small student learns, see
-    ``results/sampler-choice/``)."""
-    scenes_per_video: int = 4
-    """Scene world, regression: distinct scenes per training schedule."""
-    scene_visit_units: tuple[int, int] = (1, 2)
-    """Scene world, regression: shortest and longest visit of a training schedule, in units of
-    ``scenes.VISIT_UNIT`` frames (short visits: many cuts and returns per rollout)."""
-    scene_min_return_gap: int = 0
-    """Scene world, regression: fewest frames between a scene's visit and its return in a training schedule (0: the
-    schedule's own draws); e.g. 18 keeps every return out of the short teacher's 21-frame window."""
-    teacher_forcing_end: float = 0.2
-    """Scene world, regression: share of rollouts that commit the teacher's chunks instead of the student's, after
-    a linear ramp from 1 over the first half of the steps."""
+    teacher through prompt schedules, ``objectives.scheduled_regression``; toy world only, settings in ``scenes``).
+    Regression in Stage 2 asks the exact long teacher, which sees the student's memory; in Stage 1 the exact short
+    teacher, which sees the last ``rollout.target_frames`` frames (the chunk at their end), as the paper's 21-frame
+    teacher does. The other stages have one objective each and ignore it."""
+    model: str = "toy"
+    """Architecture preset of student and critic."""
+    teacher: str = "toy"
+    """Architecture preset of the frozen teacher (real score), or "exact": the toy world's closed-form teacher."""
+    memory: MemorySection = field(default_factory=MemorySection)
+    """The student's memory in rollouts (as at inference)."""
+    steps: int = 600
+    """Optimiser steps of the critic (the generator steps every ``optim.gen_update_every``)."""
+    batch_size: int = 1
+    """Prompts per micro-batch."""
+    grad_accum: int = 8
+    """Micro-batches accumulated per optimiser step (effective batch = batch_size * grad_accum * world size)."""
+    guidance: float = 3.0
+    """Real-score guidance s in cond + s (cond - uncond): 3 in Stage 1, 5 in Stage 2; the ODE init's teacher's."""
+    seed: int = 0
+    """Seed of every random draw."""
     data: str = ""
     """Folder written by ``prepare-data``: a latent cache (teacher, context teacher) or a prompt cache (ODE init,
     Stage 1, Stage 2); empty = the toy world."""
-    latent_size: tuple[int, int] = (8, 8)
-    """Latent (H, W): 8 x 8 for the toy codec, 60 x 104 for 480 x 832 Wan video."""
-    dtype: str = "float32"
-    """Parameter dtype: float32 or bfloat16."""
-    device: str = "cpu"
-    """Device of the single-process run (distributed runs set it per rank)."""
-    seed: int = 0
-    """Seed of every random draw."""
-    log_every: int = 10
-    """Steps between metric lines."""
-    save_every: int = 100
-    """Steps between checkpoints."""
+    optim: Optimisers = field(default_factory=Optimisers)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    teacher_stage: TeacherStageConfig = field(default_factory=TeacherStageConfig)
+    context_teacher: ContextTeacherConfig = field(default_factory=ContextTeacherConfig)
+    ode: OdeConfig = field(default_factory=OdeConfig)
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r}; allowed: {', '.join(STAGES)}")
-        if self.world != "scenes":
-            raise ValueError(f"world {self.world!r}: that toy world was retired; the toy world is 'scenes'")
-        if self.objective not in ("dmd", "regression"):
-            raise ValueError(f"objective {self.objective!r}; allowed: dmd, regression")
-        if self.objective == "regression" and (self.stage not in ("stage1", "stage2") or self.data
-                                               or self.teacher != EXACT_TEACHER):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
+        _positive(self, "steps", "batch_size", "grad_accum")
+        for name in ("model", "teacher"):
+            value = getattr(self, name)
+            if value not in MODEL_PRESETS and not (name == "teacher" and value == EXACT_TEACHER):
+                raise ValueError(f"{name} preset {value!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
+        dmd_stage = self.stage in ("stage1", "stage2")
+        if self.objective == "regression" and not (dmd_stage and not self.data and self.teacher == EXACT_TEACHER):
             raise ValueError("objective regression is Stage 1 or 2 on the toy world (no data) with teacher 'exact'")
-        if self.teacher == EXACT_TEACHER and (self.data or self.stage not in ("stage1", "stage2")):
+        if self.teacher == EXACT_TEACHER and (self.data or not dmd_stage):
             raise ValueError("teacher 'exact' is the toy world's closed-form teacher (stage1 / stage2, no data)")
-        if len(self.scene_visit_units) != 2 or not 1 <= self.scene_visit_units[0] <= self.scene_visit_units[1]:
-            raise ValueError(f"scene_visit_units must be (shortest, longest) >= 1, got {self.scene_visit_units}")
-        if not (self.read_weight >= 0 and math.isfinite(self.read_weight)):
-            raise ValueError(f"read_weight must be a finite number >= 0, got {self.read_weight}")
-        if not self.data and self.stage == "context-teacher" and self.context_max % VISIT_UNIT:
-            raise ValueError(f"the scene world's context clips are whole visits: context_max must be a multiple of "
-                             f"{VISIT_UNIT} frames, got {self.context_max}")
-        if self.read_onto not in READ_TARGETS:
-            raise ValueError(f"read_onto must be one of {', '.join(READ_TARGETS)}, got {self.read_onto!r}")
-        if self.target_coupling not in TARGET_COUPLINGS:
-            raise ValueError(f"target_coupling must be one of {', '.join(TARGET_COUPLINGS)}, "
-                             f"got {self.target_coupling!r}")
-        if self.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
+        if self.scenes.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
             raise ValueError(f"the balanced reading shares pictures out among at most {MAX_BALANCED_GROUP} copies: "
                              f"batch_size must be <= {MAX_BALANCED_GROUP}, got {self.batch_size}")
-        if self.scene_min_return_gap < 0:
-            raise ValueError(f"scene_min_return_gap must be >= 0 frames, got {self.scene_min_return_gap}")
-        if not 0 <= self.teacher_forcing_end <= 1 or self.scenes_per_video < 2:
-            raise ValueError("teacher_forcing_end must lie in [0, 1] and scenes_per_video be at least 2")
-        for name in ("model", "teacher"):
-            if name == "teacher" and self.teacher == EXACT_TEACHER:
-                continue
-            if getattr(self, name) not in MODEL_PRESETS:
-                raise ValueError(f"{name} preset {getattr(self, name)!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
-        if self.memory not in MEMORY_PRESETS:
-            raise ValueError(f"memory preset {self.memory!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
-        self.memory_config()  # validates memory_tau
-        for name in ("steps", "batch_size", "grad_accum", "gen_update_every", "rollout_frames", "target_frames",
-                     "log_every", "save_every", "ode_pairs", "ode_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        chunk, steps = self.memory_config().chunk_frames, len(DEFAULT_STEPS)
-        if self.target_frames > self.rollout_frames or self.target_frames % chunk or self.rollout_frames % chunk:
-            raise ValueError(f"rollout_frames and target_frames must be whole {chunk}-frame chunks with target <= rollout")
-        if self.stage == "stage2" and not self.target_frames <= self.curriculum_start <= self.curriculum_end:
+        r, ct, chunk = self.rollout, self.context_teacher, self.memory_config().chunk_frames
+        if r.target_frames % chunk or r.frames % chunk:
+            raise ValueError(f"rollout frames and target_frames must be whole {chunk}-frame chunks with target <= rollout")
+        if self.stage == "stage2" and not r.target_frames <= r.curriculum_start <= r.curriculum_end:
             raise ValueError("stage2 needs target_frames <= curriculum_start <= curriculum_end")
-        if self.stage == "context-teacher" and not (0 < self.context_min <= self.context_max and
-                                                    self.context_min % chunk == 0 and self.context_max % chunk == 0):
-            raise ValueError(f"context-teacher needs 0 < context_min <= context_max, whole {chunk}-frame chunks")
-        if self.ode_steps % steps:
-            raise ValueError(f"ode_steps must be a multiple of the student's {steps} steps, got {self.ode_steps}")
-        if not 0 <= self.text_dropout < 1:
-            raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
-        if self.sample_every and self.data:
+        if self.stage == "context-teacher":
+            if ct.context_min % chunk or ct.context_max % chunk:
+                raise ValueError(f"context-teacher needs context_min and context_max in whole {chunk}-frame chunks")
+            if not self.data and ct.context_max % VISIT_UNIT:
+                raise ValueError(f"the toy world's context clips are whole visits: context_max must be a multiple of "
+                                 f"{VISIT_UNIT} frames, got {ct.context_max}")
+        if self.logging.sample_every and self.data:
             raise ValueError("sample_every writes toy-world sample videos; set it to 0 when training on --data")
-        if not 0.0 <= self.high_noise_fraction <= 1.0:
-            raise ValueError(f"high_noise_fraction must lie in [0, 1], got {self.high_noise_fraction}")
-        if self.flow_weighting not in ("none", "bell"):
-            raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
-        if self.timestep_shift <= 0 or self.sample_every < 0:
-            raise ValueError("timestep_shift must be positive and sample_every non-negative")
-        if self.sample_videos < 1 or not self.sample_seconds > 0:
-            raise ValueError(f"sample_videos ({self.sample_videos}) and sample_seconds ({self.sample_seconds}) "
-                             "must be positive")
-        if not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype {self.dtype!r}; allowed: float32, bfloat16")
 
     def memory_config(self) -> MemoryConfig:
-        """The student's memory: the preset ``memory`` with ``memory_tau`` when set."""
-        cfg = memory_preset(self.memory)
-        return cfg if self.memory_tau is None else cfg.replace(tau=self.memory_tau)
+        """The student's memory: the preset ``memory.preset`` with ``memory.tau`` when set."""
+        return self.memory.config()
 
     def to_json(self) -> str:
         """The resolved configuration, saved beside every run."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def __getattr__(self, name: str) -> typing.Any:
+        """Read-only old flat names (``cfg.read_weight`` = ``cfg.scenes.read_weight``), for code written before the
+        sections.
+        """
+        if name not in LEGACY_KEYS or name in _FIELDS:  # a field not set yet (copying) is no old name
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value: typing.Any = self
+        for part in LEGACY_KEYS[name].split("."):
+            value = getattr(value, part)
+        return value
+
+
+LEGACY_KEYS = {
+    "memory": "memory.preset", "memory_tau": "memory.tau",
+    "generator_optim": "optim.generator", "critic_optim": "optim.critic", "gen_update_every": "optim.gen_update_every",
+    "ema_decay": "ema.decay", "ema_start": "ema.start", "ema_warmup": "ema.warmup",
+    "rollout_frames": "rollout.frames", "target_frames": "rollout.target_frames",
+    "curriculum_start": "rollout.curriculum_start", "curriculum_end": "rollout.curriculum_end",
+    "curriculum_ramp_steps": "rollout.curriculum_ramp_steps", "latent_size": "rollout.latent_size",
+    "layout": "rollout.layout",
+    "timestep_shift": "teacher_stage.timestep_shift", "high_noise_fraction": "teacher_stage.high_noise_fraction",
+    "flow_weighting": "teacher_stage.flow_weighting", "text_dropout": "teacher_stage.text_dropout",
+    "context_min": "context_teacher.context_min", "context_max": "context_teacher.context_max",
+    "erft": "context_teacher.erft",
+    "ode_pairs": "ode.pairs", "ode_steps": "ode.steps",
+    "scenes_per_video": "scenes.per_video", "scene_visit_units": "scenes.visit_units",
+    "scene_min_return_gap": "scenes.min_return_gap", "teacher_forcing_end": "scenes.teacher_forcing_end",
+    "read_weight": "scenes.read_weight", "read_onto": "scenes.read_onto", "target_coupling": "scenes.target_coupling",
+    "memory_grad": "scenes.memory_grad",
+    "device": "runtime.device", "dtype": "runtime.dtype", "fsdp": "runtime.fsdp",
+    "gradient_checkpointing": "runtime.gradient_checkpointing",
+    "log_every": "logging.log_every", "save_every": "logging.save_every", "sample_every": "logging.sample_every",
+    "sample_videos": "logging.sample_videos", "sample_seconds": "logging.sample_seconds",
+}
+"""Old flat setting (before the sections) -> its dotted place today. ``world`` is gone: a run without data is the
+toy world (see :func:`config_from_dict`)."""
+RAMP_KEY = "scenes.teacher_forcing_ramp_steps"
+_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def toy_scenes_teacher() -> TrainConfig:
@@ -280,9 +444,10 @@ def toy_scenes_teacher() -> TrainConfig:
     it does for Wan latents and the picture is decided at sigma above ~0.95; a larger shift spends the steps there
     (the argument behind resolution-dependent shifts).
     """
-    return TrainConfig(stage="teacher", world="scenes", steps=3000, batch_size=4, grad_accum=1,
-                       generator_optim=OptimConfig(lr=1e-3), ema_start=0, ema_decay=0.999, save_every=500,
-                       log_every=100, timestep_shift=8.0)
+    return TrainConfig(stage="teacher", steps=3000, batch_size=4, grad_accum=1,
+                       optim=Optimisers(generator=OptimConfig(lr=1e-3)), ema=EmaConfig(start=0, decay=0.999),
+                       logging=LoggingConfig(save_every=500, log_every=100),
+                       teacher_stage=TeacherStageConfig(timestep_shift=8.0))
 
 
 def toy_scenes_context_teacher() -> TrainConfig:
@@ -291,26 +456,30 @@ def toy_scenes_context_teacher() -> TrainConfig:
     the target returning to a scene of the context half of the time; measured as a continuer beside the exact long
     teacher (``context_forcing_core.eval.toy.scene_continuers``), not used by the later stages.
     """
-    return dataclasses.replace(toy_scenes_teacher(), stage="context-teacher", steps=200,
-                               generator_optim=OptimConfig(lr=3e-4), ema_decay=0.99, save_every=100, log_every=10,
-                               context_min=21, context_max=84, target_frames=VISIT_UNIT, erft=ErftConfig(capacity=32))
+    return dataclasses.replace(
+        toy_scenes_teacher(), stage="context-teacher", steps=200, optim=Optimisers(generator=OptimConfig(lr=3e-4)),
+        ema=EmaConfig(start=0, decay=0.99), logging=LoggingConfig(save_every=100, log_every=10),
+        rollout=RolloutConfig(target_frames=VISIT_UNIT),
+        context_teacher=ContextTeacherConfig(context_min=21, context_max=84, erft=ErftConfig(capacity=32)))
 
 
 def toy_scenes_ode_init() -> TrainConfig:
     """ODE-regression init of the toy student from 256 trajectories (24 Euler steps, guidance 3) of a learned
     teacher, the EMA of ``toy-scenes-teacher`` given with ``--teacher``, on single scene prompts.
     """
-    return TrainConfig(stage="ode-init", world="scenes", steps=200, batch_size=4, grad_accum=1,
-                       generator_optim=OptimConfig(lr=3e-4), ema_start=0, save_every=100, ode_pairs=256, ode_steps=24)
+    return TrainConfig(stage="ode-init", steps=200, batch_size=4, grad_accum=1,
+                       optim=Optimisers(generator=OptimConfig(lr=3e-4)), ema=EmaConfig(start=0),
+                       logging=LoggingConfig(save_every=100), ode=OdeConfig(pairs=256, steps=24))
 
 
 def toy_scenes_stage1() -> TrainConfig:
     """Stage 1 DMD on the toy world (CPU minutes): the real score is the exact short teacher (closed form, no
     context), the critic learned, on 21-frame rollouts of single scene prompts.
     """
-    return TrainConfig(world="scenes", teacher=EXACT_TEACHER, steps=200, grad_accum=1,
-                       generator_optim=OptimConfig(lr=1e-4), critic_optim=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95),
-                       ema_start=50, save_every=50)
+    return TrainConfig(teacher=EXACT_TEACHER, steps=200, grad_accum=1,
+                       optim=Optimisers(generator=OptimConfig(lr=1e-4),
+                                        critic=OptimConfig(lr=1e-4, beta1=0.5, beta2=0.95)),
+                       ema=EmaConfig(start=50), logging=LoggingConfig(save_every=50))
 
 
 def toy_scenes_stage2_dmd() -> TrainConfig:
@@ -318,51 +487,60 @@ def toy_scenes_stage2_dmd() -> TrainConfig:
     last 21, the real score the exact long teacher (it reads the student's context); guidance 3 as in Stage 1. Not
     measured: the toy world's Stage 2 recipe is the regression of ``toy-scenes-stage2``.
     """
-    return dataclasses.replace(toy_scenes_stage1(), stage="stage2", guidance=3.0, curriculum_start=42,
-                               curriculum_end=84, curriculum_ramp_steps=200)
+    return dataclasses.replace(toy_scenes_stage1(), stage="stage2", guidance=3.0,
+                               rollout=RolloutConfig(curriculum_start=42, curriculum_end=84, curriculum_ramp_steps=200))
 
 
 def toy_scenes_stage2() -> TrainConfig:
-    """Scene world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
+    """Toy world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
     through 48-frame prompt schedules of 4 scenes in one-unit visits (1.5 s: many cuts and returns per rollout),
     batch 4, gradient through the memory's write path, from scratch or from ``--init``. These are the settings of
     the bundled student's last phase (how it was made: ``eval/toy/assets/README.md``); they were not compared
     side by side with the earlier ones. The reading term (weight 5) sharpens the student's own samples onto library
     pictures; without it, first-visit samples stayed ~0.6-0.7 from the nearest picture (``eval/toy/assets/README.md``).
+    Teacher forcing ramps from 1 to 0.2 over the first 300 steps.
     """
-    return TrainConfig(stage="stage2", objective="regression", world="scenes", teacher=EXACT_TEACHER, steps=600,
-                       batch_size=4, grad_accum=1, rollout_frames=48, target_frames=48, curriculum_start=48,
-                       curriculum_end=48, ode_steps=16, generator_optim=OptimConfig(lr=5e-4, grad_clip=1.0), ema_start=0,
-                       ema_decay=0.99, save_every=25, log_every=10, scene_visit_units=(1, 1), memory_grad=True,
-                       read_weight=5.0)
+    return TrainConfig(stage="stage2", objective="regression", teacher=EXACT_TEACHER, steps=600, batch_size=4,
+                       grad_accum=1, rollout=RolloutConfig(frames=48, target_frames=48, curriculum_start=48,
+                                                           curriculum_end=48),
+                       ode=OdeConfig(steps=16), optim=Optimisers(generator=OptimConfig(lr=5e-4, grad_clip=1.0)),
+                       ema=EmaConfig(start=0, decay=0.99), logging=LoggingConfig(save_every=25, log_every=10),
+                       scenes=ScenesConfig(visit_units=(1, 1), memory_grad=True, read_weight=5.0,
+                                           teacher_forcing_ramp_steps=300.0))
 
 
 def toy_scenes_stage1_regression() -> TrainConfig:
-    """Scene world Stage 1 by the measured fallback: ``toy-scenes-stage2``'s regression and rollouts, but onto the
+    """Toy world Stage 1 by the measured fallback: ``toy-scenes-stage2``'s regression and rollouts, but onto the
     exact short teacher (the last 21 frames), so the student continues visits and never learns to recall beyond
     them; the Stage-1 side of the Stage 1 vs Stage 2 comparison.
     """
-    return dataclasses.replace(toy_scenes_stage2(), stage="stage1", target_frames=21)
+    cfg = toy_scenes_stage2()
+    return dataclasses.replace(cfg, stage="stage1", rollout=dataclasses.replace(cfg.rollout, target_frames=21))
+
+
+WAN_1_3B = dict(model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b")
 
 
 def wan_1_3b_context_teacher() -> TrainConfig:
     """The authors' context teacher: 8k steps, batch 8, 5-20 s of context (21-84 latents), ERFT at SVI's settings."""
-    return TrainConfig(stage="context-teacher", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=8000,
-                       batch_size=1, grad_accum=1, generator_optim=OptimConfig(lr=1e-5), latent_size=(60, 104),
-                       dtype="bfloat16", device="cuda", gradient_checkpointing=True, save_every=500)
+    return TrainConfig(stage="context-teacher", **WAN_1_3B, steps=8000, batch_size=1, grad_accum=1,
+                       optim=Optimisers(generator=OptimConfig(lr=1e-5)), rollout=RolloutConfig(latent_size=(60, 104)),
+                       runtime=RuntimeConfig(dtype="bfloat16", device="cuda", gradient_checkpointing=True),
+                       logging=LoggingConfig(save_every=500))
 
 
 def wan_1_3b_ode_init() -> TrainConfig:
     """ODE init of the causal 1.3B student (CausVid / Self-Forcing style)."""
-    return TrainConfig(stage="ode-init", model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", steps=3000, batch_size=1,
-                       grad_accum=1, generator_optim=OptimConfig(lr=2e-6), latent_size=(60, 104), dtype="bfloat16",
-                       device="cuda", gradient_checkpointing=True, save_every=500)
+    return TrainConfig(stage="ode-init", **WAN_1_3B, steps=3000, batch_size=1, grad_accum=1,
+                       optim=Optimisers(generator=OptimConfig(lr=2e-6)), rollout=RolloutConfig(latent_size=(60, 104)),
+                       runtime=RuntimeConfig(dtype="bfloat16", device="cuda", gradient_checkpointing=True),
+                       logging=LoggingConfig(save_every=500))
 
 
 def wan_1_3b_stage1() -> TrainConfig:
     """Stage 1 at the authors' settings: 600 iterations, effective batch 64 (8 GPUs x 8 accumulated)."""
-    return TrainConfig(model="wan2.1-t2v-1.3b", teacher="wan2.1-t2v-1.3b", latent_size=(60, 104), dtype="bfloat16",
-                       device="cuda", grad_accum=8)
+    return TrainConfig(**WAN_1_3B, rollout=RolloutConfig(latent_size=(60, 104)),
+                       runtime=RuntimeConfig(dtype="bfloat16", device="cuda"), grad_accum=8)
 
 
 def wan_1_3b_stage2() -> TrainConfig:
@@ -385,23 +563,81 @@ def preset(name: str) -> TrainConfig:
     return PRESETS[name]()
 
 
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
-    """Return ``cfg`` with ``{"section.field" or "field": text}`` overrides parsed by the field's type, validated."""
+def flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    """Nested JSON config -> ``{"section.field": text}`` in the form overrides take."""
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[f"{prefix}{k}"] = ",".join(str(x) for x in v)
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """The config of a resolved ``config.json``: today's nested layout, or the flat one of runs written before the
+    sections. An old config is read as the same run: its keys go to their places (:data:`LEGACY_KEYS`), ``world``
+    must be "scenes" where a run was on the toy world (the other toy world was retired; a run with data or a
+    non-toy model never read it), and a regression run's teacher-forcing ramp, then half its ``steps``, becomes
+    ``scenes.teacher_forcing_ramp_steps``, so the run resumes bit for bit.
+    """
+    flat = flatten(data)
+    if "world" in data and data.get("objective") == "regression" and RAMP_KEY not in flat:
+        flat[RAMP_KEY] = repr(max(1.0, 0.5 * float(flat.get("steps", TrainConfig().steps))))
+    return apply_overrides(TrainConfig(), flat)
+
+
+def _place(key: str) -> str:
+    """The dotted place of a setting: ``key`` itself, or where an old flat name lives now."""
+    head, _, sub = key.partition(".")
     hints = typing.get_type_hints(TrainConfig)
+    is_section = head in hints and dataclasses.is_dataclass(hints[head])
+    if head in LEGACY_KEYS and not (is_section and sub):  # "memory" alone is the old preset name
+        return LEGACY_KEYS[head] + (f".{sub}" if sub else "")
+    return key
+
+
+def _check_world(world: str, cfg: TrainConfig) -> None:
+    if world != TOY_WORLD and not cfg.data and model_preset(cfg.model).in_channels == model_preset("toy").in_channels:
+        raise ValueError(f"world {world!r}: that toy world was retired; a run without data trains on the scene "
+                         f"world ({TOY_WORLD!r}), so this run cannot be continued or repeated")
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
+    """Return ``cfg`` with ``{"section.field" or "field": text}`` overrides parsed by the field's type, validated
+    once, section by section (old flat names are read too, :data:`LEGACY_KEYS`; ``world`` is checked, then dropped).
+    """
+    overrides = dict(overrides)
+    world = overrides.pop("world", None)
+    out = _apply(cfg, {_place(k): v for k, v in overrides.items()}, "")
+    if world is not None:
+        _check_world(world, out)
+    return out
+
+
+def _apply(obj: typing.Any, overrides: dict[str, str], prefix: str) -> typing.Any:
+    hints = typing.get_type_hints(type(obj))
     changes: dict[str, typing.Any] = {}
+    nested: dict[str, dict[str, str]] = {}
     for key, text in overrides.items():
         head, _, sub = key.partition(".")
         if head not in hints:
-            raise ValueError(f"unknown setting {key!r}; settings: {', '.join(sorted(hints))}")
-        if sub:
-            inner = changes.get(head) or dataclasses.replace(getattr(cfg, head))
-            sub_hints = typing.get_type_hints(type(inner))
-            if sub not in sub_hints:
-                raise ValueError(f"unknown setting {key!r}; {head} has: {', '.join(sorted(sub_hints))}")
-            changes[head] = dataclasses.replace(inner, **{sub: _parse(text, sub_hints[sub], key)})
+            where = f"{prefix[:-1]} has" if prefix else "settings"
+            raise ValueError(f"unknown setting {prefix + key!r}; {where}: {', '.join(sorted(hints))}")
+        if dataclasses.is_dataclass(hints[head]):
+            if not sub:
+                fields = ", ".join(f.name for f in dataclasses.fields(hints[head]))
+                raise ValueError(f"{prefix + head!r} is a section; set its fields ({fields}) as {prefix + head}.FIELD")
+            nested.setdefault(head, {})[sub] = text
+        elif sub:
+            raise ValueError(f"unknown setting {prefix + key!r}; {prefix + head} is not a section")
         else:
-            changes[head] = _parse(text, hints[head], key)
-    return dataclasses.replace(cfg, **changes)
+            changes[head] = _parse(text, hints[head], prefix + key)
+    for head, sub_overrides in nested.items():
+        changes[head] = _apply(getattr(obj, head), sub_overrides, f"{prefix}{head}.")
+    return dataclasses.replace(obj, **changes)
 
 
 def _parse(text: str, kind: typing.Any, key: str) -> typing.Any:

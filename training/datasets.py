@@ -42,7 +42,7 @@ class TrainingData:
 
 def clip_frames(cfg: TrainConfig) -> int:
     """Latent frames a clip stage trains on: the teacher's clip, or the longest context plus the target."""
-    return cfg.rollout_frames if cfg.stage == "teacher" else cfg.context_max + cfg.target_frames
+    return cfg.rollout.frames if cfg.stage == "teacher" else cfg.context_teacher.context_max + cfg.rollout.target_frames
 
 
 def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
@@ -56,13 +56,13 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
     """
     need = clip_frames(cfg) if cfg.stage in CLIP_STAGES else 0
     if not cfg.data:
-        if model.in_channels != ToyCodec.latent_channels or tuple(cfg.latent_size) != (8, 8):
+        if model.in_channels != ToyCodec.latent_channels or tuple(cfg.rollout.latent_size) != (8, 8):
             raise ValueError(f"model {cfg.model!r} does not run on the toy world (48-channel 8 x 8 latents); give "
                              "--data, a folder written by `python -m training.run prepare-data`")
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
         if cfg.stage == "context-teacher":
-            clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_max,
-                                            target_frames=cfg.target_frames, seed=cfg.seed, encoder=encoder)
+            clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_teacher.context_max,
+                                            target_frames=cfg.rollout.target_frames, seed=cfg.seed, encoder=encoder)
         else:
             clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None
         return TrainingData(prompts=ScenePromptDataset(1024, seed=cfg.seed, encoder=encoder), clips=clips,
@@ -74,9 +74,9 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
                              "prepare it with prepare-data --videos --captions")
         clips = LatentClipDataset(folder)
         c, f, h, w = clips.spec.latent_shape
-        if c != model.in_channels or (h, w) != tuple(cfg.latent_size) or f < need:
+        if c != model.in_channels or (h, w) != tuple(cfg.rollout.latent_size) or f < need:
             raise ValueError(f"{folder}: clips hold latents (C, F, h, w) = {(c, f, h, w)}; {cfg.stage} needs "
-                             f"C = {model.in_channels}, (h, w) = {tuple(cfg.latent_size)} and F >= {need}")
+                             f"C = {model.in_channels}, (h, w) = {tuple(cfg.rollout.latent_size)} and F >= {need}")
         text_len, text_dim, prompts = clips.spec.text_len, clips.spec.text_dim, None
     else:
         if not (folder / PROMPT_MANIFEST).is_file():

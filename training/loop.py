@@ -3,7 +3,7 @@
 A DMD ``train_step`` = a critic update every step and a student update every ``gen_update_every`` steps, each over
 ``grad_accum`` micro-batches. The student rolls out through its memory exactly as at inference
 (``self_rollout``); teacher and critic score the last ``target_frames`` given the same student-generated context,
-laid out as ``cfg.layout`` says. The other stages make one optimiser step of one network per ``train_step``.
+laid out as ``cfg.rollout.layout`` says. The other stages make one optimiser step of one network per ``train_step``.
 
 Data parallel: an update's global batch is ``world_size * grad_accum`` micro-batches; rank r runs the global indices
 g in ``DistContext.micro_batches`` (its ``grad_accum`` consecutive slots), reads prompts or clips
@@ -99,14 +99,14 @@ class Run:
 
     @property
     def sharded(self) -> bool:
-        """Student, critic and EMA are FSDP-sharded (``cfg.fsdp`` on several ranks): gradients are averaged by
+        """Student, critic and EMA are FSDP-sharded (``cfg.runtime.fsdp`` on several ranks): gradients are averaged by
         FSDP's reduce-scatter, and checkpoints gather the shards on every rank.
         """
         return _sharded(self.cfg, self.dist)
 
 
 def _sharded(cfg: TrainConfig, dist: DistContext) -> bool:
-    return cfg.fsdp and dist.world_size > 1
+    return cfg.runtime.fsdp and dist.world_size > 1
 
 
 def _adamw(params, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -120,12 +120,12 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     On several ranks (``dist``), rank 0's student and teacher weights are broadcast so every replica starts equal.
     """
     dist = dist or DistContext()
-    device = torch.device(dist.device if dist.world_size > 1 else cfg.device)
+    device = torch.device(dist.device if dist.world_size > 1 else cfg.runtime.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r} but this machine has no CUDA device; pass --device cpu")
+        raise ValueError(f"device {cfg.runtime.device!r} but this machine has no CUDA device; pass --device cpu")
     data = load_training_data(cfg, model_preset(cfg.model))
     torch.manual_seed(cfg.seed)
-    dtype = getattr(torch, cfg.dtype)
+    dtype = getattr(torch, cfg.runtime.dtype)
     real = None
     if cfg.teacher == EXACT_TEACHER:  # the scene world's closed-form teacher
         mcfg = model_preset(cfg.model)
@@ -144,7 +144,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     else:
         student = WanModel(model_preset(cfg.model))
     student = student.to(device, dtype).train().requires_grad_(True)
-    student.enable_gradient_checkpointing(cfg.gradient_checkpointing)
+    student.enable_gradient_checkpointing(cfg.runtime.gradient_checkpointing)
     broadcast_parameters(student, dist)
     distil = cfg.stage in DMD_STAGES and cfg.objective == "dmd"
     critic = copy.deepcopy(student) if distil else None
@@ -154,13 +154,14 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
             if net is not None:
                 shard_model(net, dist)
     state = TrainState(student=student, critic=critic, ema=ema,
-                       student_optim=_adamw(student.parameters(), cfg.generator_optim),
-                       critic_optim=_adamw(critic.parameters(), cfg.critic_optim) if distil else None,
-                       bank=ErrorBank(cfg.erft) if cfg.stage == "context-teacher" else None)
+                       student_optim=_adamw(student.parameters(), cfg.optim.generator),
+                       critic_optim=_adamw(critic.parameters(), cfg.optim.critic) if distil else None,
+                       bank=ErrorBank(cfg.context_teacher.erft) if cfg.stage == "context-teacher" else None)
     curriculum = None
     if cfg.stage == "stage2":
-        curriculum = RolloutCurriculum(k_min=cfg.target_frames, n_start=cfg.curriculum_start, n_end=cfg.curriculum_end,
-                                       ramp_steps=cfg.curriculum_ramp_steps, target_frames=cfg.target_frames)
+        r = cfg.rollout
+        curriculum = RolloutCurriculum(k_min=r.target_frames, n_start=r.curriculum_start, n_end=r.curriculum_end,
+                                       ramp_steps=r.curriculum_ramp_steps, target_frames=r.target_frames)
     return Run(cfg=cfg, state=state, teacher=real, prompts=data.prompts, clips=data.clips, uncond=data.uncond.to(device),
                memory=cfg.memory_config(), curriculum=curriculum, dist=dist)
 
@@ -206,8 +207,8 @@ def _clip_batch(run: Run, g: int, gen: torch.Generator) -> tuple[Tensor, Tensor]
         latents = latents[:, :, start : start + need]
     dev = _device(run)
     latents, text = latents.to(dev), text.to(dev)
-    if run.cfg.text_dropout > 0:
-        drop = torch.rand(text.shape[0], generator=gen) < run.cfg.text_dropout  # (B,)
+    if run.cfg.teacher_stage.text_dropout > 0:
+        drop = torch.rand(text.shape[0], generator=gen) < run.cfg.teacher_stage.text_dropout  # (B,)
         text = torch.where(drop.to(dev)[:, None, None], run.uncond.to(text.dtype), text)
     return latents, text
 
@@ -220,23 +221,23 @@ def _advance_cursor(run: Run) -> None:
 def _rollout(run: Run, frames: int, text: Tensor, gen: torch.Generator, requires_grad: bool) -> Tensor:
     """(B, C, frames, H, W) student self-rollout; exit step and noise come from the micro-batch's generator."""
     st, cfg = run.state, run.cfg
-    if cfg.fsdp:  # one exit step per update on every rank: FSDP needs the same forward calls everywhere
+    if cfg.runtime.fsdp:  # one exit step per update on every rank: FSDP needs the same forward calls everywhere
         exit_here = exit_step(len(DEFAULT_STEPS), micro_generator(cfg.seed, st.step, 0, f"exit/{requires_grad}"))
     else:
         exit_here = exit_step(len(DEFAULT_STEPS), gen)
-    return self_rollout(st.student, text, num_latent_frames=frames, target_frames=cfg.target_frames,
+    return self_rollout(st.student, text, num_latent_frames=frames, target_frames=cfg.rollout.target_frames,
                         exit_step=exit_here, generator=gen,
                         memory=run.memory, clean_context=cfg.stage == "stage2", requires_grad=requires_grad,
-                        latent_size=cfg.latent_size).latents
+                        latent_size=cfg.rollout.latent_size).latents
 
 
 def _noised_target(run: Run, x: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Context (detached, laid out as ``cfg.layout``), noise, t (B,) and x_t of the target frames of a rollout x."""
-    n = run.cfg.target_frames
+    """Context (detached, laid out as ``cfg.rollout.layout``), noise, t (B,) and x_t of the target frames of a rollout x."""
+    n = run.cfg.rollout.target_frames
     target = x[:, :, -n:].detach()
     t = dmd_timesteps(x.shape[0], gen)  # CF / SF: shift 5, clamped to [20, 980]
     noise = torch.randn(target.shape, generator=gen).to(target)
-    idx = torch.tensor(context_indices(x.shape[2] - n, run.cfg.layout), dtype=torch.long, device=x.device)
+    idx = torch.tensor(context_indices(x.shape[2] - n, run.cfg.rollout.layout), dtype=torch.long, device=x.device)
     t = t.to(target.device)
     return x[:, :, :-n].detach().index_select(2, idx), noise, t, add_noise(target, noise, t / 1000)
 
@@ -257,8 +258,8 @@ def _student_step(run: Run) -> float:
     """
     st, cfg = run.state, run.cfg
     _advance_cursor(run)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.generator_optim.grad_clip)
-    ema_update(st.ema, st.student, ema_decay_at(st.step, decay=cfg.ema_decay, start=cfg.ema_start, warmup=cfg.ema_warmup))
+    norm = _clip_and_step(run, st.student, st.student_optim, cfg.optim.generator.grad_clip)
+    ema_update(st.ema, st.student, ema_decay_at(st.step, decay=cfg.ema.decay, start=cfg.ema.start, warmup=cfg.ema.warmup))
     return norm
 
 
@@ -273,7 +274,7 @@ def generator_update(run: Run, frames: int) -> dict[str, float]:
         context, _, t, x_t = _noised_target(run, x, gen)
         x0_real, x0_fake = contextual_scores(run.teacher, st.critic, context, x_t, t, text,
                                              run.uncond.expand(text.shape[0], -1, -1), guidance_scale=cfg.guidance)
-        dmd = contextual_dmd_loss(x, x0_real, x0_fake, target_frames=cfg.target_frames)
+        dmd = contextual_dmd_loss(x, x0_real, x0_fake, target_frames=cfg.rollout.target_frames)
         (dmd.loss / cfg.grad_accum).backward()
         loss += dmd.loss.item() / cfg.grad_accum
     st.critic.requires_grad_(True)
@@ -291,11 +292,11 @@ def critic_update(run: Run, frames: int) -> dict[str, float]:
             x = _rollout(run, frames, text, gen, requires_grad=False)
         context, noise, t, x_t = _noised_target(run, x, gen)
         flow, _ = flow_with_context(st.critic, context, x_t, t, text)
-        step_loss = critic_loss(flow, x[:, :, -cfg.target_frames:], noise, t)
+        step_loss = critic_loss(flow, x[:, :, -cfg.rollout.target_frames:], noise, t)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
     _advance_cursor(run)
-    norm = _clip_and_step(run, st.critic, st.critic_optim, cfg.critic_optim.grad_clip)
+    norm = _clip_and_step(run, st.critic, st.critic_optim, cfg.optim.critic.grad_clip)
     return average_metrics({"critic_loss": loss}, run.dist) | {"critic_grad_norm": norm}
 
 
@@ -305,14 +306,14 @@ def teacher_update(run: Run) -> dict[str, float]:
     loss = 0.0
     for g, gen in _micro_batches(run, "teacher"):
         x0, text = _clip_batch(run, g, gen)  # (B, C, F, H, W), (B, L, D)
-        t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.timestep_shift).to(x0.device)
-        if cfg.high_noise_fraction > 0:
-            high = torch.rand(x0.shape[0], generator=gen) < cfg.high_noise_fraction  # (B,)
+        t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.teacher_stage.timestep_shift).to(x0.device)
+        if cfg.teacher_stage.high_noise_fraction > 0:
+            high = torch.rand(x0.shape[0], generator=gen) < cfg.teacher_stage.high_noise_fraction  # (B,)
             t = torch.where(high.to(x0.device), sample_timesteps(x0.shape[0], generator=gen, shift=HIGH_NOISE_SHIFT)
                             .to(x0.device), t)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         flow = st.student(add_noise(x0, noise, t / 1000), t, text)
-        step_loss = flow_matching_loss(flow, x0, noise, t, weighting=cfg.flow_weighting)
+        step_loss = flow_matching_loss(flow, x0, noise, t, weighting=cfg.teacher_stage.flow_weighting)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
     norm = _student_step(run)
@@ -321,18 +322,19 @@ def teacher_update(run: Run) -> dict[str, float]:
 
 def context_teacher_update(run: Run) -> dict[str, float]:
     """One ERFT step of the context teacher (CF Sec. 5): a random ``context_min``-``context_max`` frame context (whole
-    chunks, one length per micro-batch) before ``target_frames``, laid out as ``cfg.layout``; the banks take this
+    chunks, one length per micro-batch) before ``target_frames``, laid out as ``cfg.rollout.layout``; the banks take this
     step's errors. A clip ends in its target (the toy world's in the target visit), so the context is cut from the
     front.
     """
     st, cfg = run.state, run.cfg
     loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
-    choices = range(cfg.context_min, cfg.context_max + 1, chunk)
+    choices = range(cfg.context_teacher.context_min, cfg.context_teacher.context_max + 1, chunk)
     for g, gen in _micro_batches(run, "context-teacher"):
         latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
-        frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.target_frames
-        step = erft_step(st.student, latents[:, :, -frames:], text, target_frames=cfg.target_frames,
-                         layout=cfg.layout, bank=st.bank, erft=cfg.erft, generator=gen, shift=cfg.timestep_shift)
+        frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.rollout.target_frames
+        step = erft_step(st.student, latents[:, :, -frames:], text, target_frames=cfg.rollout.target_frames,
+                         layout=cfg.rollout.layout, bank=st.bank, erft=cfg.context_teacher.erft, generator=gen,
+                         shift=cfg.teacher_stage.timestep_shift)
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum
         injected += float((~step.injection.clean).float().mean()) / cfg.grad_accum
@@ -355,12 +357,12 @@ def ode_update(run: Run) -> dict[str, float]:
 
 
 def _teacher_forcing(run: Run) -> float:
-    """Share of teacher-committed rollouts at this step: 1 ramping linearly to ``teacher_forcing_end`` at half the
-    run.
+    """Share of teacher-committed rollouts at this step: 1 ramping linearly to ``scenes.teacher_forcing_end`` over
+    ``scenes.teacher_forcing_ramp_steps`` (not tied to ``steps``, so a resume with more steps keeps the schedule).
     """
-    cfg = run.cfg
-    ramp = min(1.0, run.state.step / max(1.0, 0.5 * cfg.steps))
-    return 1.0 + ramp * (cfg.teacher_forcing_end - 1.0)
+    sc = run.cfg.scenes
+    ramp = min(1.0, run.state.step / sc.teacher_forcing_ramp_steps) if sc.teacher_forcing_ramp_steps > 0 else 1.0
+    return 1.0 + ramp * (sc.teacher_forcing_end - 1.0)
 
 
 def scheduled_update(run: Run) -> dict[str, float]:
@@ -374,17 +376,17 @@ def scheduled_update(run: Run) -> dict[str, float]:
     enc = run.teacher.encoder
     for _, gen in _micro_batches(run, "scenes"):
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-        base = random_schedule(rng, num_frames=cfg.rollout_frames, num_scenes=cfg.scenes_per_video,
-                               visit_units=tuple(cfg.scene_visit_units), min_return_gap=cfg.scene_min_return_gap)
-        balanced = cfg.read_onto == "balanced"
+        base = random_schedule(rng, num_frames=cfg.rollout.frames, num_scenes=cfg.scenes.per_video,
+                               visit_units=tuple(cfg.scenes.visit_units), min_return_gap=cfg.scenes.min_return_gap)
+        balanced = cfg.scenes.read_onto == "balanced"
         schedules = [base] * cfg.batch_size if balanced else [base] + [
             relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
         tf = bool(rng.random() < _teacher_forcing(run))
 
         def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
-            if cfg.target_coupling == "quantile":
+            if cfg.scenes.target_coupling == "quantile":
                 return coupled_sample(run.teacher, text, noise=z, context=context)
-            return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode_steps,
+            return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode.steps,
                                 noise=z, generator=gen)
 
         def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor, balanced=balanced) -> Tensor:
@@ -394,17 +396,19 @@ def scheduled_update(run: Run) -> dict[str, float]:
 
         reads: list[float] = []
         losses, _ = scheduled_regression(st.student, teacher_fn, prompt_schedule(schedules, enc),
-                                         num_latent_frames=cfg.rollout_frames, memory=run.memory, generator=gen,
+                                         num_latent_frames=cfg.rollout.frames, memory=run.memory, generator=gen,
                                          teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
-                                         latent_size=cfg.latent_size, memory_grad=cfg.memory_grad,
-                                         teacher_window=cfg.target_frames if cfg.stage == "stage1" else None,
-                                         read=read_fn, read_weight=cfg.read_weight, read_losses=reads,
-                                         read_onto="endpoint" if cfg.read_onto == "endpoint" else "reading")
+                                         latent_size=cfg.rollout.latent_size, memory_grad=cfg.scenes.memory_grad,
+                                         teacher_window=cfg.rollout.target_frames if cfg.stage == "stage1" else None,
+                                         read=read_fn, read_weight=cfg.scenes.read_weight, read_losses=reads,
+                                         read_onto="endpoint" if cfg.scenes.read_onto == "endpoint" else "reading")
         loss += float(np.mean(losses)) / cfg.grad_accum
         read_loss += float(np.mean(reads)) / cfg.grad_accum if reads else 0.0
         forced += float(tf) / cfg.grad_accum
     norm = _student_step(run)
-    metrics = {"regression_loss": loss, "teacher_forced": forced} | ({"read_loss": read_loss} if cfg.read_weight else {})
+    metrics = {"regression_loss": loss, "teacher_forced": forced}
+    if cfg.scenes.read_weight:
+        metrics["read_loss"] = read_loss
     return average_metrics(metrics, run.dist) | {"grad_norm": norm}
 
 
@@ -418,17 +422,17 @@ def train_step(run: Run) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     if cfg.stage in SINGLE_UPDATES or cfg.objective == "regression":
         update = scheduled_update if cfg.objective == "regression" else SINGLE_UPDATES[cfg.stage]
-        with autocast_context(cfg.device, cfg.dtype):
+        with autocast_context(cfg.runtime.device, cfg.runtime.dtype):
             metrics = {"step": st.step} | update(run)
         st.step += 1
         return metrics
     if run.curriculum is None:
-        frames = cfg.rollout_frames
+        frames = cfg.rollout.frames
     else:  # a step-level draw: every rank rolls out the same length without communicating
         frames = sample_rollout(st.step, run.curriculum, step_generator(cfg.seed, st.step))
     metrics: dict[str, float] = {"step": st.step, "rollout_frames": frames}
-    with autocast_context(cfg.device, cfg.dtype):
-        if st.step % cfg.gen_update_every == 0:
+    with autocast_context(cfg.runtime.device, cfg.runtime.dtype):
+        if st.step % cfg.optim.gen_update_every == 0:
             metrics |= generator_update(run, frames)
         metrics |= critic_update(run, frames)
     st.step += 1
@@ -438,9 +442,9 @@ def train_step(run: Run) -> dict[str, float]:
 def prepare_pairs(run: Run, out: Path) -> None:
     """ODE init: generate (rank 0, resumable) and load the teacher's trajectory pairs into ``run.pairs``."""
     cfg, prompts = run.cfg, run.prompts
-    shape = (run.teacher.config.in_channels, cfg.rollout_frames, *cfg.latent_size)
-    kw = dict(num_pairs=cfg.ode_pairs, batch_size=ODE_PAIR_BATCH, shape=shape,
-              timesteps_guidance=(cfg.ode_steps, cfg.guidance), seed=cfg.seed)
+    shape = (run.teacher.config.in_channels, cfg.rollout.frames, *cfg.rollout.latent_size)
+    kw = dict(num_pairs=cfg.ode.pairs, batch_size=ODE_PAIR_BATCH, shape=shape,
+              timesteps_guidance=(cfg.ode.steps, cfg.guidance), seed=cfg.seed)
     folder = out / "ode_pairs"
     if run.dist.is_main:
         generate_pairs(run.teacher, lambda i: prompts[i % len(prompts)][1], run.uncond.cpu(), folder, **kw)
@@ -462,19 +466,19 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
     cfg, st = run.cfg, run.state
     if cfg.stage == "ode-init" and run.pairs is None:
         prepare_pairs(run, out)
-    with MetricsLogger(out, enabled=ctx.is_main, flush_every=cfg.log_every) as log:
+    with MetricsLogger(out, enabled=ctx.is_main, flush_every=cfg.logging.log_every) as log:
         while st.step < cfg.steps:
             start = time.perf_counter()
             metrics = train_step(run)
             metrics["seconds"] = time.perf_counter() - start
             last = st.step == cfg.steps
             log.log(metrics)
-            if ctx.is_main and (st.step % cfg.log_every == 0 or last):
+            if ctx.is_main and (st.step % cfg.logging.log_every == 0 or last):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "step")
                 print(f"step {st.step}/{cfg.steps}: {shown}", flush=True)
-            if ctx.is_main and cfg.sample_every and (st.step % cfg.sample_every == 0 or last):
+            if ctx.is_main and cfg.logging.sample_every and (st.step % cfg.logging.sample_every == 0 or last):
                 _write_samples(run, out, log)
-            if st.step % cfg.save_every == 0 or last:
+            if st.step % cfg.logging.save_every == 0 or last:
                 if ctx.is_main or run.sharded:  # sharded: every rank gathers, rank 0 writes
                     save_checkpoint(st, out, write=ctx.is_main)
                 barrier(ctx)
@@ -483,7 +487,7 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
 def _write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
     """Toy sample videos of the EMA student (causal stages) or a teacher's stand-in through the same sampler."""
     st, cfg = run.state, run.cfg
-    samples = toy_samples(st.ema, videos=cfg.sample_videos, seconds=cfg.sample_seconds, memory=run.memory,
+    samples = toy_samples(st.ema, videos=cfg.logging.sample_videos, seconds=cfg.logging.sample_seconds, memory=run.memory,
                           seed=cfg.seed, out_dir=out / "samples", step=st.step)
     log.log({f"sample/{k}": v for k, v in samples.metrics.items()}, step=st.step)
     log.add_video("sample/video", samples.frames[0], st.step)

@@ -5,7 +5,8 @@ beside the exact ones, not used by the later stages), Stage 1 (DMD against the e
     python -m training.pipeline --out outputs/toy-pipeline [--scale 1.0] [--export FILE] [--device cuda]
 
 Every stage resumes from its latest checkpoint, so an interrupted pipeline continues where it stopped. ``--scale``
-multiplies every stage's steps, for quick checks. The wall time of each stage goes to ``<out>/pipeline.json``.
+multiplies every stage's steps (and the regression's teacher-forcing ramp), for quick checks. The wall time of each
+stage goes to ``<out>/pipeline.json``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def stage_commands(out: Path, scale: float, device: str | None = None) -> list[t
         cfg = preset(name)
         args = [stage, "--config", name, "--out", str(out / stage), "--resume",
                 "--steps", str(max(1, round(cfg.steps * scale)))]
+        if cfg.objective == "regression":
+            args += ["--scenes.teacher_forcing_ramp_steps", repr(cfg.scenes.teacher_forcing_ramp_steps * scale)]
         if device:
-            args += ["--device", device]
+            args += ["--runtime.device", device]
         cmds.append((stage, args))
     return cmds
 

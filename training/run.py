@@ -14,8 +14,10 @@
 
 ``python -m training.pipeline`` runs the whole toy recipe in order and exports its student.
 
-``--config`` takes a preset name or a JSON file of a resolved config; every ``--field value`` or
-``--section.field value`` after it overrides one setting. ``--dry-run`` builds student, critic and teacher, runs the
+``--config`` takes a preset name or a JSON file of a resolved config (a run folder's ``config.json``, old flat ones
+too); every ``--field value`` or ``--section.field value`` (``--section.sub.field value``) after it overrides one
+setting, e.g. ``--steps 300 --optim.generator.lr 1e-4 --scenes.read_weight 0`` (the flat names of configs written
+before the sections, ``--read_weight 0``, still work). ``--dry-run`` builds student, critic and teacher, runs the
 shapes of one step without training (on the meta device when the config's device is not available here), prints
 the parameter counts and a per-GPU memory estimate, and writes the resolved config. Under torchrun every rank
 trains on its share of each global batch (``batch_size * grad_accum`` per rank, see ``training.distributed``);
@@ -39,7 +41,7 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher
 from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .config import EXACT_TEACHER, STAGES, TrainConfig, apply_overrides, preset
+from .config import EXACT_TEACHER, STAGES, TrainConfig, apply_overrides, config_from_dict, preset
 from .distributed import init_distributed, shutdown
 from .export import export_student
 from .loop import build_run, train
@@ -62,38 +64,23 @@ class DryRunReport:
 
 
 def load_config(stage: str, source: str, overrides: dict[str, str]) -> TrainConfig:
-    """Resolve a preset name or JSON file plus overrides, and check it is for ``stage``."""
-    if source.endswith(".json"):
-        data = json.loads(Path(source).read_text())
-        cfg = apply_overrides(TrainConfig(), _flatten(data))
-    else:
-        cfg = preset(source)
+    """Resolve a preset name or a resolved-config JSON file (today's or an old flat one, ``config_from_dict``) plus
+    overrides, and check it is for ``stage``.
+    """
+    cfg = config_from_dict(json.loads(Path(source).read_text())) if source.endswith(".json") else preset(source)
     cfg = apply_overrides(cfg, overrides)
     if cfg.stage != stage:
         raise ValueError(f"config {source!r} is for {cfg.stage}, not {stage}")
     return cfg
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
-    """Nested JSON config -> {"section.field": text} in the form overrides take."""
-    out: dict[str, str] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        elif isinstance(v, list):
-            out[f"{prefix}{k}"] = ",".join(str(x) for x in v)
-        else:
-            out[f"{prefix}{k}"] = str(v)
-    return out
-
-
 def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
     """Build every network and run the shapes of one step; nothing is trained. ``world_size`` GPUs share the
-    sharded items when ``cfg.fsdp``.
+    sharded items when ``cfg.runtime.fsdp``.
     """
-    available = cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())
-    device = torch.device(cfg.device if available else "meta")
-    dtype = getattr(torch, cfg.dtype)
+    available = cfg.runtime.device == "cpu" or (cfg.runtime.device.startswith("cuda") and torch.cuda.is_available())
+    device = torch.device(cfg.runtime.device if available else "meta")
+    dtype = getattr(torch, cfg.runtime.dtype)
     with device:
         student = WanModel(model_preset(cfg.model)).to(dtype)
         critic = WanModel(model_preset(cfg.model)).to(dtype)
@@ -112,20 +99,20 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
         text = torch.randn(cfg.batch_size, s_cfg.text_len, s_cfg.text_dim)
         mem = SlowFastMemory(mem_cfg, s_cfg)
         mem.begin_chunk(range(chunk))
-        x = torch.randn(cfg.batch_size, s_cfg.in_channels, chunk, *cfg.latent_size)
+        x = torch.randn(cfg.batch_size, s_cfg.in_channels, chunk, *cfg.rollout.latent_size)
         flow = student(x, torch.full((cfg.batch_size, chunk), 1000.0), text, attention=mem.attention(commit=True))
         mem.end_chunk()
-        clip = torch.randn(cfg.batch_size, s_cfg.in_channels, cfg.target_frames, *cfg.latent_size)
+        clip = torch.randn(cfg.batch_size, s_cfg.in_channels, cfg.rollout.target_frames, *cfg.rollout.latent_size)
         teacher_flow = teacher(clip, torch.full((cfg.batch_size,), 500.0), text)
     if flow.shape != x.shape or teacher_flow.shape != clip.shape:
         raise RuntimeError(f"shape check failed: {tuple(flow.shape)} vs {tuple(x.shape)}")
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in
               (("student", student), ("critic", critic), ("teacher", teacher))}
     size = torch.finfo(dtype).bits // 8
-    cache = mem.nbytes() // chunk * (mem_cfg.capacity or cfg.rollout_frames)
+    cache = mem.nbytes() // chunk * (mem_cfg.capacity or cfg.rollout.frames)
     trained = ["student"] + (["critic"] if cfg.stage in ("stage1", "stage2") else [])
     n_trained = sum(counts[k] for k in trained)
-    shards = world_size if cfg.fsdp else 1  # FSDP shards what is trained (and the EMA); the frozen teacher stays whole
+    shards = world_size if cfg.runtime.fsdp else 1  # FSDP shards what is trained (and the EMA), not the frozen teacher
     each = f", 1/{shards} per GPU (FSDP)" if shards > 1 else ""
     memory = {
         f"weights ({' + '.join(trained)}{each})": n_trained * size // shards,
@@ -190,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.dry_run:
         try:
-            ctx = init_distributed(cfg.device)
+            ctx = init_distributed(cfg.runtime.device)
         except ValueError as err:
             parser.error(str(err))
         try:

@@ -45,7 +45,7 @@ def test_wan_stage2_dry_run_validates_on_the_meta_device(tmp_path, capsys):
     assert report.device == "meta"
     kv = report.memory_bytes["student KV cache (bounded memory)"]
     assert kv == 21 * 30 * 2 * 1560 * 1536 * 2  # 21 frames x 30 layers x (k, v) x tokens x dim x bf16
-    sharded = run.dry_run(run.load_config("stage2", "wan-1.3b-stage2", {"fsdp": "true"}), world_size=8).memory_bytes
+    sharded = run.dry_run(run.load_config("stage2", "wan-1.3b-stage2", {"runtime.fsdp": "true"}), world_size=8).memory_bytes
     whole = report.memory_bytes
     adam = [k for k in whole if k.startswith("AdamW")][0]
     assert next(v for k, v in sharded.items() if k.startswith("AdamW")) == whole[adam] // 8
@@ -69,8 +69,8 @@ def params_of(folder):
 
 
 def test_training_then_kill_and_resume_matches_a_straight_run(tmp_path):
-    common = ["stage1", "--config", "toy-scenes-stage1", "--gen_update_every", "2", "--log_every", "1",
-              "--save_every", "1", "--rollout_frames", "6", "--target_frames", "6"]
+    common = ["stage1", "--config", "toy-scenes-stage1", "--optim.gen_update_every", "2", "--logging.log_every", "1",
+              "--logging.save_every", "1", "--rollout.frames", "6", "--rollout.target_frames", "6"]
     assert run.main(common + ["--out", str(tmp_path / "a"), "--steps", "3"]) == 0
     assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "2"]) == 0  # killed after step 2
     assert run.main(common + ["--out", str(tmp_path / "b"), "--steps", "3", "--resume"]) == 0
@@ -96,7 +96,7 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
 
     run_dir, out = tmp_path / "teacher", tmp_path / "exported.safetensors"
     assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "1",
-                     "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
+                     "--rollout.frames", "3", "--rollout.target_frames", "3", "--batch_size", "1"]) == 0
     assert run.main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
     exported, ema = load_model(out), load_model(run_dir / "step_000001" / "student_ema.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(exported.parameters(), ema.parameters()))
@@ -118,8 +118,9 @@ def test_export_step_picks_an_earlier_checkpoint(tmp_path):
     from context_forcing_core import load_model
 
     run_dir, out = tmp_path / "teacher", tmp_path / "first.safetensors"
-    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "2", "--save_every", "1",
-                     "--rollout_frames", "3", "--target_frames", "3", "--batch_size", "1"]) == 0
+    assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "2",
+                     "--logging.save_every", "1", "--rollout.frames", "3", "--rollout.target_frames", "3",
+                     "--batch_size", "1"]) == 0
     assert run.main(["export", "--run", str(run_dir), "--out", str(out), "--step", "1"]) == 0
     first, second = (load_model(run_dir / f"step_00000{i}" / "student_ema.safetensors") for i in (1, 2))
     exported = load_model(out)

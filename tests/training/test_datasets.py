@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.config import TrainConfig
+from training.config import TrainConfig, apply_overrides
 from training.data.cache import CacheSpec, ClipCache, clip_key
 from training.data.negative import NEGATIVE_FILE, read_negative, write_negative
 from training.data.prompt_cache import PromptCacheSpec, open_prompt_cache, shard_path, write_prompt_shard
@@ -39,15 +39,16 @@ def _prompt_cache(folder, n=5):
     write_negative(folder, "blurry", torch.full((3, 8), -0.5), torch.float32)
 
 
-def _cfg(stage, data, **kw):
-    base = dict(stage=stage, model="micro", teacher="micro", data=str(data), latent_size=(4, 4), batch_size=2,
-                grad_accum=1, rollout_frames=6, target_frames=3, steps=2, save_every=2, log_every=1)
-    return TrainConfig(**(base | kw))
+def _cfg(stage, data, overrides=None):
+    base = {"stage": stage, "model": "micro", "teacher": "micro", "data": str(data), "rollout.latent_size": "4x4",
+            "batch_size": "2", "grad_accum": "1", "rollout.frames": "6", "rollout.target_frames": "3", "steps": "2",
+            "logging.save_every": "2", "logging.log_every": "1"}
+    return apply_overrides(TrainConfig(), base | {k: str(v) for k, v in (overrides or {}).items()})
 
 
 def test_teacher_trains_on_cropped_windows_of_cached_clips(tmp_path):
     clips = _clip_cache(tmp_path)
-    run = build_run(_cfg("teacher", tmp_path, text_dropout=0.0))
+    run = build_run(_cfg("teacher", tmp_path, {"teacher_stage.text_dropout": 0.0}))
     assert torch.equal(run.uncond[0, 0], torch.full((8,), 0.5)) and not run.uncond[0, 1:].any()
     latents, text = _clip_batch(run, 0, torch.Generator().manual_seed(3))
     assert latents.shape == (2, 4, 6, 4, 4) and text.shape == (2, 4, 8)
@@ -61,7 +62,7 @@ def test_teacher_trains_on_cropped_windows_of_cached_clips(tmp_path):
 
 def test_text_dropout_swaps_whole_prompts_for_the_negative_prompt(tmp_path):
     clips = _clip_cache(tmp_path, n=8)
-    run = build_run(_cfg("teacher", tmp_path, text_dropout=0.5, batch_size=8))
+    run = build_run(_cfg("teacher", tmp_path, {"teacher_stage.text_dropout": 0.5, "batch_size": 8}))
     _, text = _clip_batch(run, 0, torch.Generator().manual_seed(0))
     negative = [torch.equal(t, run.uncond[0]) for t in text]
     assert 0 < sum(negative) < 8, negative  # seeded: some of each
@@ -71,11 +72,12 @@ def test_text_dropout_swaps_whole_prompts_for_the_negative_prompt(tmp_path):
 
 def test_context_teacher_and_dmd_stages_run_on_caches(tmp_path):
     _clip_cache(tmp_path / "clips")
-    ct = build_run(_cfg("context-teacher", tmp_path / "clips", context_min=3, context_max=6))
+    ct = build_run(_cfg("context-teacher", tmp_path / "clips", {"context_teacher.context_min": 3,
+                                                                "context_teacher.context_max": 6}))
     assert "flow_loss" in train_step(ct)
     _prompt_cache(tmp_path / "prompts")
     for stage in ("stage1", "stage2"):
-        run = build_run(_cfg(stage, tmp_path / "prompts", curriculum_start=6, curriculum_end=6))
+        run = build_run(_cfg(stage, tmp_path / "prompts", {"rollout.curriculum_start": 6, "rollout.curriculum_end": 6}))
         assert torch.equal(run.uncond[0, :3], torch.full((3, 8), -0.5))
         metrics = train_step(run)
         assert torch.isfinite(torch.tensor([metrics["dmd_loss"], metrics["critic_loss"]])).all()
@@ -89,9 +91,10 @@ def test_mismatched_data_is_named_before_training(tmp_path):
     with pytest.raises(ValueError, match="not a latent cache"):
         build_run(_cfg("teacher", tmp_path / "prompts"))
     with pytest.raises(ValueError, match=r"F >= 15"):  # 12 cached frames, 12 + 3 needed
-        build_run(_cfg("context-teacher", tmp_path / "clips", context_min=3, context_max=12))
+        build_run(_cfg("context-teacher", tmp_path / "clips", {"context_teacher.context_min": 3,
+                                                               "context_teacher.context_max": 12}))
     with pytest.raises(ValueError, match=r"\(h, w\) = \(6, 6\)"):
-        build_run(_cfg("teacher", tmp_path / "clips", latent_size=(6, 6)))
+        build_run(_cfg("teacher", tmp_path / "clips", {"rollout.latent_size": "6x6"}))
     with pytest.raises(ValueError, match="give --data"):
         build_run(_cfg("teacher", ""))
     (tmp_path / "clips" / NEGATIVE_FILE).unlink()
@@ -101,4 +104,4 @@ def test_mismatched_data_is_named_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"negative.safetensors: key 'text_states' has shape \(5, 8\)"):
         read_negative(tmp_path / "clips", text_len=4, text_dim=8)
     with pytest.raises(ValueError, match="sample_every"):
-        _cfg("teacher", tmp_path / "clips", sample_every=5)
+        _cfg("teacher", tmp_path / "clips", {"logging.sample_every": 5})

@@ -197,8 +197,8 @@ def test_fsdp_gradients_equal_data_parallel_on_cpu(gloo_results):
 # ---------------------------------------------------------------------------------------------------------------
 # The training loop: two ranks equal one process with the same global batch
 
-COMMON = ["stage1", "--config", "toy-scenes-stage1", "--gen_update_every", "2", "--rollout_frames", "6", "--target_frames",
-          "6", "--steps", "3", "--log_every", "1", "--save_every", "1"]
+COMMON = ["stage1", "--config", "toy-scenes-stage1", "--optim.gen_update_every", "2", "--rollout.frames", "6",
+          "--rollout.target_frames", "6", "--steps", "3", "--logging.log_every", "1", "--logging.save_every", "1"]
 
 
 def networks(folder: Path) -> list[torch.Tensor]:
@@ -265,7 +265,7 @@ def test_two_ranks_resume_exactly(two_rank_run, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # FSDP in the loop: sharded student, critic and EMA give the same run as one process
 
-FSDP = [*COMMON, "--fsdp", "true"]
+FSDP = [*COMMON, "--runtime.fsdp", "true"]
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,15 @@ from training.loop import build_run, train_step
 
 
 def test_the_toy_teacher_learns_the_toy_world():
-    run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "9", "target_frames": "9"}))
+    run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"rollout.frames": "9", "rollout.target_frames": "9"}))
     losses = [train_step(run)["flow_loss"] for _ in range(25)]
     assert run.state.critic is None and run.teacher is None
     assert sum(losses[-5:]) < 0.85 * sum(losses[:5]), losses  # deterministic: fixed seed
 
 
 def test_dmd_steps_follow_the_update_ratio():
-    cfg = apply_overrides(preset("toy-scenes-stage1"), {"gen_update_every": "2", "rollout_frames": "6",
-                                                        "target_frames": "6"})
+    cfg = apply_overrides(preset("toy-scenes-stage1"), {"optim.gen_update_every": "2", "rollout.frames": "6",
+                                                        "rollout.target_frames": "6"})
     run = build_run(cfg)
     student = [p.detach().clone() for p in run.state.student.parameters()]
     first = train_step(run)  # step 0: student and critic
@@ -36,12 +36,13 @@ def test_the_teacher_loss_uses_the_configured_weighting(monkeypatch):
     real = loop.flow_matching_loss
     monkeypatch.setattr(loop, "flow_matching_loss", lambda *a, **k: seen.append(k.get("weighting")) or real(*a, **k))
     for scheme in ("bell", "none"):
-        run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"flow_weighting": scheme, "rollout_frames": "6",
-                                                                 "target_frames": "6"}))
+        run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"teacher_stage.flow_weighting": scheme,
+                                                                        "rollout.frames": "6",
+                                                                        "rollout.target_frames": "6"}))
         train_step(run)
     assert seen == ["bell", "none"]
     with pytest.raises(ValueError, match="flow_weighting"):
-        apply_overrides(preset("toy-scenes-teacher"), {"flow_weighting": "cosine"})
+        apply_overrides(preset("toy-scenes-teacher"), {"teacher_stage.flow_weighting": "cosine"})
 
 
 def test_the_high_noise_share_draws_teacher_timesteps_at_shift_50(monkeypatch):
@@ -54,9 +55,10 @@ def test_the_high_noise_share_draws_teacher_timesteps_at_shift_50(monkeypatch):
 
     monkeypatch.setattr(loop, "flow_matching_loss", record)
     for fraction in ("0", "1", None):
-        overrides = {"rollout_frames": "6", "target_frames": "6", "batch_size": "64", "timestep_shift": "1"}
+        overrides = {"rollout.frames": "6", "rollout.target_frames": "6", "batch_size": "64",
+                     "teacher_stage.timestep_shift": "1"}
         if fraction is not None:
-            overrides["high_noise_fraction"] = fraction
+            overrides["teacher_stage.high_noise_fraction"] = fraction
         train_step(build_run(apply_overrides(preset("toy-scenes-teacher"), overrides)))
     none, high, default = seen
     assert torch.equal(none, default)  # fraction 0 leaves the random stream as it was

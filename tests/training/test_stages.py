@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,13 @@ from context_forcing_core.objectives.context_teacher import ContextLayout, conte
 from training import pipeline, run
 from training.config import apply_overrides, preset
 from training.loop import _noised_target, build_run, critic_update, generator_update
+
+SMALL_SCHEDULES = ["--batch_size", "2", "--rollout.frames", "12", "--rollout.target_frames", "12",
+                   "--rollout.curriculum_start", "12", "--rollout.curriculum_end", "12", "--scenes.per_video", "2"]
+"""Toy world regression on 12-frame schedules of 2 scenes, 2 per micro-batch."""
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def weights(folder, name="student"):
@@ -37,9 +45,10 @@ def _kill_and_resume(tmp_path, common):
 
 def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
     """The banks feed injections from step 1 on; a resume that lost them would inject differently."""
-    common = ["context-teacher", "--config", "toy-scenes-context-teacher", "--save_every", "1", "--batch_size", "2",
-              "--rollout_frames", "6", "--target_frames", "6", "--context_min", "6", "--context_max", "12",
-              "--erft.clean_prob", "0", "--erft.capacity", "4"]
+    common = ["context-teacher", "--config", "toy-scenes-context-teacher", "--logging.save_every", "1",
+              "--batch_size", "2", "--rollout.frames", "6", "--rollout.target_frames", "6",
+              "--context_teacher.context_min", "6", "--context_teacher.context_max", "12",
+              "--context_teacher.erft.clean_prob", "0", "--context_teacher.erft.capacity", "4"]
     lines = _kill_and_resume(tmp_path, common)
     assert [m["step"] for m in lines] == [0, 1, 2]
     assert lines[0]["bank_size"] > 0 and lines[-1]["injected"] == 1.0
@@ -50,10 +59,11 @@ def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
 def test_ode_init_caches_pairs_and_resumes_exactly(tmp_path):
     teacher_dir = tmp_path / "teacher"
     assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(teacher_dir), "--steps", "1",
-                     "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "1"]) == 0
+                     "--rollout.frames", "6", "--rollout.target_frames", "6", "--batch_size", "1"]) == 0
     teacher = str(teacher_dir / "step_000001" / "student_ema.safetensors")
-    common = ["ode-init", "--config", "toy-scenes-ode-init", "--teacher", teacher, "--save_every", "1", "--batch_size", "2",
-              "--rollout_frames", "6", "--target_frames", "6", "--ode_pairs", "3", "--ode_steps", "8"]
+    common = ["ode-init", "--config", "toy-scenes-ode-init", "--teacher", teacher, "--logging.save_every", "1",
+              "--batch_size", "2", "--rollout.frames", "6", "--rollout.target_frames", "6", "--ode.pairs", "3",
+              "--ode.steps", "8"]
     lines = _kill_and_resume(tmp_path, common)
     assert all(m["ode_loss"] > 0 for m in lines)
     assert len(list((tmp_path / "b" / "ode_pairs").glob("shard_*.safetensors"))) == 1
@@ -72,8 +82,9 @@ def test_ode_init_copies_the_teacher_only_when_it_has_the_student_architecture(t
 
 
 def test_stage2_scores_the_target_given_the_layout_context():
-    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"layout.recent": "2", "layout.sink": "1", "layout.slow": "2",
-                                                 "layout.slow_stride_frames": "3"})
+    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"rollout.layout.recent": "2", "rollout.layout.sink": "1",
+                                                           "rollout.layout.slow": "2",
+                                                           "rollout.layout.slow_stride_frames": "3"})
     r = build_run(cfg)
     x = torch.arange(63, dtype=torch.float32).reshape(1, 1, 63, 1, 1).expand(1, 48, 63, 8, 8)
     context, _, _, x_t = _noised_target(r, x, torch.Generator().manual_seed(0))
@@ -86,8 +97,8 @@ def test_scene_stage2_dmd_scores_the_rollout_with_the_exact_long_teacher():
     """Stage 2 DMD on the toy world: the closed-form real score reads the student's context, the critic learns."""
     from context_forcing_core.toyworld.exact_teacher import ExactTeacher
 
-    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"rollout_frames": "6", "target_frames": "6",
-                                                           "curriculum_start": "12", "curriculum_end": "12"})
+    cfg = apply_overrides(preset("toy-scenes-stage2-dmd"), {"rollout.frames": "6", "rollout.target_frames": "6",
+                                                           "rollout.curriculum_start": "12", "rollout.curriculum_end": "12"})
     r = build_run(cfg)
     assert isinstance(r.teacher, ExactTeacher) and r.teacher.use_context and r.state.critic is not None
     contexts = []
@@ -116,31 +127,51 @@ def test_the_pipeline_runs_its_stages_and_exports_the_stage2_student(tmp_path, m
 
 
 def test_the_pipeline_passes_a_device_to_every_stage(tmp_path):
-    assert all(args[-2:] != ["--device", "cuda"] for _, args in pipeline.stage_commands(tmp_path, 1.0))
+    assert all(args[-2:] != ["--runtime.device", "cuda"] for _, args in pipeline.stage_commands(tmp_path, 1.0))
     commands = pipeline.stage_commands(tmp_path, 1.0, "cuda")
     assert [stage for stage, _ in commands] == list(pipeline.ORDER)
-    assert all(args[-2:] == ["--device", "cuda"] and args.count("--device") == 1 for _, args in commands)
+    assert all(args[-2:] == ["--runtime.device", "cuda"] and args.count("--runtime.device") == 1 for _, args in commands)
 
 
-def test_scene_stage2_regression_resumes_exactly(tmp_path):
-    """Scene world Stage 2 through the CLI: exact teacher, schedules, no critic; a killed run resumes bit for bit."""
-    common = ["stage2", "--config", "toy-scenes-stage2", "--save_every", "1", "--batch_size", "2",
-              "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start", "12", "--curriculum_end", "12",
-              "--scenes_per_video", "2", "--ode_steps", "4"]
+def test_scene_stage2_regression_resumes_exactly_with_more_steps(tmp_path):
+    """Toy world Stage 2 through the CLI: exact teacher, schedules, no critic. A run of 2 steps resumed to 3 is the
+    3-step run: the teacher-forcing ramp (1 to 0 over 3 steps here) has its own length, not a share of ``steps``."""
+    common = ["stage2", "--config", "toy-scenes-stage2", "--logging.save_every", "1", *SMALL_SCHEDULES, "--ode.steps", "4",
+              "--scenes.teacher_forcing_end", "0", "--scenes.teacher_forcing_ramp_steps", "3", "--seed", "2"]
     rows = _kill_and_resume(tmp_path, common)
-    assert all(r["regression_loss"] > 0 for r in rows if "regression_loss" in r)
+    straight = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["teacher_forced"] for r in rows] == [r["teacher_forced"] for r in straight] == [1.0, 1.0, 0.0]
+    assert [r["regression_loss"] for r in rows] == [r["regression_loss"] for r in straight]
     assert not (tmp_path / "a" / "step_000003" / "critic.safetensors").exists()
+
+
+def test_a_run_folder_written_before_the_config_sections_resumes_as_the_same_run(tmp_path):
+    """``old_run_config.json`` and ``old_run_metrics.jsonl``: a 4-step toy Stage 2 run (seed 1, teacher forcing 1 to 0
+    over half its steps) as the code before the sections wrote and logged it, uninterrupted. Here the same folder is
+    killed after step 2 (its ``config.json`` the old flat one), then resumed from that file with ``--steps 4``: every
+    metric is the old run's, the teacher-forced draws included."""
+    old_config = FIXTURES / "old_run_config.json"
+    out = tmp_path / "run"
+    assert run.main(["stage2", "--config", str(old_config), "--out", str(out), "--steps", "2"]) == 0
+    (out / "config.json").write_text(old_config.read_text())
+    assert run.main(["stage2", "--config", str(out / "config.json"), "--out", str(out), "--steps", "4", "--resume"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (FIXTURES / "old_run_metrics.jsonl").read_text().splitlines()]
+    assert [r["teacher_forced"] for r in rows] == [r["teacher_forced"] for r in expected] == [1.0, 1.0, 0.0, 0.0]
+    for row, old in zip(rows, expected, strict=True):
+        assert {k: row[k] for k in old} == pytest.approx(old, rel=1e-6), row["step"]
+    assert json.loads((out / "config.json").read_text())["scenes"]["teacher_forcing_ramp_steps"] == 2.0
 
 
 def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
     """Stage 1 on the scene world: the real score is the closed-form teacher, the critic a learned copy."""
-    cfg = apply_overrides(preset("toy-scenes-stage1"), {"rollout_frames": "6", "target_frames": "6"})
+    cfg = apply_overrides(preset("toy-scenes-stage1"), {"rollout.frames": "6", "rollout.target_frames": "6"})
     r = build_run(cfg)
     from context_forcing_core.toyworld.exact_teacher import ExactTeacher
     assert isinstance(r.teacher, ExactTeacher) and r.state.critic is not None
     assert run.main(["stage1", "--config", "toy-scenes-stage1", "--out", str(tmp_path), "--steps", "1",
-                     "--rollout_frames", "6", "--target_frames", "6", "--sample_every", "1", "--sample_videos", "1",
-                     "--sample_seconds", "3"]) == 0
+                     "--rollout.frames", "6", "--rollout.target_frames", "6", "--logging.sample_every", "1",
+                     "--logging.sample_videos", "1", "--logging.sample_seconds", "3"]) == 0
     row, samples = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert row["dmd_loss"] > 0 and row["critic_loss"] > 0
     assert samples["step"] == 1 and 0 <= samples["sample/library_distance"]  # the EMA student's sample video
@@ -159,11 +190,11 @@ def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "scheduled_regression", spy)
-    cfg = apply_overrides(preset("toy-scenes-stage1-regression"), {"rollout_frames": "12", "target_frames": "6"})
+    cfg = apply_overrides(preset("toy-scenes-stage1-regression"), {"rollout.frames": "12", "rollout.target_frames": "6"})
     assert build_run(cfg).state.critic is None
     assert run.main(["stage1", "--config", "toy-scenes-stage1-regression", "--out", str(tmp_path), "--steps", "1",
-                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "6", "--scenes_per_video", "2",
-                     "--ode_steps", "4"]) == 0
+                     "--batch_size", "2", "--rollout.frames", "12", "--rollout.target_frames", "6",
+                     "--scenes.per_video", "2", "--ode.steps", "4"]) == 0
     assert windows == [6]
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["regression_loss"] > 0
@@ -188,15 +219,13 @@ def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch
     monkeypatch.setattr(loop, "scheduled_regression", spy)
     monkeypatch.setattr(loop, "balanced_reading", spy_reading)
     assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
-                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start",
-                     "12", "--curriculum_end", "12", "--scenes_per_video", "2", "--ode_steps", "4",
-                     "--read_onto", "balanced"]) == 0
+                     *SMALL_SCHEDULES, "--ode.steps", "4", "--scenes.read_onto", "balanced"]) == 0
     assert all(torch.equal(t[0], t[1]) for t in texts[0])
     assert len(calls) == 4 and bool(calls[0].all())  # every chunk read; the first one invents
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["read_loss"] > 0
     with pytest.raises(ValueError, match="batch_size"):
-        apply_overrides(preset("toy-scenes-stage2"), {"read_onto": "balanced", "batch_size": "9"})
+        apply_overrides(preset("toy-scenes-stage2"), {"scenes.read_onto": "balanced", "batch_size": "9"})
 
 
 def test_quantile_coupling_regresses_onto_the_coupled_sample(tmp_path, monkeypatch):
@@ -215,25 +244,24 @@ def test_quantile_coupling_regresses_onto_the_coupled_sample(tmp_path, monkeypat
     monkeypatch.setattr(loop, "coupled_sample", spy)
     monkeypatch.setattr(loop, "exact_sample", lambda *a, **k: pytest.fail("the ODE target is not used"))
     assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
-                     "--batch_size", "2", "--rollout_frames", "12", "--target_frames", "12", "--curriculum_start",
-                     "12", "--curriculum_end", "12", "--scenes_per_video", "2", "--read_weight", "0",
-                     "--target_coupling", "quantile"]) == 0
+                     *SMALL_SCHEDULES, "--scenes.read_weight", "0", "--scenes.target_coupling", "quantile"]) == 0
     assert len(calls) == 4 and calls[0][0] and not calls[1][0]  # the first chunk has no context, the others do
     assert all(torch.equal(out[:, :, 0], out[:, :, -1]) for _, out in calls)  # one picture held in every frame
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["regression_loss"] > 0
     with pytest.raises(ValueError, match="target_coupling"):
-        apply_overrides(preset("toy-scenes-stage2"), {"target_coupling": "flow"})
+        apply_overrides(preset("toy-scenes-stage2"), {"scenes.target_coupling": "flow"})
 
 
 def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
     """The learned teacher on the scene world: its clips are one library picture held still."""
-    cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout_frames": "6", "target_frames": "6", "batch_size": "2"})
+    cfg = apply_overrides(preset("toy-scenes-teacher"), {"rollout.frames": "6", "rollout.target_frames": "6",
+                                                         "batch_size": "2"})
     r = build_run(cfg)
     clip = r.clips[0]
     assert clip.latents.shape == (48, 6, 8, 8) and torch.equal(clip.latents[:, 0], clip.latents[:, -1])
     assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(tmp_path), "--steps", "2",
-                     "--rollout_frames", "6", "--target_frames", "6", "--batch_size", "2"]) == 0
+                     "--rollout.frames", "6", "--rollout.target_frames", "6", "--batch_size", "2"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert any("flow_loss" in row or "loss" in row for row in rows)
 
@@ -245,9 +273,9 @@ def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, mon
     cfg = apply_overrides(preset("toy-scenes-context-teacher"), {"batch_size": "2"})
     r = build_run(cfg)
     clip = r.clips[0]
-    assert clip.latents.shape == (48, cfg.context_max + cfg.target_frames, 8, 8)
-    target = clip.latents[:, -cfg.target_frames:]
-    assert all(torch.equal(target[:, 0], target[:, i]) for i in range(cfg.target_frames))
+    assert clip.latents.shape == (48, cfg.context_teacher.context_max + cfg.rollout.target_frames, 8, 8)
+    target = clip.latents[:, -cfg.rollout.target_frames:]
+    assert all(torch.equal(target[:, 0], target[:, i]) for i in range(cfg.rollout.target_frames))
     batches, clips = [], []
     real_batch, real_step = loop._clip_batch, loop.erft_step
     monkeypatch.setattr(loop, "_clip_batch", lambda *a: batches.append(real_batch(*a)) or batches[-1])
@@ -256,7 +284,7 @@ def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, mon
                      "2", "--batch_size", "2"]) == 0
     assert len(clips) == 2
     for (latents, _), x in zip(batches, clips):
-        assert cfg.context_min + cfg.target_frames <= x.shape[2] <= latents.shape[2]
+        assert cfg.context_teacher.context_min + cfg.rollout.target_frames <= x.shape[2] <= latents.shape[2]
         assert torch.equal(x, latents[:, :, -x.shape[2]:])
     with pytest.raises(ValueError, match="multiple of 6"):
-        apply_overrides(preset("toy-scenes-context-teacher"), {"context_max": "81"})
+        apply_overrides(preset("toy-scenes-context-teacher"), {"context_teacher.context_max": "81"})
