@@ -13,7 +13,8 @@ import time
 import torch
 
 from training.config import apply_overrides, preset
-from training.loop import build_run, critic_update, generator_update
+from training.loop import build_run
+from training.updates import critic_update, generator_update
 
 
 def main() -> None:

@@ -1,112 +1,41 @@
-"""The training loop of every stage: teacher, context teacher (ERFT), ODE init, Stage 1 DMD, Stage 2 contextual DMD.
+"""The training loop of every stage: build a run, step it, log, sample, checkpoint, resume.
 
-A DMD ``train_step`` = a critic update every step and a student update every ``gen_update_every`` steps, each over
-``grad_accum`` micro-batches. The student rolls out through its memory exactly as at inference
-(``self_rollout``); teacher and critic score the last ``target_frames`` given the same student-generated context,
-laid out as ``cfg.rollout.layout`` says. The other stages make one optimiser step of one network per ``train_step``.
-
-Data parallel: an update's global batch is ``world_size * grad_accum`` micro-batches; rank r runs the global indices
-g in ``DistContext.micro_batches`` (its ``grad_accum`` consecutive slots), reads prompts or clips
-``cursor + g * batch_size + j``, and draws all its noise, timesteps and exit steps from
-``micro_generator(seed, step, g, purpose)``. Gradients are averaged over ranks before clipping, so a run's updates
-depend on the global batch only, not on how it is split over processes (up to float summation order).
+``build_run`` makes the networks, optimisers and data of a config (a world's closed-form teacher comes from
+``training.updates``' registry); ``train_step`` runs the update registered for the config's (stage, objective)
+(``training.updates``: DMD, the teachers' flow matching, ERFT, ODE init; ``training.worlds``: what a toy world adds)
+and counts the step; ``train`` runs to ``steps`` with metrics, sample videos and atomic checkpoints. Every rank of a
+data-parallel run trains on its share of each global batch (see ``training.updates``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import Tensor
-from torch.distributed.tensor import DTensor
-from torch.utils.data import Dataset
 
-from context_forcing_core.diffusion.schedule import DEFAULT_STEPS, add_noise
-from context_forcing_core.memory.config import MemoryConfig
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.loading import load_model
 from context_forcing_core.models.wan import WanModel
-from context_forcing_core.objectives.context_teacher import context_indices, erft_step
-from context_forcing_core.objectives.curriculum import RolloutCurriculum, exit_step, sample_rollout
-from context_forcing_core.objectives.dmd import contextual_dmd_loss, contextual_scores, critic_loss, flow_with_context
+from context_forcing_core.objectives.curriculum import RolloutCurriculum
 from context_forcing_core.objectives.erft import ErrorBank
-from context_forcing_core.objectives.flow import dmd_timesteps, flow_matching_loss, sample_timesteps
-from context_forcing_core.objectives.ode import ode_regression_loss
-from context_forcing_core.objectives.rollout import self_rollout
-from context_forcing_core.objectives.scheduled_regression import scheduled_regression
-from context_forcing_core.toyworld.exact_teacher import (
-    ExactTeacher,
-    balanced_reading,
-    coupled_sample,
-    exact_sample,
-    reading,
-)
-from context_forcing_core.toyworld.scene_rollout import prompt_schedule
-from context_forcing_core.toyworld.scenes import random_schedule, relabel_schedule
-from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .config import EXACT_TEACHER, OptimConfig, TrainConfig
-from .datasets import CLIP_STAGES, clip_frames, load_training_data
-from .distributed import (
-    DistContext,
-    all_reduce_gradients,
-    average_metrics,
-    barrier,
-    broadcast_parameters,
-    shard_model,
-)
+from . import worlds  # noqa: F401  (registers the toy world's teacher and updates)
+from .config import OptimConfig, TrainConfig
+from .datasets import CLIP_STAGES, load_training_data
+from .distributed import DistContext, barrier, broadcast_parameters, shard_model
 from .ode_pairs import OdePairs, generate_pairs
 from .precision import autocast_context
-from .rng import micro_generator, step_generator
 from .samples import toy_samples
-from .state import TrainState, ema_decay_at, ema_update, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
+from .state import TrainState, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 from .telemetry import MetricsLogger
+from .updates import Run, closed_form_teacher, sharded, update_for
 
 DMD_STAGES = ("stage1", "stage2")
 
 ODE_PAIR_BATCH = 16
 """Teacher trajectories solved per batch while the ODE-init pairs are generated (memory vs speed; not a result)."""
-HIGH_NOISE_SHIFT = 50.0
-"""Timestep shift of the teacher's high-noise share (``TrainConfig.high_noise_fraction``)."""
-
-
-@dataclass(kw_only=True, slots=True)
-class Run:
-    """Everything one distillation run holds besides its :class:`TrainState`."""
-
-    cfg: TrainConfig
-    state: TrainState
-    teacher: WanModel | None
-    """Frozen real score of the DMD stages, or the ODE-init stage's trajectory source; None in the teacher stages."""
-    prompts: Dataset | None
-    """Prompt-only data of the data-free stages."""
-    clips: Dataset | None
-    """Video clips of the teacher stages; None in the data-free stages."""
-    uncond: Tensor
-    """(1, L, D) text states of the negative prompt (the guidance's unconditional branch), on the model's device."""
-    memory: MemoryConfig
-    curriculum: RolloutCurriculum | None
-    """Stage 2 rollout lengths; None in Stage 1."""
-    dist: DistContext = field(default_factory=DistContext)
-    """This process's place in a data-parallel run (one process by default)."""
-    pairs: OdePairs | None = None
-    """ODE-init regression pairs (generated by :func:`train` before the first step)."""
-
-    @property
-    def sharded(self) -> bool:
-        """Student, critic and EMA are FSDP-sharded (``cfg.runtime.fsdp`` on several ranks): gradients are averaged by
-        FSDP's reduce-scatter, and checkpoints gather the shards on every rank.
-        """
-        return _sharded(self.cfg, self.dist)
-
-
-def _sharded(cfg: TrainConfig, dist: DistContext) -> bool:
-    return cfg.runtime.fsdp and dist.world_size > 1
 
 
 def _adamw(params, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -122,16 +51,14 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     dist = dist or DistContext()
     device = torch.device(dist.device if dist.world_size > 1 else cfg.runtime.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.runtime.device!r} but this machine has no CUDA device; pass --device cpu")
+        raise ValueError(f"device {cfg.runtime.device!r} but this machine has no CUDA device; pass --runtime.device cpu")
     data = load_training_data(cfg, model_preset(cfg.model))
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.runtime.dtype)
-    real = None
-    if cfg.teacher == EXACT_TEACHER:  # the scene world's closed-form teacher
-        mcfg = model_preset(cfg.model)
-        real = ExactTeacher(encoder=ToyTextEncoder(width=mcfg.text_dim, max_tokens=mcfg.text_len)).to(device)
+    real = closed_form_teacher(cfg, device)  # a world's teacher by name ("exact"), or None
+    if real is not None:
         if teacher:
-            raise ValueError("teacher 'exact' is closed form; drop --teacher")
+            raise ValueError(f"teacher {cfg.teacher!r} is closed form; drop --teacher")
     elif cfg.stage not in CLIP_STAGES:  # the DMD real score, or the ODE-init trajectory source
         real = (load_model(teacher) if teacher else WanModel(model_preset(cfg.teacher))).to(device, dtype)
     if real is not None:
@@ -149,7 +76,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     distil = cfg.stage in DMD_STAGES and cfg.objective == "dmd"
     critic = copy.deepcopy(student) if distil else None
     ema = new_ema(student)
-    if _sharded(cfg, dist):  # the trained networks only: the frozen teacher stays whole (rank 0 alone solves ODE pairs)
+    if sharded(cfg, dist):  # the trained networks only: the frozen teacher stays whole (rank 0 alone solves ODE pairs)
         for net in (student, critic, ema):
             if net is not None:
                 shard_model(net, dist)
@@ -166,275 +93,14 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
                memory=cfg.memory_config(), curriculum=curriculum, dist=dist)
 
 
-def _micro_batches(run: Run, purpose: str) -> Iterator[tuple[int, torch.Generator]]:
-    """Global micro-batch indices g of this rank, each with the generator of all its draws."""
-    for g in run.dist.micro_batches(run.cfg.grad_accum):
-        yield g, micro_generator(run.cfg.seed, run.state.step, g, purpose)
-
-
-def _indices(run: Run, size: int, g: int) -> list[int]:
-    """Indices of the ``batch_size`` items of global micro-batch g: ``cursor + g * batch_size + j``, wrapping around."""
-    start = run.state.data_cursor + g * run.cfg.batch_size
-    return [(start + j) % size for j in range(run.cfg.batch_size)]
-
-
-def _items(run: Run, data: Sequence, g: int) -> list:
-    """The ``batch_size`` items of global micro-batch g."""
-    return [data[i] for i in _indices(run, len(data), g)]
-
-
-def _device(run: Run) -> torch.device:
-    return run.state.student.device
-
-
-def _prompt_batch(run: Run, g: int) -> Tensor:
-    """(B, L, D) text states of global micro-batch g's prompts, on the model's device."""
-    return torch.stack([item[1] for item in _items(run, run.prompts, g)]).to(_device(run))
-
-
-def _clip_batch(run: Run, g: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Latents (B, C, clip_frames, H, W) and text (B, L, D) of micro-batch g's clips, on the model's device.
-
-    Clips longer than the stage needs are cropped at one random start per micro-batch; the teacher stages' text is
-    replaced by the negative prompt with probability ``text_dropout`` per clip (guidance's unconditional branch).
-    """
-    items = _items(run, run.clips, g)
-    batch = type(items[0]).collate(items)
-    latents, text = batch["latents"], batch["text"]  # (B, C, F, H, W), (B, L, D)
-    need, have = clip_frames(run.cfg), latents.shape[2]
-    if have > need:
-        start = int(torch.randint(have - need + 1, (1,), generator=gen))
-        latents = latents[:, :, start : start + need]
-    dev = _device(run)
-    latents, text = latents.to(dev), text.to(dev)
-    if run.cfg.teacher_stage.text_dropout > 0:
-        drop = torch.rand(text.shape[0], generator=gen) < run.cfg.teacher_stage.text_dropout  # (B,)
-        text = torch.where(drop.to(dev)[:, None, None], run.uncond.to(text.dtype), text)
-    return latents, text
-
-
-def _advance_cursor(run: Run) -> None:
-    """Past the global batch of one update, identically on every rank."""
-    run.state.data_cursor += run.dist.world_size * run.cfg.grad_accum * run.cfg.batch_size
-
-
-def _rollout(run: Run, frames: int, text: Tensor, gen: torch.Generator, requires_grad: bool) -> Tensor:
-    """(B, C, frames, H, W) student self-rollout; exit step and noise come from the micro-batch's generator."""
-    st, cfg = run.state, run.cfg
-    if cfg.runtime.fsdp:  # one exit step per update on every rank: FSDP needs the same forward calls everywhere
-        exit_here = exit_step(len(DEFAULT_STEPS), micro_generator(cfg.seed, st.step, 0, f"exit/{requires_grad}"))
-    else:
-        exit_here = exit_step(len(DEFAULT_STEPS), gen)
-    return self_rollout(st.student, text, num_latent_frames=frames, target_frames=cfg.rollout.target_frames,
-                        exit_step=exit_here, generator=gen,
-                        memory=run.memory, clean_context=cfg.stage == "stage2", requires_grad=requires_grad,
-                        latent_size=cfg.rollout.latent_size).latents
-
-
-def _noised_target(run: Run, x: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Context (detached, laid out as ``cfg.rollout.layout``), noise, t (B,) and x_t of the target frames of a rollout x."""
-    n = run.cfg.rollout.target_frames
-    target = x[:, :, -n:].detach()
-    t = dmd_timesteps(x.shape[0], gen)  # CF / SF: shift 5, clamped to [20, 980]
-    noise = torch.randn(target.shape, generator=gen).to(target)
-    idx = torch.tensor(context_indices(x.shape[2] - n, run.cfg.rollout.layout), dtype=torch.long, device=x.device)
-    t = t.to(target.device)
-    return x[:, :, :-n].detach().index_select(2, idx), noise, t, add_noise(target, noise, t / 1000)
-
-
-def _clip_and_step(run: Run, model: WanModel, optim: torch.optim.Optimizer, clip: float) -> float:
-    """Average gradients over ranks (the global batch's mean), clip, step; returns the pre-clip norm."""
-    if not run.sharded:  # FSDP's backward already reduce-scattered the mean gradient
-        all_reduce_gradients(model, run.dist)
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf"))
-    optim.step()
-    optim.zero_grad(set_to_none=True)
-    return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
-
-
-def _student_step(run: Run) -> float:
-    """Close an update of the trained network: advance the cursor, average, clip and step, then the EMA (a copy until
-    ``ema_start``); returns the pre-clip gradient norm.
-    """
-    st, cfg = run.state, run.cfg
-    _advance_cursor(run)
-    norm = _clip_and_step(run, st.student, st.student_optim, cfg.optim.generator.grad_clip)
-    ema_update(st.ema, st.student, ema_decay_at(st.step, decay=cfg.ema.decay, start=cfg.ema.start, warmup=cfg.ema.warmup))
-    return norm
-
-
-def generator_update(run: Run, frames: int) -> dict[str, float]:
-    """One student step of (contextual) DMD, CF Eq. 4-6, accumulated over micro-batches."""
-    st, cfg = run.state, run.cfg
-    st.critic.requires_grad_(False)
-    loss = 0.0
-    for g, gen in _micro_batches(run, "generator"):
-        text = _prompt_batch(run, g)  # (B, L, D)
-        x = _rollout(run, frames, text, gen, requires_grad=True)
-        context, _, t, x_t = _noised_target(run, x, gen)
-        x0_real, x0_fake = contextual_scores(run.teacher, st.critic, context, x_t, t, text,
-                                             run.uncond.expand(text.shape[0], -1, -1), guidance_scale=cfg.guidance)
-        dmd = contextual_dmd_loss(x, x0_real, x0_fake, target_frames=cfg.rollout.target_frames)
-        (dmd.loss / cfg.grad_accum).backward()
-        loss += dmd.loss.item() / cfg.grad_accum
-    st.critic.requires_grad_(True)
-    norm = _student_step(run)
-    return average_metrics({"dmd_loss": loss}, run.dist) | {"student_grad_norm": norm}
-
-
-def critic_update(run: Run, frames: int) -> dict[str, float]:
-    """One critic (fake score) step: flow matching on detached student samples, given the same context."""
-    st, cfg = run.state, run.cfg
-    loss = 0.0
-    for g, gen in _micro_batches(run, "critic"):
-        text = _prompt_batch(run, g)  # (B, L, D)
-        with torch.no_grad():
-            x = _rollout(run, frames, text, gen, requires_grad=False)
-        context, noise, t, x_t = _noised_target(run, x, gen)
-        flow, _ = flow_with_context(st.critic, context, x_t, t, text)
-        step_loss = critic_loss(flow, x[:, :, -cfg.rollout.target_frames:], noise, t)
-        (step_loss / cfg.grad_accum).backward()
-        loss += step_loss.item() / cfg.grad_accum
-    _advance_cursor(run)
-    norm = _clip_and_step(run, st.critic, st.critic_optim, cfg.optim.critic.grad_clip)
-    return average_metrics({"critic_loss": loss}, run.dist) | {"critic_grad_norm": norm}
-
-
-def teacher_update(run: Run) -> dict[str, float]:
-    """One flow-matching step of the bidirectional teacher on toy clips (one timestep per clip)."""
-    st, cfg = run.state, run.cfg
-    loss = 0.0
-    for g, gen in _micro_batches(run, "teacher"):
-        x0, text = _clip_batch(run, g, gen)  # (B, C, F, H, W), (B, L, D)
-        t = sample_timesteps(x0.shape[0], generator=gen, shift=cfg.teacher_stage.timestep_shift).to(x0.device)
-        if cfg.teacher_stage.high_noise_fraction > 0:
-            high = torch.rand(x0.shape[0], generator=gen) < cfg.teacher_stage.high_noise_fraction  # (B,)
-            t = torch.where(high.to(x0.device), sample_timesteps(x0.shape[0], generator=gen, shift=HIGH_NOISE_SHIFT)
-                            .to(x0.device), t)
-        noise = torch.randn(x0.shape, generator=gen).to(x0)
-        flow = st.student(add_noise(x0, noise, t / 1000), t, text)
-        step_loss = flow_matching_loss(flow, x0, noise, t, weighting=cfg.teacher_stage.flow_weighting)
-        (step_loss / cfg.grad_accum).backward()
-        loss += step_loss.item() / cfg.grad_accum
-    norm = _student_step(run)
-    return average_metrics({"flow_loss": loss}, run.dist) | {"grad_norm": norm}
-
-
-def context_teacher_update(run: Run) -> dict[str, float]:
-    """One ERFT step of the context teacher (CF Sec. 5): a random ``context_min``-``context_max`` frame context (whole
-    chunks, one length per micro-batch) before ``target_frames``, laid out as ``cfg.rollout.layout``; the banks take this
-    step's errors. A clip ends in its target (the toy world's in the target visit), so the context is cut from the
-    front.
-    """
-    st, cfg = run.state, run.cfg
-    loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
-    choices = range(cfg.context_teacher.context_min, cfg.context_teacher.context_max + 1, chunk)
-    for g, gen in _micro_batches(run, "context-teacher"):
-        latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
-        frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.rollout.target_frames
-        step = erft_step(st.student, latents[:, :, -frames:], text, target_frames=cfg.rollout.target_frames,
-                         layout=cfg.rollout.layout, bank=st.bank, erft=cfg.context_teacher.erft, generator=gen,
-                         shift=cfg.teacher_stage.timestep_shift)
-        (step.loss / cfg.grad_accum).backward()
-        loss += step.loss.item() / cfg.grad_accum
-        injected += float((~step.injection.clean).float().mean()) / cfg.grad_accum
-    norm = _student_step(run)
-    return average_metrics({"flow_loss": loss, "injected": injected}, run.dist) | {"grad_norm": norm,
-                                                                                     "bank_size": len(st.bank)}
-
-
-def ode_update(run: Run) -> dict[str, float]:
-    """One ODE-regression step of the causal student on cached teacher pairs (teacher-forced through its memory)."""
-    st, cfg = run.state, run.cfg
-    loss = 0.0
-    for g, gen in _micro_batches(run, "ode-init"):
-        traj, text = run.pairs.batch(_indices(run, len(run.pairs), g), _device(run))
-        step_loss = ode_regression_loss(st.student, traj, text, run.memory, gen)
-        (step_loss / cfg.grad_accum).backward()
-        loss += step_loss.item() / cfg.grad_accum
-    norm = _student_step(run)
-    return average_metrics({"ode_loss": loss}, run.dist) | {"grad_norm": norm}
-
-
-def _teacher_forcing(run: Run) -> float:
-    """Share of teacher-committed rollouts at this step: 1 ramping linearly to ``scenes.teacher_forcing_end`` over
-    ``scenes.teacher_forcing_ramp_steps`` (not tied to ``steps``, so a resume with more steps keeps the schedule).
-    """
-    sc = run.cfg.scenes
-    ramp = min(1.0, run.state.step / sc.teacher_forcing_ramp_steps) if sc.teacher_forcing_ramp_steps > 0 else 1.0
-    return 1.0 + ramp * (sc.teacher_forcing_end - 1.0)
-
-
-def scheduled_update(run: Run) -> dict[str, float]:
-    """One student step of on-policy contextual ODE regression onto the exact teacher (scene world Stage 2): per
-    micro-batch one seeded visit schedule of ``rollout_frames`` (``batch_size`` relabelled copies: same switches,
-    other scenes and pictures; with the balanced reading, plain copies), rolled out through the memory with
-    re-caching at every switch.
-    """
-    st, cfg = run.state, run.cfg
-    loss, forced, read_loss = 0.0, 0.0, 0.0
-    enc = run.teacher.encoder
-    for _, gen in _micro_batches(run, "scenes"):
-        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-        base = random_schedule(rng, num_frames=cfg.rollout.frames, num_scenes=cfg.scenes.per_video,
-                               visit_units=tuple(cfg.scenes.visit_units), min_return_gap=cfg.scenes.min_return_gap)
-        balanced = cfg.scenes.read_onto == "balanced"
-        schedules = [base] * cfg.batch_size if balanced else [base] + [
-            relabel_schedule(base, rng) for _ in range(cfg.batch_size - 1)]
-        tf = bool(rng.random() < _teacher_forcing(run))
-
-        def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
-            if cfg.scenes.target_coupling == "quantile":
-                return coupled_sample(run.teacher, text, noise=z, context=context)
-            return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode.steps,
-                                noise=z, generator=gen)
-
-        def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor, balanced=balanced) -> Tensor:
-            if balanced:
-                return balanced_reading(run.teacher, own, text, context, invent)
-            return reading(run.teacher, own, text, context)
-
-        reads: list[float] = []
-        losses, _ = scheduled_regression(st.student, teacher_fn, prompt_schedule(schedules, enc),
-                                         num_latent_frames=cfg.rollout.frames, memory=run.memory, generator=gen,
-                                         teacher_forced=tf, loss_scale=1.0 / cfg.grad_accum,
-                                         latent_size=cfg.rollout.latent_size, memory_grad=cfg.scenes.memory_grad,
-                                         teacher_window=cfg.rollout.target_frames if cfg.stage == "stage1" else None,
-                                         read=read_fn, read_weight=cfg.scenes.read_weight, read_losses=reads,
-                                         read_onto="endpoint" if cfg.scenes.read_onto == "endpoint" else "reading")
-        loss += float(np.mean(losses)) / cfg.grad_accum
-        read_loss += float(np.mean(reads)) / cfg.grad_accum if reads else 0.0
-        forced += float(tf) / cfg.grad_accum
-    norm = _student_step(run)
-    metrics = {"regression_loss": loss, "teacher_forced": forced}
-    if cfg.scenes.read_weight:
-        metrics["read_loss"] = read_loss
-    return average_metrics(metrics, run.dist) | {"grad_norm": norm}
-
-
-SINGLE_UPDATES = {"teacher": teacher_update, "context-teacher": context_teacher_update, "ode-init": ode_update}
-
-
 def train_step(run: Run) -> dict[str, float]:
-    """A critic update every step, a student update every ``gen_update_every`` steps (SF's update ratio); in the
-    other stages, one step of their single network.
+    """One update of the run's stage and objective (``updates.update_for``: e.g. for DMD a critic update every step
+    and a student update every ``optim.gen_update_every`` steps), under the config's autocast; counts the step.
     """
     st, cfg = run.state, run.cfg
-    if cfg.stage in SINGLE_UPDATES or cfg.objective == "regression":
-        update = scheduled_update if cfg.objective == "regression" else SINGLE_UPDATES[cfg.stage]
-        with autocast_context(cfg.runtime.device, cfg.runtime.dtype):
-            metrics = {"step": st.step} | update(run)
-        st.step += 1
-        return metrics
-    if run.curriculum is None:
-        frames = cfg.rollout.frames
-    else:  # a step-level draw: every rank rolls out the same length without communicating
-        frames = sample_rollout(st.step, run.curriculum, step_generator(cfg.seed, st.step))
-    metrics: dict[str, float] = {"step": st.step, "rollout_frames": frames}
+    update = update_for(cfg)
     with autocast_context(cfg.runtime.device, cfg.runtime.dtype):
-        if st.step % cfg.optim.gen_update_every == 0:
-            metrics |= generator_update(run, frames)
-        metrics |= critic_update(run, frames)
+        metrics = {"step": st.step} | update(run)
     st.step += 1
     return metrics
 

@@ -38,13 +38,12 @@ from context_forcing_core.atomic import write_atomic
 from context_forcing_core.memory.slow_fast import SlowFastMemory
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
-from context_forcing_core.toyworld.exact_teacher import ExactTeacher
-from context_forcing_core.toyworld.text import ToyTextEncoder
 
-from .config import EXACT_TEACHER, STAGES, TrainConfig, apply_overrides, config_from_dict, preset
+from .config import STAGES, TrainConfig, apply_overrides, config_from_dict, preset
 from .distributed import init_distributed, shutdown
 from .export import export_student
 from .loop import build_run, train
+from .updates import closed_form_teacher
 
 
 @dataclass(kw_only=True, slots=True)
@@ -85,9 +84,8 @@ def dry_run(cfg: TrainConfig, world_size: int = 1) -> DryRunReport:
         student = WanModel(model_preset(cfg.model)).to(dtype)
         critic = WanModel(model_preset(cfg.model)).to(dtype)
     s_cfg = student.config
-    if cfg.teacher == EXACT_TEACHER:  # closed form, no weights: the toy world's library
-        teacher = ExactTeacher(encoder=ToyTextEncoder(width=s_cfg.text_dim, max_tokens=s_cfg.text_len)).to(device)
-    else:
+    teacher = closed_form_teacher(cfg, device)  # a world's teacher by name: no weights
+    if teacher is None:
         with device:
             teacher = WanModel(model_preset(cfg.teacher)).to(dtype).requires_grad_(False)
         t_cfg = teacher.config

@@ -9,7 +9,8 @@ from training.config import TrainConfig, apply_overrides
 from training.data.cache import CacheSpec, ClipCache, clip_key
 from training.data.negative import NEGATIVE_FILE, read_negative, write_negative
 from training.data.prompt_cache import PromptCacheSpec, open_prompt_cache, shard_path, write_prompt_shard
-from training.loop import _clip_batch, build_run, train, train_step
+from training.loop import build_run, train, train_step
+from training.updates import _clip_batch
 
 # the micro model: 4 latent channels, text width 8, 4 text rows; 4 x 4 latents
 SPEC = CacheSpec(latent_shape=(4, 12, 4, 4), text_dim=8, text_len=4, save_dtype="float32",

@@ -1,11 +1,15 @@
-"""The training loop: the toy teacher learns; DMD steps update student and critic as scheduled."""
+"""The training loop: the toy teacher learns; DMD steps update student and critic as scheduled; the update comes
+from the registry."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 import training.loop as loop
+import training.updates as updates
 from training.config import apply_overrides, preset
 from training.loop import build_run, train_step
 
@@ -33,8 +37,8 @@ def test_dmd_steps_follow_the_update_ratio():
 
 def test_the_teacher_loss_uses_the_configured_weighting(monkeypatch):
     seen = []
-    real = loop.flow_matching_loss
-    monkeypatch.setattr(loop, "flow_matching_loss", lambda *a, **k: seen.append(k.get("weighting")) or real(*a, **k))
+    real = updates.flow_matching_loss
+    monkeypatch.setattr(updates, "flow_matching_loss", lambda *a, **k: seen.append(k.get("weighting")) or real(*a, **k))
     for scheme in ("bell", "none"):
         run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"teacher_stage.flow_weighting": scheme,
                                                                         "rollout.frames": "6",
@@ -47,13 +51,13 @@ def test_the_teacher_loss_uses_the_configured_weighting(monkeypatch):
 
 def test_the_high_noise_share_draws_teacher_timesteps_at_shift_50(monkeypatch):
     seen = []
-    real = loop.flow_matching_loss
+    real = updates.flow_matching_loss
 
     def record(flow, x0, noise, t, **kw):
         seen.append(t.clone())
         return real(flow, x0, noise, t, **kw)
 
-    monkeypatch.setattr(loop, "flow_matching_loss", record)
+    monkeypatch.setattr(updates, "flow_matching_loss", record)
     for fraction in ("0", "1", None):
         overrides = {"rollout.frames": "6", "rollout.target_frames": "6", "batch_size": "64",
                      "teacher_stage.timestep_shift": "1"}
@@ -63,3 +67,26 @@ def test_the_high_noise_share_draws_teacher_timesteps_at_shift_50(monkeypatch):
     none, high, default = seen
     assert torch.equal(none, default)  # fraction 0 leaves the random stream as it was
     assert none.median() < 700 and high.median() > 950 and high.min() > 200  # uniform vs shift 50 (median 980)
+
+
+def test_train_step_runs_the_update_registered_for_the_stage_and_objective(monkeypatch):
+    from context_forcing_core.toyworld.exact_teacher import ExactTeacher
+    from training.worlds import scenes
+
+    expected = {"toy-scenes-teacher": updates.teacher_update, "toy-scenes-context-teacher": updates.context_teacher_update,
+                "toy-scenes-ode-init": updates.ode_update, "toy-scenes-stage1": updates.dmd_update,
+                "toy-scenes-stage2-dmd": updates.dmd_update, "wan-1.3b-stage2": updates.dmd_update,
+                "toy-scenes-stage1-regression": scenes.scheduled_update, "toy-scenes-stage2": scenes.scheduled_update}
+    assert {name: updates.update_for(preset(name)) for name in expected} == expected
+    cpu = torch.device("cpu")
+    assert isinstance(updates.closed_form_teacher(preset("toy-scenes-stage1"), cpu), ExactTeacher)
+    assert updates.closed_form_teacher(preset("toy-scenes-ode-init"), cpu) is None  # an architecture preset
+    with pytest.raises(ValueError, match="registered already"):
+        updates.register_update("stage1", "dmd")(updates.dmd_update)
+    run = build_run(apply_overrides(preset("toy-scenes-teacher"), {"rollout.frames": "3", "rollout.target_frames": "3"}))
+    monkeypatch.setitem(updates.UPDATES, ("teacher", updates.ANY_OBJECTIVE), lambda r: {"seen": float(r is run)})
+    assert train_step(run) == {"step": 0, "seen": 1.0} and run.state.step == 1
+
+
+def test_the_loop_holds_no_world_code():
+    assert "toyworld" not in Path(loop.__file__).read_text()

@@ -17,7 +17,8 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
 from training import pipeline, run
 from training.config import apply_overrides, preset
-from training.loop import _noised_target, build_run, critic_update, generator_update
+from training.loop import build_run
+from training.updates import _noised_target, critic_update, generator_update
 
 SMALL_SCHEDULES = ["--batch_size", "2", "--rollout.frames", "12", "--rollout.target_frames", "12",
                    "--rollout.curriculum_start", "12", "--rollout.curriculum_end", "12", "--scenes.per_video", "2"]
@@ -180,16 +181,16 @@ def test_scene_stage1_dmd_scores_with_the_exact_teacher(tmp_path):
 
 def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):
     """Stage 1 by regression: no critic, and the exact teacher sees at most target_frames - chunk earlier frames."""
-    import training.loop as loop
+    import training.worlds.scenes as scenes
 
     windows = []
-    real = loop.scheduled_regression
+    real = scenes.scheduled_regression
 
     def spy(*args, **kwargs):
         windows.append(kwargs["teacher_window"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "scheduled_regression", spy)
+    monkeypatch.setattr(scenes, "scheduled_regression", spy)
     cfg = apply_overrides(preset("toy-scenes-stage1-regression"), {"rollout.frames": "12", "rollout.target_frames": "6"})
     assert build_run(cfg).state.critic is None
     assert run.main(["stage1", "--config", "toy-scenes-stage1-regression", "--out", str(tmp_path), "--steps", "1",
@@ -203,10 +204,10 @@ def test_scene_stage1_regression_asks_the_short_teacher(tmp_path, monkeypatch):
 def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch):
     """``--read_onto balanced``: the micro-batch's items share their prompts (so inventions can be shared out), the
     reader is the balanced one, and the loss includes its term."""
-    import training.loop as loop
+    import training.worlds.scenes as scenes
 
     texts, calls = [], []
-    real_regression, real_reading = loop.scheduled_regression, loop.balanced_reading
+    real_regression, real_reading = scenes.scheduled_regression, scenes.balanced_reading
 
     def spy(student, teacher, schedule, **kwargs):
         texts.append(schedule.texts)
@@ -216,8 +217,8 @@ def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch
         calls.append(args[-1].clone())
         return real_reading(*args)
 
-    monkeypatch.setattr(loop, "scheduled_regression", spy)
-    monkeypatch.setattr(loop, "balanced_reading", spy_reading)
+    monkeypatch.setattr(scenes, "scheduled_regression", spy)
+    monkeypatch.setattr(scenes, "balanced_reading", spy_reading)
     assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
                      *SMALL_SCHEDULES, "--ode.steps", "4", "--scenes.read_onto", "balanced"]) == 0
     assert all(torch.equal(t[0], t[1]) for t in texts[0])
@@ -231,18 +232,18 @@ def test_balanced_reading_rolls_out_copies_of_one_schedule(tmp_path, monkeypatch
 def test_quantile_coupling_regresses_onto_the_coupled_sample(tmp_path, monkeypatch):
     """``--target_coupling quantile``: every chunk's target is the exact teacher's quantile-coupled picture (given the
     chunk's context), not its ODE end point."""
-    import training.loop as loop
+    import training.worlds.scenes as scenes
 
     calls = []
-    real = loop.coupled_sample
+    real = scenes.coupled_sample
 
     def spy(teacher, text, *, noise, context=None):
         out = real(teacher, text, noise=noise, context=context)
         calls.append((context is None, out))
         return out
 
-    monkeypatch.setattr(loop, "coupled_sample", spy)
-    monkeypatch.setattr(loop, "exact_sample", lambda *a, **k: pytest.fail("the ODE target is not used"))
+    monkeypatch.setattr(scenes, "coupled_sample", spy)
+    monkeypatch.setattr(scenes, "exact_sample", lambda *a, **k: pytest.fail("the ODE target is not used"))
     assert run.main(["stage2", "--config", "toy-scenes-stage2", "--out", str(tmp_path), "--steps", "1",
                      *SMALL_SCHEDULES, "--scenes.read_weight", "0", "--scenes.target_coupling", "quantile"]) == 0
     assert len(calls) == 4 and calls[0][0] and not calls[1][0]  # the first chunk has no context, the others do
@@ -268,7 +269,7 @@ def test_scene_teacher_trains_on_single_visit_clips(tmp_path):
 
 def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, monkeypatch):
     """The learned context teacher on the scene world: clips end in the target visit, cut from the front."""
-    import training.loop as loop
+    import training.updates as updates
 
     cfg = apply_overrides(preset("toy-scenes-context-teacher"), {"batch_size": "2"})
     r = build_run(cfg)
@@ -277,9 +278,9 @@ def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, mon
     target = clip.latents[:, -cfg.rollout.target_frames:]
     assert all(torch.equal(target[:, 0], target[:, i]) for i in range(cfg.rollout.target_frames))
     batches, clips = [], []
-    real_batch, real_step = loop._clip_batch, loop.erft_step
-    monkeypatch.setattr(loop, "_clip_batch", lambda *a: batches.append(real_batch(*a)) or batches[-1])
-    monkeypatch.setattr(loop, "erft_step", lambda student, x, *a, **k: clips.append(x) or real_step(student, x, *a, **k))
+    real_batch, real_step = updates._clip_batch, updates.erft_step
+    monkeypatch.setattr(updates, "_clip_batch", lambda *a: batches.append(real_batch(*a)) or batches[-1])
+    monkeypatch.setattr(updates, "erft_step", lambda student, x, *a, **k: clips.append(x) or real_step(student, x, *a, **k))
     assert run.main(["context-teacher", "--config", "toy-scenes-context-teacher", "--out", str(tmp_path), "--steps",
                      "2", "--batch_size", "2"]) == 0
     assert len(clips) == 2
