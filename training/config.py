@@ -1,9 +1,9 @@
 """Typed training configuration by concern, the stage presets, ``--section.field value`` overrides, and the reading
 of old flat configs.
 
-A :class:`TrainConfig` holds what every stage needs (stage, objective, networks, steps, batch, seed, data) and one
-section per concern (optimisers, EMA, rollouts, the teacher stages, the context teacher, the ODE init, the toy
-world's regression, runtime, logging); each section checks itself, :class:`TrainConfig` checks how they fit.
+A :class:`TrainConfig` holds what every stage needs (stage, objective, networks and memory, steps, batch, seed, data)
+and one section per concern (optimisers, EMA, rollouts, the teacher stages, the ODE, the toy world's regression,
+runtime, logging); each section checks itself, :class:`TrainConfig` checks how they fit.
 
 Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); the ``toy-scenes-*`` presets
 shrink everything to the toy world (``context_forcing_core.toyworld.scenes``: scenes that come back) so a stage runs
@@ -90,27 +90,6 @@ class Optimisers:
 
 
 @dataclass(kw_only=True, slots=True)
-class MemorySection:
-    """The student's memory in rollouts (as at inference)."""
-
-    preset: str = "context_forcing"
-    """Memory preset (``context_forcing_core.memory.config.PRESETS``)."""
-    tau: float | None = None
-    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan and the toy world, where a cut makes
-    consecutive chunks dissimilar)."""
-
-    def __post_init__(self) -> None:
-        if self.preset not in MEMORY_PRESETS:
-            raise ValueError(f"memory preset {self.preset!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
-        self.config()  # validates tau
-
-    def config(self) -> MemoryConfig:
-        """The memory configuration: the preset with ``tau`` when set."""
-        cfg = memory_preset(self.preset)
-        return cfg if self.tau is None else cfg.replace(tau=self.tau)
-
-
-@dataclass(kw_only=True, slots=True)
 class EmaConfig:
     """Exponential moving average of the student weights (the inference weights)."""
 
@@ -159,7 +138,9 @@ class RolloutConfig:
 
 @dataclass(kw_only=True, slots=True)
 class TeacherStageConfig:
-    """Flow matching of the teacher stages (teacher, context teacher)."""
+    """The teacher stages' flow matching (teacher, context teacher), and the context teacher's clips and error
+    recycling (CF Sec. 5).
+    """
 
     timestep_shift: float = 5.0
     """Shift of the flow-matching timesteps (1 = uniform)."""
@@ -171,32 +152,24 @@ class TeacherStageConfig:
     text_dropout: float = 0.1
     """Probability that a clip's prompt is replaced by the negative prompt, so guidance has an unconditional branch
     to subtract."""
+    context_min: int = 21
+    """Context teacher: fewest context latents before the target (whole chunks)."""
+    context_max: int = 84
+    """Context teacher: most context latents before the target (authors: 5-20 s of earlier video)."""
+    erft: ErftConfig = field(default_factory=ErftConfig)
+    """Context teacher: error-recycling banks and injection probabilities (``erft.clean_prob 1`` = off)."""
 
     def __post_init__(self) -> None:
         _positive(self, "timestep_shift")
+        if not 0 < self.context_min <= self.context_max:
+            raise ValueError(f"the context teacher needs 0 < context_min <= context_max, got {self.context_min}, "
+                             f"{self.context_max}")
         if not 0.0 <= self.high_noise_fraction <= 1.0:
             raise ValueError(f"high_noise_fraction must lie in [0, 1], got {self.high_noise_fraction}")
         if self.flow_weighting not in ("none", "bell"):
             raise ValueError(f"flow_weighting {self.flow_weighting!r}; allowed: none, bell")
         if not 0 <= self.text_dropout < 1:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
-
-
-@dataclass(kw_only=True, slots=True)
-class ContextTeacherConfig:
-    """The context teacher's clips and its error recycling (CF Sec. 5)."""
-
-    context_min: int = 21
-    """Fewest context latents before the target (whole chunks)."""
-    context_max: int = 84
-    """Most context latents before the target (authors: 5-20 s of earlier video)."""
-    erft: ErftConfig = field(default_factory=ErftConfig)
-    """Error-recycling banks and injection probabilities (``erft.clean_prob 1`` = off)."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.context_min <= self.context_max:
-            raise ValueError(f"the context teacher needs 0 < context_min <= context_max, got {self.context_min}, "
-                             f"{self.context_max}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -331,8 +304,11 @@ class TrainConfig:
     """Architecture preset of student and critic."""
     teacher: str = "toy"
     """Architecture preset of the frozen teacher (real score), or "exact": the toy world's closed-form teacher."""
-    memory: MemorySection = field(default_factory=MemorySection)
-    """The student's memory in rollouts (as at inference)."""
+    memory: str = "context_forcing"
+    """Student memory preset used in rollouts (as at inference); exports carry it (``models.family`` reads it)."""
+    memory_tau: float | None = None
+    """Surprisal threshold of that memory (None: the preset's, 0.95 for Wan and the toy world, where a cut makes
+    consecutive chunks dissimilar)."""
     steps: int = 600
     """Optimiser steps of the critic (the generator steps every ``optim.gen_update_every``)."""
     batch_size: int = 1
@@ -350,7 +326,6 @@ class TrainConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     teacher_stage: TeacherStageConfig = field(default_factory=TeacherStageConfig)
-    context_teacher: ContextTeacherConfig = field(default_factory=ContextTeacherConfig)
     ode: OdeConfig = field(default_factory=OdeConfig)
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -362,6 +337,8 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
         _positive(self, "steps", "batch_size", "grad_accum")
+        if self.memory not in MEMORY_PRESETS:
+            raise ValueError(f"memory preset {self.memory!r}; allowed: {', '.join(sorted(MEMORY_PRESETS))}")
         for name in ("model", "teacher"):
             value = getattr(self, name)
             if value not in MODEL_PRESETS and not (name == "teacher" and value == EXACT_TEACHER):
@@ -374,7 +351,7 @@ class TrainConfig:
         if self.scenes.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
             raise ValueError(f"the balanced reading shares pictures out among at most {MAX_BALANCED_GROUP} copies: "
                              f"batch_size must be <= {MAX_BALANCED_GROUP}, got {self.batch_size}")
-        r, ct, chunk = self.rollout, self.context_teacher, self.memory_config().chunk_frames
+        r, ct, chunk = self.rollout, self.teacher_stage, self.memory_config().chunk_frames  # memory_config checks tau
         if r.target_frames % chunk or r.frames % chunk:
             raise ValueError(f"rollout frames and target_frames must be whole {chunk}-frame chunks with target <= rollout")
         if self.stage == "stage2" and not r.target_frames <= r.curriculum_start <= r.curriculum_end:
@@ -389,8 +366,9 @@ class TrainConfig:
             raise ValueError("sample_every writes toy-world sample videos; set it to 0 when training on --data")
 
     def memory_config(self) -> MemoryConfig:
-        """The student's memory: the preset ``memory.preset`` with ``memory.tau`` when set."""
-        return self.memory.config()
+        """The student's memory: the preset ``memory`` with ``memory_tau`` when set."""
+        cfg = memory_preset(self.memory)
+        return cfg if self.memory_tau is None else cfg.replace(tau=self.memory_tau)
 
     def to_json(self) -> str:
         """The resolved configuration, saved beside every run."""
@@ -409,7 +387,6 @@ class TrainConfig:
 
 
 LEGACY_KEYS = {
-    "memory": "memory.preset", "memory_tau": "memory.tau",
     "generator_optim": "optim.generator", "critic_optim": "optim.critic", "gen_update_every": "optim.gen_update_every",
     "ema_decay": "ema.decay", "ema_start": "ema.start", "ema_warmup": "ema.warmup",
     "rollout_frames": "rollout.frames", "target_frames": "rollout.target_frames",
@@ -418,8 +395,8 @@ LEGACY_KEYS = {
     "layout": "rollout.layout",
     "timestep_shift": "teacher_stage.timestep_shift", "high_noise_fraction": "teacher_stage.high_noise_fraction",
     "flow_weighting": "teacher_stage.flow_weighting", "text_dropout": "teacher_stage.text_dropout",
-    "context_min": "context_teacher.context_min", "context_max": "context_teacher.context_max",
-    "erft": "context_teacher.erft",
+    "context_min": "teacher_stage.context_min", "context_max": "teacher_stage.context_max",
+    "erft": "teacher_stage.erft",
     "ode_pairs": "ode.pairs", "ode_steps": "ode.steps",
     "scenes_per_video": "scenes.per_video", "scene_visit_units": "scenes.visit_units",
     "scene_min_return_gap": "scenes.min_return_gap", "teacher_forcing_end": "scenes.teacher_forcing_end",
@@ -456,11 +433,13 @@ def toy_scenes_context_teacher() -> TrainConfig:
     the target returning to a scene of the context half of the time; measured as a continuer beside the exact long
     teacher (``context_forcing_core.eval.toy.scene_continuers``), not used by the later stages.
     """
+    teacher = toy_scenes_teacher()
     return dataclasses.replace(
-        toy_scenes_teacher(), stage="context-teacher", steps=200, optim=Optimisers(generator=OptimConfig(lr=3e-4)),
+        teacher, stage="context-teacher", steps=200, optim=Optimisers(generator=OptimConfig(lr=3e-4)),
         ema=EmaConfig(start=0, decay=0.99), logging=LoggingConfig(save_every=100, log_every=10),
         rollout=RolloutConfig(target_frames=VISIT_UNIT),
-        context_teacher=ContextTeacherConfig(context_min=21, context_max=84, erft=ErftConfig(capacity=32)))
+        teacher_stage=dataclasses.replace(teacher.teacher_stage, context_min=21, context_max=84,
+                                          erft=ErftConfig(capacity=32)))
 
 
 def toy_scenes_ode_init() -> TrainConfig:
@@ -592,11 +571,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 def _place(key: str) -> str:
     """The dotted place of a setting: ``key`` itself, or where an old flat name lives now."""
     head, _, sub = key.partition(".")
-    hints = typing.get_type_hints(TrainConfig)
-    is_section = head in hints and dataclasses.is_dataclass(hints[head])
-    if head in LEGACY_KEYS and not (is_section and sub):  # "memory" alone is the old preset name
-        return LEGACY_KEYS[head] + (f".{sub}" if sub else "")
-    return key
+    return LEGACY_KEYS[head] + (f".{sub}" if sub else "") if head in LEGACY_KEYS else key
 
 
 def _check_world(world: str, cfg: TrainConfig) -> None:

@@ -42,7 +42,7 @@ class TrainingData:
 
 def clip_frames(cfg: TrainConfig) -> int:
     """Latent frames a clip stage trains on: the teacher's clip, or the longest context plus the target."""
-    return cfg.rollout.frames if cfg.stage == "teacher" else cfg.context_teacher.context_max + cfg.rollout.target_frames
+    return cfg.rollout.frames if cfg.stage == "teacher" else cfg.teacher_stage.context_max + cfg.rollout.target_frames
 
 
 def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
@@ -61,7 +61,7 @@ def load_training_data(cfg: TrainConfig, model: WanConfig) -> TrainingData:
                              "--data, a folder written by `python -m training.run prepare-data`")
         encoder = ToyTextEncoder(width=model.text_dim, max_tokens=model.text_len)
         if cfg.stage == "context-teacher":
-            clips = SceneContextClipDataset(1_000_000, context_frames=cfg.context_teacher.context_max,
+            clips = SceneContextClipDataset(1_000_000, context_frames=cfg.teacher_stage.context_max,
                                             target_frames=cfg.rollout.target_frames, seed=cfg.seed, encoder=encoder)
         else:
             clips = SceneClipDataset(1_000_000, num_latent_frames=need, seed=cfg.seed, encoder=encoder) if need else None

@@ -83,7 +83,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
     state = TrainState(student=student, critic=critic, ema=ema,
                        student_optim=_adamw(student.parameters(), cfg.optim.generator),
                        critic_optim=_adamw(critic.parameters(), cfg.optim.critic) if distil else None,
-                       bank=ErrorBank(cfg.context_teacher.erft) if cfg.stage == "context-teacher" else None)
+                       bank=ErrorBank(cfg.teacher_stage.erft) if cfg.stage == "context-teacher" else None)
     curriculum = None
     if cfg.stage == "stage2":
         r = cfg.rollout

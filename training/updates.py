@@ -260,19 +260,19 @@ def teacher_update(run: Run) -> dict[str, float]:
 
 
 def context_teacher_update(run: Run) -> dict[str, float]:
-    """One ERFT step of the context teacher (CF Sec. 5): a random ``context_teacher.context_min``-``context_max``
+    """One ERFT step of the context teacher (CF Sec. 5): a random ``teacher_stage.context_min``-``context_max``
     frame context (whole chunks, one length per micro-batch) before ``rollout.target_frames``, laid out as
     ``rollout.layout``; the banks take this step's errors. A clip ends in its target (the toy world's in the target
     visit), so the context is cut from the front.
     """
     st, cfg = run.state, run.cfg
     loss, injected, chunk = 0.0, 0.0, run.memory.chunk_frames
-    choices = range(cfg.context_teacher.context_min, cfg.context_teacher.context_max + 1, chunk)
+    choices = range(cfg.teacher_stage.context_min, cfg.teacher_stage.context_max + 1, chunk)
     for g, gen in micro_batches(run, "context-teacher"):
         latents, text = _clip_batch(run, g, gen)  # (B, C, context_max + target, H, W), (B, L, D)
         frames = choices[int(torch.randint(len(choices), (1,), generator=gen))] + cfg.rollout.target_frames
         step = erft_step(st.student, latents[:, :, -frames:], text, target_frames=cfg.rollout.target_frames,
-                         layout=cfg.rollout.layout, bank=st.bank, erft=cfg.context_teacher.erft, generator=gen,
+                         layout=cfg.rollout.layout, bank=st.bank, erft=cfg.teacher_stage.erft, generator=gen,
                          shift=cfg.teacher_stage.timestep_shift)
         (step.loss / cfg.grad_accum).backward()
         loss += step.loss.item() / cfg.grad_accum

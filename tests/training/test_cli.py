@@ -93,10 +93,12 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
     from safetensors import safe_open
 
     from context_forcing_core import load_model
+    from context_forcing_core.models.family import recognise
 
     run_dir, out = tmp_path / "teacher", tmp_path / "exported.safetensors"
     assert run.main(["teacher", "--config", "toy-scenes-teacher", "--out", str(run_dir), "--steps", "1",
-                     "--rollout.frames", "3", "--rollout.target_frames", "3", "--batch_size", "1"]) == 0
+                     "--rollout.frames", "3", "--rollout.target_frames", "3", "--batch_size", "1",
+                     "--memory", "self_forcing"]) == 0
     assert run.main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
     exported, ema = load_model(out), load_model(run_dir / "step_000001" / "student_ema.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(exported.parameters(), ema.parameters()))
@@ -104,6 +106,7 @@ def test_export_writes_the_ema_student_with_provenance(tmp_path):
         meta = f.metadata()
     assert meta["context_forcing.checkpoint"] == "step_000001/student_ema.safetensors"
     assert json.loads(meta["context_forcing.run_config"])["stage"] == "teacher"
+    assert recognise(str(out), {}, meta).family.memory == "self_forcing"  # the loader samples it with its memory
     half = tmp_path / "half.safetensors"
     assert run.main(["export", "--run", str(run_dir), "--out", str(half), "--dtype", "bfloat16"]) == 0
     assert all(a.dtype == torch.bfloat16 and torch.equal(a, b.to(torch.bfloat16))

@@ -73,8 +73,8 @@ def test_text_dropout_swaps_whole_prompts_for_the_negative_prompt(tmp_path):
 
 def test_context_teacher_and_dmd_stages_run_on_caches(tmp_path):
     _clip_cache(tmp_path / "clips")
-    ct = build_run(_cfg("context-teacher", tmp_path / "clips", {"context_teacher.context_min": 3,
-                                                                "context_teacher.context_max": 6}))
+    ct = build_run(_cfg("context-teacher", tmp_path / "clips", {"teacher_stage.context_min": 3,
+                                                                "teacher_stage.context_max": 6}))
     assert "flow_loss" in train_step(ct)
     _prompt_cache(tmp_path / "prompts")
     for stage in ("stage1", "stage2"):
@@ -92,8 +92,8 @@ def test_mismatched_data_is_named_before_training(tmp_path):
     with pytest.raises(ValueError, match="not a latent cache"):
         build_run(_cfg("teacher", tmp_path / "prompts"))
     with pytest.raises(ValueError, match=r"F >= 15"):  # 12 cached frames, 12 + 3 needed
-        build_run(_cfg("context-teacher", tmp_path / "clips", {"context_teacher.context_min": 3,
-                                                               "context_teacher.context_max": 12}))
+        build_run(_cfg("context-teacher", tmp_path / "clips", {"teacher_stage.context_min": 3,
+                                                               "teacher_stage.context_max": 12}))
     with pytest.raises(ValueError, match=r"\(h, w\) = \(6, 6\)"):
         build_run(_cfg("teacher", tmp_path / "clips", {"rollout.latent_size": "6x6"}))
     with pytest.raises(ValueError, match="give --data"):

@@ -48,8 +48,8 @@ def test_context_teacher_resumes_exactly_with_its_error_banks(tmp_path):
     """The banks feed injections from step 1 on; a resume that lost them would inject differently."""
     common = ["context-teacher", "--config", "toy-scenes-context-teacher", "--logging.save_every", "1",
               "--batch_size", "2", "--rollout.frames", "6", "--rollout.target_frames", "6",
-              "--context_teacher.context_min", "6", "--context_teacher.context_max", "12",
-              "--context_teacher.erft.clean_prob", "0", "--context_teacher.erft.capacity", "4"]
+              "--teacher_stage.context_min", "6", "--teacher_stage.context_max", "12",
+              "--teacher_stage.erft.clean_prob", "0", "--teacher_stage.erft.capacity", "4"]
     lines = _kill_and_resume(tmp_path, common)
     assert [m["step"] for m in lines] == [0, 1, 2]
     assert lines[0]["bank_size"] > 0 and lines[-1]["injected"] == 1.0
@@ -274,7 +274,7 @@ def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, mon
     cfg = apply_overrides(preset("toy-scenes-context-teacher"), {"batch_size": "2"})
     r = build_run(cfg)
     clip = r.clips[0]
-    assert clip.latents.shape == (48, cfg.context_teacher.context_max + cfg.rollout.target_frames, 8, 8)
+    assert clip.latents.shape == (48, cfg.teacher_stage.context_max + cfg.rollout.target_frames, 8, 8)
     target = clip.latents[:, -cfg.rollout.target_frames:]
     assert all(torch.equal(target[:, 0], target[:, i]) for i in range(cfg.rollout.target_frames))
     batches, clips = [], []
@@ -285,7 +285,7 @@ def test_scene_context_teacher_learns_the_visit_that_ends_its_clip(tmp_path, mon
                      "2", "--batch_size", "2"]) == 0
     assert len(clips) == 2
     for (latents, _), x in zip(batches, clips):
-        assert cfg.context_teacher.context_min + cfg.rollout.target_frames <= x.shape[2] <= latents.shape[2]
+        assert cfg.teacher_stage.context_min + cfg.rollout.target_frames <= x.shape[2] <= latents.shape[2]
         assert torch.equal(x, latents[:, :, -x.shape[2]:])
     with pytest.raises(ValueError, match="multiple of 6"):
-        apply_overrides(preset("toy-scenes-context-teacher"), {"context_teacher.context_max": "81"})
+        apply_overrides(preset("toy-scenes-context-teacher"), {"teacher_stage.context_max": "81"})

@@ -63,7 +63,7 @@ def test_overrides_are_typed_and_validated():
     with pytest.raises(ValueError, match="lr must be positive"):
         apply_overrides(cfg, {"optim.generator.lr": "-1"})
     with pytest.raises(ValueError, match="allowed: context_forcing"):
-        apply_overrides(cfg, {"memory.preset": "lru"})
+        apply_overrides(cfg, {"memory": "lru"})
 
 
 def test_a_section_is_validated_once_with_all_its_overrides():
@@ -86,13 +86,13 @@ def test_invalid_configs(make, message):
 
 
 def test_memory_tau_overrides_the_presets_threshold_and_nothing_else():
-    cfg = apply_overrides(preset("wan-1.3b-stage2"), {"memory.tau": "0.999"})
+    cfg = apply_overrides(preset("wan-1.3b-stage2"), {"memory_tau": "0.999"})
     assert cfg.memory_config() == memory_preset("context_forcing").replace(tau=0.999)
-    assert apply_overrides(cfg, {"memory.tau": "none"}).memory_config() == memory_preset("context_forcing")
+    assert apply_overrides(cfg, {"memory_tau": "none"}).memory_config() == memory_preset("context_forcing")
     with pytest.raises(ValueError, match="tau is a cosine similarity"):
-        apply_overrides(cfg, {"memory.tau": "1.5"})
+        apply_overrides(cfg, {"memory_tau": "1.5"})
     with pytest.raises(ValueError, match="cannot read 'high' as float"):
-        apply_overrides(cfg, {"memory.tau": "high"})
+        apply_overrides(cfg, {"memory_tau": "high"})
 
 
 def test_old_flat_names_still_override_and_read():
@@ -102,8 +102,8 @@ def test_old_flat_names_still_override_and_read():
                                  "erft.clean_prob": "1", "layout.recent": "3", "memory": "context_forcing",
                                  "memory_tau": "0.9", "ema_decay": "0.9", "world": "scenes"})
     new = apply_overrides(base, {"scenes.read_weight": "0", "scenes.per_video": "5", "optim.generator.lr": "1e-4",
-                                 "context_teacher.erft.clean_prob": "1", "rollout.layout.recent": "3",
-                                 "memory.preset": "context_forcing", "memory.tau": "0.9", "ema.decay": "0.9"})
+                                 "teacher_stage.erft.clean_prob": "1", "rollout.layout.recent": "3",
+                                 "memory": "context_forcing", "memory_tau": "0.9", "ema.decay": "0.9"})
     assert old == new
     assert (base.read_weight, base.ode_steps, base.generator_optim.lr, base.memory_tau) == (5.0, 16, 5e-4, None)
     with pytest.raises(AttributeError):
