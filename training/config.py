@@ -5,13 +5,13 @@ A :class:`TrainConfig` holds what every stage needs (stage, objective, networks 
 and one section per concern (optimisers, EMA, rollouts, the teacher stages, the ODE, the toy world's regression,
 runtime, logging); each section checks itself, :class:`TrainConfig` checks how they fit.
 
-Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (method.md section 5); the ``toy-scenes-*`` presets
+Hyperparameters of the ``wan-1.3b-*`` presets are the authors' (docs/method.md section 5); the ``toy-scenes-*`` presets
 shrink everything to the toy world (``context_forcing_core.toyworld.scenes``: scenes that come back) so a stage runs
 in minutes on two CPU cores.
 
 Configs written before the sections (one flat level: ``"ema_decay": 0.99``, ``"world": "scenes"``) still load
-(:func:`config_from_dict`), and the old flat names still work as overrides (``--ema_decay 0.99``) and as read-only
-attributes: :data:`LEGACY_KEYS` maps each to its place.
+(:func:`config_from_dict`), and the old flat names still work as overrides (``--ema_decay 0.99``):
+:data:`LEGACY_KEYS` maps each to its place.
 """
 
 from __future__ import annotations
@@ -374,17 +374,6 @@ class TrainConfig:
         """The resolved configuration, saved beside every run."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
-    def __getattr__(self, name: str) -> typing.Any:
-        """Read-only old flat names (``cfg.read_weight`` = ``cfg.scenes.read_weight``), for code written before the
-        sections.
-        """
-        if name not in LEGACY_KEYS or name in _FIELDS:  # a field not set yet (copying) is no old name
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value: typing.Any = self
-        for part in LEGACY_KEYS[name].split("."):
-            value = getattr(value, part)
-        return value
-
 
 LEGACY_KEYS = {
     "generator_optim": "optim.generator", "critic_optim": "optim.critic", "gen_update_every": "optim.gen_update_every",
@@ -410,7 +399,6 @@ LEGACY_KEYS = {
 """Old flat setting (before the sections) -> its dotted place today. ``world`` is gone: a run without data is the
 toy world (see :func:`config_from_dict`)."""
 RAMP_KEY = "scenes.teacher_forcing_ramp_steps"
-_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def toy_scenes_teacher() -> TrainConfig:

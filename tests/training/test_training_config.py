@@ -95,8 +95,8 @@ def test_memory_tau_overrides_the_presets_threshold_and_nothing_else():
         apply_overrides(cfg, {"memory_tau": "high"})
 
 
-def test_old_flat_names_still_override_and_read():
-    """Commands and scripts written before the sections (``--read_weight 0``, ``cfg.ode_steps``) keep working."""
+def test_old_flat_names_still_override():
+    """Commands written before the sections (``--read_weight 0``) keep working."""
     base = preset("toy-scenes-stage2")
     old = apply_overrides(base, {"read_weight": "0", "scenes_per_video": "5", "generator_optim.lr": "1e-4",
                                  "erft.clean_prob": "1", "layout.recent": "3", "memory": "context_forcing",
@@ -104,10 +104,7 @@ def test_old_flat_names_still_override_and_read():
     new = apply_overrides(base, {"scenes.read_weight": "0", "scenes.per_video": "5", "optim.generator.lr": "1e-4",
                                  "teacher_stage.erft.clean_prob": "1", "rollout.layout.recent": "3",
                                  "memory": "context_forcing", "memory_tau": "0.9", "ema.decay": "0.9"})
-    assert old == new
-    assert (base.read_weight, base.ode_steps, base.generator_optim.lr, base.memory_tau) == (5.0, 16, 5e-4, None)
-    with pytest.raises(AttributeError):
-        base.no_such_setting  # noqa: B018
+    assert old == new and old != base
     assert all(set(LEGACY_KEYS[k].split(".")[:1]) <= {f.name for f in dataclasses.fields(TrainConfig)}
                for k in LEGACY_KEYS)
 

@@ -49,7 +49,7 @@ from training.config import preset
 
 from .position_table import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
 
-READ_WEIGHT = preset("toy-scenes-stage2").read_weight
+READ_WEIGHT = preset("toy-scenes-stage2").scenes.read_weight
 """Weight of the reading term (Stage 2's, ``toy-scenes-stage2``)."""
 VARIANTS = ("stochastic", "deterministic", "stochastic+reading", "deterministic+reading", "coupled")
 FlowFn = Callable[[Tensor, Tensor], Tensor]

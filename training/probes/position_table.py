@@ -36,7 +36,7 @@ from context_forcing_core.toyworld.scenes import all_scene_prompts, library_late
 from context_forcing_core.toyworld.text import ToyTextEncoder
 from training.config import preset
 
-ODE_STEPS = preset("toy-scenes-stage2").ode_steps
+ODE_STEPS = preset("toy-scenes-stage2").ode.steps
 """Probability-flow steps of the exact teacher's targets (Stage 2's, ``toy-scenes-stage2``)."""
 TRAIN_SEED, EVAL_SEED = 1, 99
 """Noise and prompt draws of training, and the held-out noise of evaluation."""

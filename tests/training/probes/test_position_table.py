@@ -13,11 +13,3 @@ def test_both_variants_train_and_are_scored(capsys):
     assert [row.split(" | ")[0] for row in table[1:]] == ["| 0", "| 1"]
     scores = [float(x) for row in table[1:] for cell in row.strip("| ").split(" | ")[1:] for x in cell.split(" / ")]
     assert len(scores) == 8 and all(s > 0 for s in scores)  # untrained: neither places a picture exactly
-
-
-def test_ode_steps_and_read_weight_are_the_scene_stage2_presets():
-    from training.config import preset
-    from training.probes import first_visit_sampler
-
-    assert positions.ODE_STEPS == preset("toy-scenes-stage2").ode_steps
-    assert first_visit_sampler.READ_WEIGHT == preset("toy-scenes-stage2").read_weight
