@@ -462,9 +462,9 @@ def toy_scenes_stage2() -> TrainConfig:
     """Toy world Stage 2, the measured fallback: on-policy contextual ODE regression onto the exact long teacher
     through 48-frame prompt schedules of 4 scenes in one-unit visits (1.5 s: many cuts and returns per rollout),
     batch 4, gradient through the memory's write path, from scratch or from ``--init``. These are the settings of
-    the bundled student's last phase (how it was made: ``eval/toy/assets/README.md``); they were not compared
+    the bundled student's last phase (how it was made: ``toyworld/assets/README.md``); they were not compared
     side by side with the earlier ones. The reading term (weight 5) sharpens the student's own samples onto library
-    pictures; without it, first-visit samples stayed ~0.6-0.7 from the nearest picture (``eval/toy/assets/README.md``).
+    pictures; without it, first-visit samples stayed ~0.6-0.7 from the nearest picture (``toyworld/assets/README.md``).
     Teacher forcing ramps from 1 to 0.2 over the first 300 steps.
     """
     return TrainConfig(stage="stage2", objective="regression", teacher=EXACT_TEACHER, steps=600, batch_size=4,
