@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one GPU check (issue 18): installs what it needs, then runs benchmarks/gpu_check.py (60 s of 480x832 video from
+# The one GPU check: installs what it needs, then runs benchmarks/gpu_check.py (60 s of 480x832 video from
 # a random-weight Wan2.1-1.3B, context_forcing and full memory, eager and compiled, bf16) and writes gpu_check.json.
 # Usage: bash benchmarks/gpu_check.sh [OUT.json]   (about 8 minutes on one H100; runs stop starting after 7)
 set -euo pipefail

@@ -1,1 +1,1 @@
-"""Training CLI (``python -m training.run``) reusing ``context_forcing_core``; built by the training issue."""
+"""Training CLI (``python -m training.run``) and pipeline (``python -m training.pipeline``) on ``context_forcing_core``."""
