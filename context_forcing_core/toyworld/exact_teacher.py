@@ -45,10 +45,24 @@ TEXT_MATCH_TOLERANCE = 1e-3
 """Largest |difference| between a text embedding and a prompt's for the two to count as the same prompt."""
 
 
-def _sq_dist(x: Tensor, mu: Tensor, scale: Tensor) -> Tensor:
-    """(B, F, N) ||x_bf - scale_bf mu_n||^2 for x (B, F, D), mu (N, D), scale (B, F, 1), via one matmul."""
+PRUNE_COLUMNS = 64
+"""Embedding columns :meth:`ExactTeacher.prompt_index` compares first: a prompt that differs from a text by more than
+the tolerance there is ruled out before the whole embedding is compared (the answer is the same)."""
+
+
+def _version(t: Tensor) -> int | None:
+    """In-place modification counter of ``t``; None for an inference tensor (it keeps none: nothing is memoised)."""
+    return None if t.is_inference() else t._version
+
+
+def _sq_dist(x: Tensor, mu: Tensor, scale: Tensor, mu_sq: Tensor | None = None) -> Tensor:
+    """(B, F, N) ||x_bf - scale_bf mu_n||^2 for x (B, F, D), mu (N, D), scale (B, F, 1), via one matmul; ``mu_sq``
+    is (mu**2).sum(-1) when already computed.
+    """
     cross = x @ mu.T  # (B, F, N)
-    return ((x**2).sum(-1, keepdim=True) - 2 * scale * cross + scale**2 * (mu**2).sum(-1)).clamp_min(0)
+    if mu_sq is None:
+        mu_sq = (mu**2).sum(-1)
+    return ((x**2).sum(-1, keepdim=True) - 2 * scale * cross + scale**2 * mu_sq).clamp_min(0)
 
 
 class ExactTeacher(nn.Module):
@@ -73,12 +87,29 @@ class ExactTeacher(nn.Module):
         self.encoder = encoder or ToyTextEncoder()
         self.context_sigma, self.use_context, self.library_size = context_sigma, use_context, library_size
         pics = torch.cat([library_latents(p, library_size) for p in self.prompts])  # (P*K, 48, 8, 8)
+        if pics.shape[0] != len(self.prompts) * library_size:
+            raise ValueError(f"expected {library_size} pictures per prompt, got {pics.shape[0]} for {len(self.prompts)}")
         self.register_buffer("pictures", pics, persistent=False)
         owner = torch.arange(len(self.prompts)).repeat_interleave(library_size)  # (P*K,) prompt of each picture
         self.register_buffer("owner", owner, persistent=False)
         allowed = (owner[:, None] != owner[None, :]) | torch.eye(len(owner), dtype=torch.bool)  # (h, a): a in A_h
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("embeddings", self.encoder.encode([p.text for p in self.prompts]), persistent=False)
+        self._library_cache: dict = {}
+        self._context_memo: tuple | None = None
+
+    def _library(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The flattened float64 pictures mu (N, D) on ``device`` and their squared norms (N,), computed once per
+        device (again if the pictures are replaced or changed in place).
+        """
+        pics = self.pictures
+        key = (torch.device(device), pics.device, pics.data_ptr(), _version(pics), pics.dtype)
+        if key not in self._library_cache:
+            mu = pics.flatten(1).double().to(device)
+            if key[3] is None:
+                return mu, (mu**2).sum(-1)
+            self._library_cache = {key: (mu, (mu**2).sum(-1))}
+        return self._library_cache[key]
 
     @property
     def num_pictures(self) -> int:
@@ -97,7 +128,12 @@ class ExactTeacher(nn.Module):
         emb = self.embeddings.to(text.device, text.dtype)  # (P, L, D)
         if text.shape[1:] != emb.shape[1:]:
             raise ValueError(f"text states {tuple(text.shape)} do not match the encoder's {tuple(emb.shape[1:])}")
-        diff = (text[:, None] - emb[None]).abs().flatten(2).amax(dim=2)  # (B, P)
+        # The largest |difference| over a few columns bounds the whole one from below: a prompt beyond the tolerance
+        # there cannot match, and the whole embedding is compared only for the (B, P) pairs left.
+        near = (text[:, None, :, :PRUNE_COLUMNS] - emb[None, :, :, :PRUNE_COLUMNS]).abs().flatten(2).amax(dim=2)
+        rows, cols = torch.nonzero(near <= TEXT_MATCH_TOLERANCE, as_tuple=True)
+        diff = torch.full_like(near, math.inf)  # (B, P); pruned pairs stay beyond the tolerance
+        diff[rows, cols] = (text[rows] - emb[cols]).abs().flatten(1).amax(dim=1)
         best, idx = diff.min(dim=1)
         return torch.where(best <= TEXT_MATCH_TOLERANCE, idx, torch.full_like(idx, -1))
 
@@ -127,11 +163,11 @@ class ExactTeacher(nn.Module):
         b, f = x_t.shape[0], x_t.shape[2]
         if sigma.shape != (b, f) or bool((sigma <= 0).any()) or bool((sigma > 1).any()):
             raise ValueError(f"sigma must be (B, F) = {(b, f)} in (0, 1], got {tuple(sigma.shape)}")
-        mu = self.pictures.flatten(1).double().to(x_t.device)  # (N, D)
+        mu, mu_sq = self._library(x_t.device)  # (N, D), (N,)
         x = x_t.double().transpose(1, 2).flatten(2)  # (B, F, D)
         s = sigma.double().to(x.device)  # (B, F)
         a = (1 - s)[:, :, None]  # (B, F, 1)
-        d = _sq_dist(x, mu, a)  # (B, F, N) ||x_f - (1 - sigma_f) mu_n||^2
+        d = _sq_dist(x, mu, a, mu_sq)  # (B, F, N) ||x_f - (1 - sigma_f) mu_n||^2
         logw = (-d / (2 * s[:, :, None] ** 2)).sum(1)  # (B, N)
         if context_logp is None and context is not None:
             context_logp = self.context_logp(context)
@@ -144,25 +180,40 @@ class ExactTeacher(nn.Module):
 
     def context_logp(self, context: Tensor) -> Tensor:
         """(B, N) float64 sum over context frames of log p(c | h) (up to a constant); zeros when the teacher ignores
-        context or there is none. Independent of the noisy target, so a sampler computes it once per window.
+        context or there is none. Independent of the noisy target, so a sampler computes it once per window; the
+        last context's answer is kept, so asking again for the same, unchanged tensor (the reader of a chunk after
+        its sampler) costs nothing.
         """
+        memo, version = self._context_memo, _version(context)
+        if memo is not None and memo[0] is context and version is not None and memo[1] == version:
+            return memo[2]
+        out = self._context_logp(context)
+        self._context_memo = None if version is None else (context, version, out)
+        return out
+
+    def _context_logp(self, context: Tensor) -> Tensor:
         b, n = context.shape[0], self.num_pictures
         if context.shape[2] == 0 or not self.use_context:
             return torch.zeros(b, n, dtype=torch.float64, device=context.device)
-        mu = self.pictures.flatten(1).double().to(context.device)  # (N, D)
+        mu, mu_sq = self._library(context.device)  # (N, D), (N,)
         c = context.double().transpose(1, 2).flatten(2)  # (B, Fc, D)
-        ll = -_sq_dist(c, mu, torch.ones_like(c[:, :, :1])) / (2 * self.context_sigma**2)  # (B, Fc, N_a)
-        allow = self.allowed.to(c.device)  # (N_h, N_a)
-        masked = torch.where(allow[None, None], ll[:, :, None, :],
-                             torch.tensor(-math.inf, dtype=ll.dtype, device=ll.device))  # (B, Fc, N_h, N_a)
-        per_frame = torch.logsumexp(masked, dim=-1) - allow.sum(1).double().log()  # (B, Fc, N_h)
+        ll = -_sq_dist(c, mu, torch.ones_like(c[:, :, :1]), mu_sq) / (2 * self.context_sigma**2)  # (B, Fc, N)
+        # log sum over A_h = {h} + the other prompts' pictures, by prompt: each prompt's K pictures summed first,
+        # then the other prompts' sums (P x P instead of N x N terms per frame).
+        p, k = len(self.prompts), self.library_size
+        own = torch.logsumexp(ll.unflatten(-1, (p, k)), dim=-1)  # (B, Fc, P)
+        others = ~torch.eye(p, dtype=torch.bool, device=c.device)  # (P, P')
+        minus_inf = torch.tensor(-math.inf, dtype=ll.dtype, device=ll.device)
+        rest = torch.logsumexp(torch.where(others, own[:, :, None, :], minus_inf), dim=-1)  # (B, Fc, P)
+        owner = self.owner.to(c.device)
+        per_frame = torch.logaddexp(ll, rest[:, :, owner]) - math.log(1 + n - k)  # (B, Fc, N_h)
         return per_frame.sum(1)
 
     def x0(self, x_t: Tensor, sigma: Tensor, text: Tensor, context: Tensor | None = None, *,
            context_logp: Tensor | None = None) -> Tensor:
         """(B, C, F, H, W) E[x0 | x_t, prompt, context]: the posterior mean picture, the same for every frame."""
         w = self.posterior(x_t, sigma, text, context, context_logp=context_logp)  # (B, N)
-        mean = (w @ self.pictures.flatten(1).double().to(w.device)).to(x_t.dtype)  # (B, D)
+        mean = (w @ self._library(w.device)[0]).to(x_t.dtype)  # (B, D)
         frame = mean.view(x_t.shape[0], x_t.shape[1], 1, *x_t.shape[3:])
         return frame.expand_as(x_t)
 

@@ -11,6 +11,7 @@ import torch
 from context_forcing_core.diffusion.schedule import x0_from_flow
 from context_forcing_core.objectives.dmd import score_with_context
 from context_forcing_core.toyworld.exact_teacher import (
+    TEXT_MATCH_TOLERANCE,
     ExactTeacher,
     balanced_reading,
     coupled_sample,
@@ -73,6 +74,81 @@ def test_posterior_equals_brute_force(tiny, case):
                             None if context is None else context[None])[0].numpy()
     want = _brute_posterior(x_t, sigmas, prompt, context, pics, owners, teacher.context_sigma)
     np.testing.assert_allclose(got, want, atol=1e-8)
+
+
+def _prompt_index_in_full(teacher, text):
+    """What prompt_index stands for: every prompt compared over the whole embedding, the nearest within tolerance."""
+    diff = (text[:, None] - teacher.embeddings.to(text.dtype)[None]).abs().flatten(2).amax(dim=2)  # (B, P)
+    best, idx = diff.min(dim=1)
+    return torch.where(best <= TEXT_MATCH_TOLERANCE, idx, torch.full_like(idx, -1))
+
+
+def test_prompt_index_rules_prompts_out_on_a_few_columns_and_answers_as_the_whole_comparison():
+    """A text equal to a prompt in the first columns but not beyond is no match; one within the tolerance
+    everywhere is; a prompt listed twice is found at its first place; an unknown text is -1."""
+    enc = ToyTextEncoder(width=256, max_tokens=8)
+    teacher = ExactTeacher([*PROMPTS, PROMPTS[1]], encoder=enc, library_size=2)
+    emb = teacher.embeddings  # (4, 8, 256)
+    late = emb[0].clone()
+    late[-1, -1] += 10 * TEXT_MATCH_TOLERANCE  # differs only in the last column of the last token
+    gen = torch.Generator().manual_seed(0)
+    near = emb[2] + 0.9 * TEXT_MATCH_TOLERANCE * (2 * torch.rand(emb[2].shape, generator=gen) - 1)
+    text = torch.stack([emb[0], late, near, emb[1], enc.encode([""])[0], emb[3] + 1.0])
+    got = teacher.prompt_index(text)
+    assert got.tolist() == [0, -1, 2, 1, -1, -1]
+    assert torch.equal(got, _prompt_index_in_full(teacher, text))
+    for seed in range(3):  # random texts near random prompts: within the tolerance, or beyond it at one element
+        gen = torch.Generator().manual_seed(seed)
+        noisy = emb[torch.randint(4, (16,), generator=gen)]
+        noisy = noisy + 0.9 * TEXT_MATCH_TOLERANCE * (2 * torch.rand(noisy.shape, generator=gen) - 1)
+        for row in range(0, 16, 2):
+            token, column = torch.randint(8, (1,), generator=gen), torch.randint(256, (1,), generator=gen)
+            noisy[row, token, column] += 2 * TEXT_MATCH_TOLERANCE
+        got = teacher.prompt_index(noisy)
+        assert torch.equal(got, _prompt_index_in_full(teacher, noisy))
+        assert (got[::2] == -1).all() and (got[1::2] >= 0).all()
+
+
+def _context_logp_over_every_pair(teacher, context):
+    """log p(c | h) summed over frames as the module docstring writes it: for every h, the mean over a in A_h of
+    N(c; mu_a, context_sigma^2 I), the distances computed directly."""
+    mu = teacher.pictures.flatten(1).double()  # (N, D)
+    c = context.double().transpose(1, 2).flatten(2)  # (B, Fc, D)
+    ll = -((c[:, :, None] - mu[None, None]) ** 2).sum(-1) / (2 * teacher.context_sigma**2)  # (B, Fc, N)
+    allow = teacher.allowed  # (N_h, N_a)
+    masked = torch.where(allow[None, None], ll[:, :, None, :], torch.tensor(-math.inf, dtype=torch.float64))
+    return (torch.logsumexp(masked, dim=-1) - allow.sum(1).double().log()).sum(1)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 3.0])
+def test_context_logp_sums_by_prompt_as_over_every_allowed_picture(sigma):
+    teacher = ExactTeacher(PROMPTS, encoder=ToyTextEncoder(width=32, max_tokens=8), library_size=2,
+                           context_sigma=sigma)
+    gen = torch.Generator().manual_seed(1)
+    shown = teacher.pictures[torch.randint(6, (3 * 4,), generator=gen)].view(3, 4, 48, 8, 8).transpose(1, 2)
+    context = shown + 0.4 * torch.randn(shown.shape, generator=gen)
+    torch.testing.assert_close(teacher.context_logp(context), _context_logp_over_every_pair(teacher, context),
+                               rtol=1e-12, atol=1e-9)
+
+
+def test_the_kept_context_answer_and_library_follow_in_place_changes(tiny):
+    teacher, enc = tiny
+    gen = torch.Generator().manual_seed(2)
+    context = teacher.pictures[:2].permute(1, 0, 2, 3)[None] + 0.1 * torch.randn(1, 48, 2, 8, 8, generator=gen)
+    first = teacher.context_logp(context)
+    assert teacher.context_logp(context) is first  # the same tensor, unchanged: kept
+    assert teacher.context_logp(context.clone()) is not first  # another tensor: computed
+    context[:, :, 0] = teacher.pictures[4]
+    fresh = ExactTeacher(PROMPTS, encoder=enc, library_size=2, context_sigma=teacher.context_sigma)
+    torch.testing.assert_close(teacher.context_logp(context), fresh.context_logp(context), rtol=0, atol=0)
+    moved = ExactTeacher(PROMPTS, encoder=enc, library_size=2, context_sigma=teacher.context_sigma)
+    x_t, sigma, text = torch.randn(1, 48, 1, 8, 8, generator=gen), torch.tensor([[0.5]]), enc.encode([PROMPTS[0].text])
+    before = moved.x0(x_t, sigma, text)
+    moved.pictures.mul_(2)
+    after = moved.x0(x_t, sigma, text)
+    assert not torch.allclose(before, after)
+    moved.pictures.div_(2)
+    torch.testing.assert_close(moved.x0(x_t, sigma, text), before, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("with_context", [False, True])
