@@ -34,6 +34,7 @@ def sample_chunk(
     renoise: Tensor | None = None,
     exit_step: int | None = None,
     grad: bool = False,
+    first_x0: Tensor | None = None,
 ) -> Tensor:
     """Few-step flow sampling of one chunk (Self-Forcing style): x0 = x_t - sigma v, then x_next = (1 - s') x0 + s' eps'.
 
@@ -46,6 +47,8 @@ def sample_chunk(
             least as many as the steps run); replaces ``generator`` (:func:`draw_chunk_noise`).
         exit_step: stop after this step and return its x0 (training rollouts); None runs every step.
         grad: record autograd for the exit step only; earlier steps never carry gradient.
+        first_x0: the first step's x0, already computed (the model on ``noise`` at ``timesteps[0]``, e.g. by a
+            training pass on the same input): used as it is, with whatever gradient it carries, instead of a pass.
 
     Returns:
         (B, C, f, H, W) float32 x0 of the exit (by default the last) step.
@@ -62,9 +65,12 @@ def sample_chunk(
     x = noise
     for i, t in enumerate(timesteps[: last + 1]):
         sigma = t / 1000.0
-        with torch.set_grad_enabled(grad and i == last):
-            flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
-            x0 = x0_from_flow(x, flow, sigma)
+        if i == 0 and first_x0 is not None:
+            x0 = first_x0
+        else:
+            with torch.set_grad_enabled(grad and i == last):
+                flow = predict_flow(x, torch.full((b, f), float(t), device=x.device)).float()
+                x0 = x0_from_flow(x, flow, sigma)
         if i < last:
             fresh = renoise[i] if renoise is not None else torch.randn(x.shape, generator=generator).to(x.device)
             x = add_noise(x0, fresh, timesteps[i + 1] / 1000.0)

@@ -14,9 +14,10 @@ paths give the same outputs:
   chunk's K/V behind the history (keys into ``rotated``, values into the cache slots the commit will fill), and
   attention reads views. Per pass: no copy of the history, no gather, no index tensor, no host read.
 - read and concatenate (:meth:`SlowFastMemory.read`, :class:`LayerView`): a snapshot of the history and all
-  positions' angles, rotated and concatenated with the chunk on every pass. Autograd needs it: a gradient-recording
-  pass keeps what it read (:class:`MemoryAttention`), so activation checkpointing recomputes against the same K/V
-  even after later chunks rewrote the cache.
+  positions' angles, concatenated with the chunk on every pass. Autograd needs it: a gradient-recording pass keeps
+  what it read (:class:`MemoryAttention`), so activation checkpointing recomputes against the same K/V even after
+  later chunks rewrote the cache. Gradient-recording passes and every pass of a ``keep_grad`` memory share one
+  snapshot per layer and chunk (:meth:`SlowFastMemory.shared_view`), whose history keys are rotated once.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _Pending:
     """RoPE cos/sin memoised by (positions, rows, columns) for this chunk."""
     rotated: set[int] = field(default_factory=set)
     """Layers whose ``rotated`` buffer holds this chunk's rotation of the history."""
+    views: dict = field(default_factory=dict)
+    """Per (layer, token grid), the snapshot of the history shared by this chunk's read-and-concatenate passes."""
 
 
 class SlowFastMemory:
@@ -107,13 +110,17 @@ class SlowFastMemory:
             frames=frames, recache=recache, history=history, positions=positions, summaries=[None] * self.num_layers
         )
 
-    def attention(self, *, commit: bool = False, in_place: bool = True) -> MemoryAttention:
+    def attention(self, *, commit: bool = False, in_place: bool = True, repeat: int = 1) -> MemoryAttention:
         """Attention context for one forward pass over the pending chunk; ``commit`` writes its K/V; ``in_place``
-        False always reads and concatenates (see the module docstring).
+        False always reads and concatenates (see the module docstring); ``repeat`` > 1: the pass runs that many
+        versions of the chunk stacked along the batch (e.g. several noise levels), each attending the same memory,
+        and commits nothing.
         """
         if self._pending is None:
             raise RuntimeError("call begin_chunk before running the model on a chunk")
-        return MemoryAttention(memory=self, commit=commit, in_place=in_place)
+        if repeat < 1 or (commit and repeat != 1):
+            raise ValueError(f"repeat must be a positive number of chunk versions, and 1 for a commit, got {repeat}")
+        return MemoryAttention(memory=self, commit=commit, in_place=in_place, repeat=repeat)
 
     def end_chunk(self) -> ChunkStep | None:
         """Consolidate and evict after the commit pass; returns the chunk's trace entry (None for a re-cache)."""
@@ -240,6 +247,21 @@ class SlowFastMemory:
         cos, sin = self._angles(p, tuple(hist_pos) + tuple(query_pos), h, w, device)
         return LayerView(k=hist_k, v=hist_v, cos=cos, sin=sin, grid=grid)
 
+    def shared_view(self, layer: int, grid: Grid, device: torch.device) -> LayerView:
+        """:meth:`read` as a snapshot, once per layer and chunk: every read-and-concatenate pass of the chunk that
+        asks gets the same view (and so the same rotated history keys, :meth:`LayerView.rotated_history`).
+
+        A snapshot: K/V copied out of the cache, except with ``keep_grad``, whose buffers are never written in place
+        (every write makes new ones), so views of them stay what they were.
+        """
+        p = self._pending
+        if p is None:
+            raise RuntimeError("the memory has no pending chunk: call begin_chunk before running the model on a chunk")
+        key = (layer, tuple(grid))
+        if key not in p.views:
+            p.views[key] = self.read(layer, grid, device, copy=not self.keep_grad)
+        return p.views[key]
+
     def attend_in_place(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor | None:
         """The in-place read path (module docstring): the chunk's raw q, k, v (B, f * N, H, D) -> (B, f * N, H, D).
 
@@ -293,6 +315,10 @@ class SlowFastMemory:
         p.summaries[layer] = key_summary(k)
 
 
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
 @dataclass(kw_only=True, slots=True, frozen=True)
 class LayerView:
     """One layer's view of the memory for one chunk: the cached history and the RoPE angles of history and chunk."""
@@ -307,26 +333,61 @@ class LayerView:
     """(n * N + f * N, D / 2) RoPE sines."""
     grid: Grid
     """(f, h, w) token grid of the chunk this view was read for."""
+    rotated: dict = field(default_factory=dict, compare=False, repr=False)
+    """dtype -> (the history keys rotated to their positions, whether that rotation recorded autograd)."""
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """The chunk's queries (B, f * N, H, D) attend to the history and to the chunk's own k, v -> (B, f * N, H, D)."""
+    def rotated_history(self, dtype: torch.dtype) -> Tensor:
+        """(B, n * N, H, D) the history's keys in ``dtype``, rotated to their positions: computed once, and again
+        only where a gradient-recording pass needs the gradient an earlier pass without autograd did not record.
+
+        The rotation keeps its autograd inputs itself (plain saved-tensor hooks), not through an enclosing
+        activation checkpoint: a checkpointed block that re-runs in backward finds the rotation done and skips it,
+        so it must not be one of the tensors the checkpoint expects the re-run to recompute.
+        """
+        grad = torch.is_grad_enabled() and self.k.requires_grad
+        hit = self.rotated.get(dtype)
+        if hit is not None and (hit[1] or not grad):
+            return hit[0]
+        m = self.k.shape[1]
+        with torch.autograd.graph.saved_tensors_hooks(_same, _same):
+            keys = apply_rope(self.k.to(dtype), self.cos[:m], self.sin[:m])
+        self.rotated[dtype] = (keys, grad)
+        return keys
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, repeat: int = 1) -> Tensor:
+        """The chunk's queries (B, f * N, H, D) attend to the history and to the chunk's own k, v -> (B, f * N, H, D).
+
+        ``repeat``: q, k, v hold that many versions of the chunk stacked along the batch (repeat * B), each
+        attending the same history (rotated once, then repeated).
+        """
         nq = q.shape[1]
-        k_all = k if self.k is None else torch.cat([self.k.to(k.dtype), k], dim=1)  # (B, (n + f) * N, H, D)
-        v_all = v if self.v is None else torch.cat([self.v.to(v.dtype), v], dim=1)
-        return sdpa(apply_rope(q, self.cos[-nq:], self.sin[-nq:]), apply_rope(k_all, self.cos, self.sin), v_all)
+        cos, sin = self.cos[-nq:], self.sin[-nq:]
+        if self.k is None:
+            return sdpa(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
+        if q.shape[0] != repeat * self.k.shape[0]:
+            raise ValueError(f"a batch of {q.shape[0]} is not {repeat} x the memory's batch {self.k.shape[0]}")
+        hist_k = self.rotated_history(k.dtype)  # (B, n * N, H, D)
+        hist_v = self.v.to(v.dtype)
+        if repeat > 1:
+            hist_k, hist_v = hist_k.repeat(repeat, 1, 1, 1), hist_v.repeat(repeat, 1, 1, 1)
+        k_all = torch.cat([hist_k, apply_rope(k, cos, sin)], dim=1)  # (repeat * B, (n + f) * N, H, D)
+        v_all = torch.cat([hist_v, v], dim=1)
+        return sdpa(apply_rope(q, cos, sin), k_all, v_all)
 
 
 @dataclass(slots=True)
 class MemoryAttention:
     """:class:`AttentionContext` backed by a :class:`SlowFastMemory` for the pending chunk.
 
-    A pass that records autograd keeps, per layer, a snapshot of what it read (copies, not views of the cache).
-    Activation checkpointing re-runs a block's forward during backward, when later chunks have since rewritten
-    the cache in place and the memory is on another chunk; the recomputation then reads the snapshot, so it sees
-    exactly what the first pass saw and the gradient is exact (docs/method.md section 7). It also commits at most once
-    per layer, so a recomputed commit pass writes nothing. Without autograd nothing is kept: inference reads the
-    cache as before, one layer at a time. Cost under autograd: one copy of each layer's attended history, alive
-    as long as the context (until backward when checkpointing, until the end of the forward otherwise).
+    A pass that records autograd keeps, per layer, a snapshot of what it read (copies, not views of the cache; views
+    for a ``keep_grad`` memory, whose buffers are never written in place), the one every such pass of the chunk
+    shares (:meth:`SlowFastMemory.shared_view`). Activation checkpointing re-runs a block's forward during backward,
+    when later chunks have since rewritten the cache in place and the memory is on another chunk; the recomputation
+    then reads the snapshot, so it sees exactly what the first pass saw and the gradient is exact (docs/method.md
+    section 7). It also commits at most once per layer, so a recomputed commit pass writes nothing. Without autograd
+    nothing is kept: inference reads the cache as before, one layer at a time. Cost under autograd: one copy of
+    each layer's attended history per chunk, alive as long as a context that holds it (until backward when
+    checkpointing, until the end of the forward otherwise).
     """
 
     memory: SlowFastMemory
@@ -334,6 +395,9 @@ class MemoryAttention:
     in_place: bool = True
     """Use the in-place read path where it applies (no autograd, no ``keep_grad``); False always reads and
     concatenates (the reference the in-place path is tested against)."""
+    repeat: int = 1
+    """Versions of the chunk stacked along the batch of the pass, each attending the same memory (read and
+    concatenate; never a commit)."""
     views: dict[int, LayerView] = field(default_factory=dict)
     """Per layer, the snapshot read by a gradient-recording pass."""
     committed: set[int] = field(default_factory=set)
@@ -342,7 +406,7 @@ class MemoryAttention:
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
         """Attend to the cached frames and the chunk itself; commit the chunk's K/V when asked."""
         out = None
-        if self.in_place and not self.memory.keep_grad and not torch.is_grad_enabled():
+        if self.in_place and self.repeat == 1 and not self.memory.keep_grad and not torch.is_grad_enabled():
             out = self.memory.attend_in_place(layer, q, k, v, grid)
         if out is None:
             out = self._read_and_concatenate(layer, q, k, v, grid)
@@ -355,9 +419,12 @@ class MemoryAttention:
         view = self.views.get(layer)
         if view is None:
             record = torch.is_grad_enabled()
-            view = self.memory.read(layer, grid, q.device, copy=record)
+            if record or self.memory.keep_grad:  # a snapshot, shared by the chunk's passes
+                view = self.memory.shared_view(layer, grid, q.device)
+            else:
+                view = self.memory.read(layer, grid, q.device)
             if record:
                 self.views[layer] = view
         elif view.grid != grid:
             raise ValueError(f"this memory context was read for the token grid {view.grid}, not {grid}")
-        return view.attend(q, k, v)
+        return view.attend(q, k, v, self.repeat)

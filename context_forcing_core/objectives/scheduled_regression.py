@@ -42,7 +42,7 @@ from ..diffusion.sampler import recache_fast_window, sample_chunk
 from ..diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
 from ..memory.config import MemoryConfig
 from ..memory.slow_fast import SlowFastMemory
-from ..models.wan import WanModel
+from ..models.wan import TextContext, WanModel
 
 ReadFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
 """(the student's chunk (B, C, f, H, W), text (B, L, D), context or None, invent (B,) bool: the context shows nothing
@@ -64,6 +64,39 @@ def inventing(schedule: PromptSchedule, prompt: int, held: Sequence[int]) -> Ten
 def memory_frames(mem: SlowFastMemory) -> list[int]:
     """Every frame some layer of the memory holds, in time order (the student's attended context)."""
     return sorted({f for cache in mem.layers for f in cache.frames()})
+
+
+class _SharedText:
+    """Every prompt of a rollout encoded in one batched pass with gradient, each chunk reading its prompt's slice.
+
+    The chunks' losses reach the text layers through leaves (the encoded K/V, detached) whose gradients accumulate
+    over the rollout's backward passes; :meth:`backward` then sends the sum through the text layers once. The same
+    gradient as encoding the prompt anew for every chunk and re-cache (the weights do not step within a rollout),
+    for one text pass and one text backward per rollout.
+    """
+
+    def __init__(self, student: WanModel, schedule: PromptSchedule, prompts: Sequence[int]) -> None:
+        self.order = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        dev = student.device
+        self.batch = schedule.texts[0].shape[0]
+        encoded = student.encode_text(torch.cat([schedule.texts[p].to(dev) for p in self.order]))
+        self.encoded = [*encoded.keys, *encoded.values]
+        self.leaves = [t.detach().requires_grad_(t.requires_grad) for t in self.encoded]
+        self.layers = len(encoded.keys)
+
+    def context(self, prompt: int, repeat: int = 1) -> TextContext:
+        """Prompt ``prompt``'s text context, its batch stacked ``repeat`` times."""
+        i, b = self.order[prompt], self.batch
+        rows = [t[i * b:(i + 1) * b] for t in self.leaves]
+        if repeat > 1:
+            rows = [t.repeat(repeat, *([1] * (t.ndim - 1))) for t in rows]
+        return TextContext(keys=rows[: self.layers], values=rows[self.layers:])
+
+    def backward(self) -> None:
+        """The accumulated gradients of the text contexts through the text layers."""
+        pairs = [(t, leaf.grad) for t, leaf in zip(self.encoded, self.leaves) if leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
 
 
 def scheduled_regression(
@@ -96,6 +129,11 @@ def scheduled_regression(
     chunk's x0*; ``read`` is then not needed): as varied as the teacher's samples, where the reading follows
     whatever picture the student already leans to.
 
+    How it is computed (the result is that of one pass per level and per sampling step, in float tolerance; see
+    ``tests/core/objectives/test_scheduled_regression_batched.py``): a chunk's step levels run as one pass of the
+    levels stacked along the batch, every level attending the same memory; the chunk's own sample starts from the
+    first level's x0 (the same input, z at the first timestep); every prompt of the rollout is encoded once.
+
     Returns:
         The regression loss of every chunk (mean squared error over its step levels; the reading term apart, in
         ``read_losses``), and the (B, C, F, H, W) committed latents.
@@ -111,6 +149,7 @@ def scheduled_regression(
         raise ValueError(f"teacher_window must hold at least one chunk ({chunk} frames), got {teacher_window}")
     seen = 0 if teacher_window is None else teacher_window - chunk  # frames before the chunk the short teacher sees
     timesteps = warp_timesteps(steps, shift)
+    levels = len(timesteps)
     num_chunks = num_latent_frames // chunk
     mem = SlowFastMemory(memory, student.config, keep_grad=memory_grad)
     write_grad = torch.enable_grad if memory_grad else torch.no_grad
@@ -118,6 +157,9 @@ def scheduled_regression(
     text0 = schedule.texts[0]
     b, dev = text0.shape[0], student.device
     shape = (b, student.config.in_channels, chunk, *latent_size)
+    shared = _SharedText(student, schedule, [schedule.prompt_at(c * chunk) for c in range(num_chunks)])
+    level_t = torch.cat([torch.full((b, chunk), float(t), device=dev) for t in timesteps])  # (levels * B, chunk)
+    level_sigma = torch.tensor([t / 1000.0 for t in timesteps], dtype=torch.float64).repeat_interleave(b).to(dev)
     committed: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent
     losses: list[float] = []
     chunks: list[Tensor] = []
@@ -126,38 +168,40 @@ def scheduled_regression(
         frames = range(c * chunk, (c + 1) * chunk)
         wanted = schedule.prompt_at(frames.start)
         text = schedule.texts[wanted].to(dev)
+        ctx = shared.context(wanted)  # with grad: the text layers learn too
         if wanted != prompt:
             if c > 0:
                 with write_grad():
                     recent = {f: committed[f] for f in mem.fast_frames()}
-                    recache_fast_window(student, mem, student.encode_text(text), recent)
+                    recache_fast_window(student, mem, ctx, recent)
             prompt = wanted
         held = memory_frames(mem) if teacher_window is None else list(range(max(0, frames.start - seen), frames.start))
         context = torch.stack([committed[f] for f in held], dim=2) if held else None  # (B, C, Fc, H, W)
         z = torch.randn(shape, generator=generator).to(dev)
         target = teacher(z, text, context, frames).detach()  # (B, C, chunk, H, W)
         mem.begin_chunk(frames)
-        inputs = [(z, timesteps[0])]
+        inputs = [z]
         for t in timesteps[1:]:  # x0* re-noised at each later level, fresh noise each
-            inputs.append((add_noise(target, torch.randn(shape, generator=generator).to(dev), t / 1000.0), t))
-        ctx = student.encode_text(text)  # with grad: the text layers learn too
+            inputs.append(add_noise(target, torch.randn(shape, generator=generator).to(dev), t / 1000.0))
+        x_t = torch.cat(inputs)  # (levels * B, C, chunk, H, W): one pass for every level
+        flow = student(x_t, level_t, shared.context(wanted, levels), attention=mem.attention(repeat=levels)).float()
+        x0_levels = x0_from_flow(x_t, flow, level_sigma).unflatten(0, (levels, b))  # (levels, B, C, chunk, H, W)
         loss, per_level = 0.0, []
-        for x_t, t in inputs:
-            tt = torch.full((b, chunk), float(t), device=dev)
-            flow = student(x_t, tt, ctx, attention=mem.attention()).float()
-            mse = F.mse_loss(x0_from_flow(x_t, flow, t / 1000.0), target)
+        for x0 in x0_levels:
+            mse = F.mse_loss(x0, target)
             per_level.append(float(mse.detach()))
-            loss = loss + mse / len(inputs)
+            loss = loss + mse / levels
         if level_losses is not None:
             level_losses.append(per_level)
         losses.append(float(loss.detach()))
+        first = x0_levels[0] if levels == 1 else x0_levels[0].detach()  # the sample's first step: z at timesteps[0]
         own = None
 
         def chunk_flow(x: Tensor, t: Tensor, c=ctx) -> Tensor:  # the student on this chunk, attending its memory
             return student(x, t, c, attention=mem.attention())
 
         if reads:  # the student's own sample onto the teacher's reading of it (or its end point)
-            own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True)  # grad: last step only
+            own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True, first_x0=first)
             goal = target if read_onto == "endpoint" else read(own.detach(), text, context,
                                                                 inventing(schedule, wanted, held))
             mse = F.mse_loss(own, goal.detach())
@@ -174,7 +218,7 @@ def scheduled_regression(
             elif own is not None:
                 x0 = own.detach()
             else:
-                x0 = sample_chunk(chunk_flow, z, timesteps, generator=generator)
+                x0 = sample_chunk(chunk_flow, z, timesteps, generator=generator, first_x0=first.detach())
         with write_grad():  # the commit pass writes this chunk's K/V
             student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True))
         mem.end_chunk()
@@ -184,4 +228,5 @@ def scheduled_regression(
         committed = {f: x for f, x in committed.items() if f in keep}
     if memory_grad:
         total.backward()
+    shared.backward()
     return losses, torch.cat(chunks, dim=2)
