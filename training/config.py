@@ -574,7 +574,13 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, str]) -> TrainConfig:
     """
     overrides = dict(overrides)
     world = overrides.pop("world", None)
-    out = _apply(cfg, {_place(k): v for k, v in overrides.items()}, "")
+    placed: dict[str, str] = {}
+    for key, text in overrides.items():
+        place = _place(key)
+        if place in placed:
+            raise ValueError(f"setting {place!r} is given twice (once as {key!r}, an old name of the same setting)")
+        placed[place] = text
+    out = _apply(cfg, placed, "")
     if world is not None:
         _check_world(world, out)
     return out

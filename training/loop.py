@@ -21,16 +21,14 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.curriculum import RolloutCurriculum
 from context_forcing_core.objectives.erft import ErrorBank
 
-from . import worlds  # noqa: F401  (registers the toy world's teacher and updates)
 from .config import OptimConfig, TrainConfig
 from .datasets import CLIP_STAGES, load_training_data
 from .distributed import DistContext, barrier, broadcast_parameters, shard_model
 from .ode_pairs import OdePairs, generate_pairs
 from .precision import autocast_context
-from .samples import toy_samples
 from .state import TrainState, latest_checkpoint, load_checkpoint, new_ema, save_checkpoint
 from .telemetry import MetricsLogger
-from .updates import Run, closed_form_teacher, sharded, update_for
+from .updates import Run, closed_form_teacher, sharded, update_for, write_samples
 
 DMD_STAGES = ("stage1", "stage2")
 
@@ -143,17 +141,8 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "step")
                 print(f"step {st.step}/{cfg.steps}: {shown}", flush=True)
             if ctx.is_main and cfg.logging.sample_every and (st.step % cfg.logging.sample_every == 0 or last):
-                _write_samples(run, out, log)
+                write_samples(run, out, log)
             if st.step % cfg.logging.save_every == 0 or last:
                 if ctx.is_main or run.sharded:  # sharded: every rank gathers, rank 0 writes
                     save_checkpoint(st, out, write=ctx.is_main)
                 barrier(ctx)
-
-
-def _write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
-    """Toy sample videos of the EMA student (causal stages) or a teacher's stand-in through the same sampler."""
-    st, cfg = run.state, run.cfg
-    samples = toy_samples(st.ema, videos=cfg.logging.sample_videos, seconds=cfg.logging.sample_seconds, memory=run.memory,
-                          seed=cfg.seed, out_dir=out / "samples", step=st.step)
-    log.log({f"sample/{k}": v for k, v in samples.metrics.items()}, step=st.step)
-    log.add_video("sample/video", samples.frames[0], st.step)

@@ -10,6 +10,7 @@ metrics are :func:`~context_forcing_core.toyworld.visit_metrics.scene_report`'s,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def toy_samples(model: WanModel, *, videos: int, seconds: float, memory: str | M
         per_video.append(video_metrics(video, schedule))
     metrics = {k: _nanmean([m[k] for m in per_video]) for k in per_video[0]}
     summary = {"step": step, "seed": seed, "seconds": num_frames / FRAMES_PER_SECOND,
-               "memory": memory if isinstance(memory, str) else "custom",
+               "memory": dataclasses.asdict(mem),
                "schedules": [{"prompts": s.prompt_texts(), "pictures": [v.picture for v in s.visits],
                               "switch_frames": s.switch_frames} for s in schedules],
                "per_video": per_video, "mean": metrics}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +46,7 @@ from .distributed import DistContext, all_reduce_gradients, average_metrics
 from .ode_pairs import OdePairs
 from .rng import micro_generator, step_generator
 from .state import TrainState, ema_decay_at, ema_update
+from .telemetry import MetricsLogger
 
 HIGH_NOISE_SHIFT = 50.0
 """Timestep shift of the teacher's high-noise share (``teacher_stage.high_noise_fraction``)."""
@@ -303,6 +305,10 @@ UPDATES: dict[tuple[str, str], Update] = {}
 """(stage, objective) -> update; ``ANY_OBJECTIVE`` matches every objective of its stage."""
 TEACHERS: dict[str, TeacherFactory] = {}
 """``teacher`` names that are no architecture preset but a world's closed-form teacher."""
+SampleWriter = Callable[["Run", Path, MetricsLogger], None]
+"""Writes sample videos of a run's EMA student into ``out`` and logs their metrics."""
+SAMPLES: list[SampleWriter] = []
+"""The registered sample writer (at most one)."""
 
 
 def register_update(stage: str, objective: str = ANY_OBJECTIVE) -> Callable[[Update], Update]:
@@ -316,11 +322,28 @@ def register_update(stage: str, objective: str = ANY_OBJECTIVE) -> Callable[[Upd
 
 
 def register_teacher(name: str) -> Callable[[TeacherFactory], TeacherFactory]:
-    """Decorator: the closed-form teacher called ``name``."""
+    """Decorator: the closed-form teacher called ``name`` (one per name)."""
     def register(factory: TeacherFactory) -> TeacherFactory:
+        if name in TEACHERS:
+            raise ValueError(f"a closed-form teacher {name!r} is registered already")
         TEACHERS[name] = factory
         return factory
     return register
+
+
+def register_samples(writer: SampleWriter) -> SampleWriter:
+    """Decorator: the toy world's sample-video writer (``logging.sample_every``); one only."""
+    if SAMPLES:
+        raise ValueError("a sample writer is registered already")
+    SAMPLES.append(writer)
+    return writer
+
+
+def write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
+    """Write the sample videos of ``run`` at its current step through the registered writer."""
+    if not SAMPLES:
+        raise ValueError("logging.sample_every needs a toy world's sample writer; none is registered")
+    SAMPLES[0](run, out, log)
 
 
 def update_for(cfg: TrainConfig) -> Update:
@@ -343,3 +366,5 @@ register_update("stage2", "dmd")(dmd_update)
 register_update("teacher")(teacher_update)
 register_update("context-teacher")(context_teacher_update)
 register_update("ode-init")(ode_update)
+
+from . import worlds  # noqa: E402, F401  (last: the toy world registers its teacher, updates and samples here)

@@ -105,6 +105,8 @@ def test_old_flat_names_still_override():
                                  "teacher_stage.erft.clean_prob": "1", "rollout.layout.recent": "3",
                                  "memory": "context_forcing", "memory_tau": "0.9", "ema.decay": "0.9"})
     assert old == new and old != base
+    with pytest.raises(ValueError, match="given twice"):
+        apply_overrides(base, {"read_weight": "0", "scenes.read_weight": "5"})
     assert all(set(LEGACY_KEYS[k].split(".")[:1]) <= {f.name for f in dataclasses.fields(TrainConfig)}
                for k in LEGACY_KEYS)
 
@@ -120,9 +122,9 @@ def test_an_old_flat_config_json_loads_as_the_same_run(tmp_path):
     assert config_from_dict(longer).scenes.teacher_forcing_ramp_steps == 500.0
 
 
-def test_an_old_config_of_the_retired_toy_world_is_refused_and_data_runs_pass():
+def test_an_old_config_of_the_retired_toy_world_is_refused_and_wan_configs_still_load():
     old = json.loads((FIXTURES / "old_flat_config.json").read_text())
-    gone = "camera-world"  # the retired world's name, or any other than "scenes"
+    gone = "pan"  # the retired world's name in old configs
     with pytest.raises(ValueError, match="that toy world was retired"):
         config_from_dict(dict(old, world=gone))
     wan = config_from_dict(dict(json.loads(preset("wan-1.3b-stage1").to_json()), world=gone))

@@ -1,10 +1,12 @@
 """The toy world's training pieces (``context_forcing_core.toyworld``: scenes that come back): its closed-form
 teacher, and its on-policy regression through visit schedules (``objective regression``, settings in
 ``TrainConfig.scenes``). Importing the module registers both with ``training.updates``; its data (scene clips and
-prompts) is ``training.datasets``'s, its sample videos ``training.samples``'.
+prompts) is ``training.datasets``'s; its sample videos are drawn by ``training.samples``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +27,9 @@ from context_forcing_core.toyworld.text import ToyTextEncoder
 
 from ..config import EXACT_TEACHER, TrainConfig
 from ..distributed import average_metrics
-from ..updates import Run, micro_batches, register_teacher, register_update, student_step
+from ..samples import toy_samples
+from ..telemetry import MetricsLogger
+from ..updates import Run, micro_batches, register_samples, register_teacher, register_update, student_step
 
 
 @register_teacher(EXACT_TEACHER)
@@ -95,3 +99,14 @@ def scheduled_update(run: Run) -> dict[str, float]:
     if cfg.scenes.read_weight:
         metrics["read_loss"] = read_loss
     return average_metrics(metrics, run.dist) | {"grad_norm": norm}
+
+
+@register_samples
+def write_samples(run: Run, out: Path, log: MetricsLogger) -> None:
+    """Sample videos of the EMA student on fixed held-out schedules, with their recall, into ``out/samples``."""
+    st, cfg = run.state, run.cfg
+    samples = toy_samples(st.ema, videos=cfg.logging.sample_videos, seconds=cfg.logging.sample_seconds,
+                          memory=run.memory, seed=cfg.seed, out_dir=out / "samples",
+                          step=st.step)
+    log.log({f"sample/{k}": v for k, v in samples.metrics.items()}, step=st.step)
+    log.add_video("sample/video", samples.frames[0], st.step)
