@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import generate, memory_preset, model_preset
+from .atomic import write_atomic
 from .memory.plot import slot_map_image
 from .models.wan import WanModel
 
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{(step.frames[-1] + 1) / 4:8.0f} | {len(ls.slot_map):15d} | {str(slow)[:30]:30s} | "
                   f"{step.cache_bytes / 1024:9.0f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "trace.json").write_text(json.dumps(result.trace.to_dict()))
-    slot_map_image(result.trace).save(args.out / "slot_map.png")
+    write_atomic(args.out / "trace.json", json.dumps(result.trace.to_dict()))
+    image = slot_map_image(result.trace)
+    write_atomic(args.out / "slot_map.png", lambda tmp: image.save(tmp, format="PNG"))
     print(f"wrote {args.out / 'trace.json'} and {args.out / 'slot_map.png'}")
 
 

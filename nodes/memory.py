@@ -11,7 +11,8 @@ from .types import CATEGORY, CFMemory, check_finite_input, combo, limits
 PRESETS = ["context_forcing", "longlive", "self_forcing", "infinity_rope", "uniform"]
 KEEP = -1
 """Widget value meaning "the preset's value"."""
-INT_FIELDS = ("sink_frames", "slow_frames", "fast_frames", "consolidate_every")
+PAPER_TAU = memory_preset("context_forcing").tau
+"""The paper's surprisal threshold, shown in the threshold's tooltip."""
 CHOICES = {"positions": ["bounded", "absolute", "slot"], "similarity_reference": ["previous", "last_consolidated"]}
 
 
@@ -58,7 +59,7 @@ class MemoryConfigNode(io.ComfyNode):
                              tooltip=f"Rolling window incl. the chunk being generated (>= 3). {keep}"),
                 io.Float.Input("threshold", default=KEEP, **limits(MEMORY_BOUNDS["tau"]), step=0.001,
                                tooltip="Surprisal threshold tau: a checked chunk whose key similarity to the "
-                                       "reference is below it enters slow memory (0.95 as in the paper, for Wan "
+                                       f"reference is below it enters slow memory ({PAPER_TAU} as in the paper, for Wan "
                                        "and the bundled toy student alike; the Surprisal Inspector shows the "
                                        f"similarities). {keep}"),
                 io.Int.Input("consolidate_every", default=KEEP, **limits(MEMORY_BOUNDS["consolidate_every"], KEEP),

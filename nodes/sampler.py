@@ -22,7 +22,7 @@ from context_forcing_core.models.loading import inspect_checkpoint_cached
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.student import Student, is_toy_config, memory_for
 from context_forcing_core.toyworld.codec import ToyCodec
-from context_forcing_core.toyworld.scenes import ScenePrompt
+from context_forcing_core.toyworld.story import story_schedule
 
 from .input_checks import refuse_in_place
 from .loader import INSPECT_SECONDS, checkpoint_path, resolve_dtype
@@ -43,7 +43,7 @@ from .types import (
 )
 
 PREVIEW_SIZE = 512
-DEFAULT_PROMPT = ScenePrompt(palette="desert", style="mixed").text
+DEFAULT_PROMPT = story_schedule().visits[0].prompt.text
 """The prompt box's default: the first scene of the demo story (``toyworld.story``), a prompt of the bundled student."""
 QUEUED_GRAPH: ContextVar[dict | None] = ContextVar("context_forcing_queued_graph", default=None)
 """The API graph of the /prompt request being validated (each request runs in its own asyncio task)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_atomic
 from .backbones import Backbone
 from .consistency import (
     clip_averaged,
@@ -233,11 +234,11 @@ def evaluate_folder(videos_dir: str | Path, prompts_file: str | Path, out_dir: s
     results = []
     for path, prompt in tqdm(list(zip(videos, prompts)), desc="videos", unit="video", disable=not cfg.progress):
         result = evaluate_video(VideoFile(path, fps=fps), prompt, backbones, cfg).to_dict()
-        (out / "videos" / f"{path.stem}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        write_atomic(out / "videos" / f"{path.stem}.json", json.dumps(result, indent=2))
         results.append(result)
     aggregate = aggregate_results(results)
     aggregate["config"] = {"eval": asdict(cfg), "backbones": {
         kind: {"pooling": b.cfg.pooling, "dtype": b.cfg.dtype, "preprocess": asdict(b.preprocess)}
         for kind, b in backbones.items()}}
-    (out / "aggregate.json").write_text(json.dumps(aggregate, indent=2), encoding="utf-8")
+    write_atomic(out / "aggregate.json", json.dumps(aggregate, indent=2))
     return aggregate

@@ -130,17 +130,3 @@ def effective_context(curve: RevisitCurve, threshold: float) -> float:
         if not curve.error[k] < threshold:
             return 0.0 if k == populated[0] else float(curve.bin_edges_s[k])
     return float(curve.bin_edges_s[populated[-1] + 1])
-
-
-def halfway_threshold(reference: RevisitCurve, baseline: RevisitCurve) -> float:
-    """Threshold halfway between a ground-truth curve and a forgetting baseline's curve.
-
-    ``threshold = (max_b reference.error[b] + max_b baseline.error[b]) / 2`` over the bins populated in both curves, in
-    mean abs RGB difference (0..1). For a ground-truth reference (error 0) this is half the error of forgotten content.
-    """
-    if not np.array_equal(reference.bin_edges_s, baseline.bin_edges_s):
-        raise ValueError("curves must share their bin edges")
-    both = reference.populated & baseline.populated
-    if not both.any():
-        raise ValueError("the curves have no populated gap bin in common")
-    return float((reference.error[both].max() + baseline.error[both].max()) / 2)

@@ -166,9 +166,8 @@ def write(summary: dict[str, dict[str, object]], out: Path, command: str) -> Pat
         edges = np.asarray(s["bin_edges_s"])
         series[name] = (np.sqrt(edges[:-1] * edges[1:]), np.asarray(s["relative_by_gap"], dtype=float))
     if any(np.isfinite(y).any() for _, y in series.values()):
-        line_plot(series, x_label="gap (toy s, bin centres)", y_label="relative revisit error", log_x=True,
-                  x_ticks=edges, threshold=RECALL_THRESHOLD, markers=True).save(out / "revisit_vs_gap.png")
-    report = out / "report.md"
-    report.write_text(f"# Scene-world memory benchmark\n\n`{command}`\n\n{table(summary)}\n\n"
-                      "![relative revisit error by gap](revisit_vs_gap.png)\n")
-    return report
+        plot = line_plot(series, x_label="gap (toy s, bin centres)", y_label="relative revisit error", log_x=True,
+                         x_ticks=edges, threshold=RECALL_THRESHOLD, markers=True)
+        write_atomic(out / "revisit_vs_gap.png", lambda tmp: plot.save(tmp, format="PNG"))
+    return write_atomic(out / "report.md", f"# Scene-world memory benchmark\n\n`{command}`\n\n{table(summary)}\n\n"
+                        "![relative revisit error by gap](revisit_vs_gap.png)\n")

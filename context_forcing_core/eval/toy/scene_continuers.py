@@ -192,12 +192,11 @@ def write(s: dict[str, dict[str, object]], out: Path, command: str) -> Path:
     edges = np.asarray(SCENE_BIN_EDGES_S)
     centres = np.sqrt(edges[:-1] * edges[1:])
     series = {name: (centres, np.asarray(r["recall_by_gap"], dtype=float)) for name, r in s.items()}
-    line_plot(series, x_label="gap (toy s, bin centres)", y_label="recall", log_x=True, x_ticks=edges,
-              threshold=chance_recall(), markers=True).save(out / "recall_vs_gap.png")
-    report = out / "report.md"
-    report.write_text(f"# Teachers as continuers on the scene world\n\n`{command}`\n\n{table(s)}\n\n"
-                      "![recall by gap (chance as the threshold line)](recall_vs_gap.png)\n")
-    return report
+    plot = line_plot(series, x_label="gap (toy s, bin centres)", y_label="recall", log_x=True, x_ticks=edges,
+                     threshold=chance_recall(), markers=True)
+    write_atomic(out / "recall_vs_gap.png", lambda tmp: plot.save(tmp, format="PNG"))
+    return write_atomic(out / "report.md", f"# Teachers as continuers on the scene world\n\n`{command}`\n\n{table(s)}\n\n"
+                        "![recall by gap (chance as the threshold line)](recall_vs_gap.png)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from context_forcing_core.toyworld.metrics import (
     as_frames,
     bin_by_gap,
     effective_context,
-    halfway_threshold,
     pooled_curve,
 )
 
@@ -64,16 +63,6 @@ def test_effective_context_rule():
     gap = bin_by_gap(EDGES, [1.5, 6.0], [0.1, 0.1])  # an empty bin in between is skipped
     assert effective_context(gap, 0.5) == 10.0
     assert np.isnan(effective_context(bin_by_gap(EDGES, [], []), 0.5))
-
-
-def test_halfway_threshold():
-    truth = bin_by_gap(EDGES, [1.5, 3.0], [0.0, 0.0])
-    forget = bin_by_gap(EDGES, [1.5, 3.0, 6.0], [0.2, 1.0, 5.0])
-    assert halfway_threshold(truth, forget) == pytest.approx(0.5)  # over the bins populated in both
-    with pytest.raises(ValueError, match="bin edges"):
-        halfway_threshold(truth, bin_by_gap((1.0, 2.0), [1.5], [0.0]))
-    with pytest.raises(ValueError, match="common"):
-        halfway_threshold(truth, bin_by_gap(EDGES, [6.0], [1.0]))
 
 
 def test_as_frames_takes_numpy_and_torch_and_checks_shape_and_values():
