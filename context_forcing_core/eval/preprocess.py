@@ -55,7 +55,7 @@ class Preprocess:
 def default_preprocess(kind: str) -> Preprocess:
     """The default preprocessing of a backbone kind.
 
-    - ``dinov2``: short side 224, centre crop 224, bicubic, ImageNet mean/std (evaluation.md section 3 suggestion).
+    - ``dinov2``: short side 224, centre crop 224, bicubic, ImageNet mean/std (docs/evaluation.md section 3 suggestion).
     - ``dino``: short side 224, no crop (aspect kept), bilinear, ImageNet mean/std (VBench subject consistency).
     - ``clip``: short side 224, centre crop 224, bicubic, CLIP mean/std (VBench background consistency, CLIP-F/T).
     """
