@@ -1,9 +1,10 @@
 """Per-step time of the scene world's Stage 2 regression (``objectives.scheduled_regression``), CPU, at 1 and 2 threads.
 
-Prints, per thread count: the median seconds of one ``train_step`` after a warm-up step, the student's forward passes
-per step (gradient-recording and not), and the exact teacher's work per step (posterior evaluations ``x0``, context
-likelihoods ``context_logp``, prompt look-ups ``prompt_index``). Every measurement builds a fresh run from the same
-preset, so the counts and the steps' work are the same at every thread count.
+Prints, per thread count: the median seconds of one ``train_step`` after a warm-up step (wall clock, and the
+process's CPU time: on a machine others share, a wall time well above CPU time / threads means it waited), the
+student's forward passes per step (gradient-recording and not), and the exact teacher's work per step (posterior
+evaluations ``x0``, context likelihoods ``context_logp``, prompt look-ups ``prompt_index``). Every measurement
+builds a fresh run from the same preset, so the counts and the steps' work are the same at every thread count.
 
 Run: python -m benchmarks.scene_step [--steps 5] [--threads 1 2] [--preset toy-scenes-stage2]
 
@@ -57,21 +58,22 @@ def _count(run, counts: Counter) -> None:
         setattr(teacher, name, counted)
 
 
-def measure(name: str, threads: int, steps: int) -> tuple[float, list[float], Counter]:
-    """Median seconds per step over ``steps`` steps after one warm-up step, every step's time, per-step counts."""
+def measure(name: str, threads: int, steps: int) -> tuple[list[float], list[float], Counter]:
+    """Wall and process CPU seconds of each of ``steps`` steps after one warm-up step, and per-step counts."""
     torch.set_num_threads(threads)
     run = build_run(preset(name))
     counts: Counter = Counter()
     _count(run, counts)
     train_step(run)  # warm-up
     counts.clear()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_step(run)
-        times.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     per_step = Counter({k: v // steps for k, v in counts.items()})
-    return statistics.median(times), times, per_step
+    return wall, cpu, per_step
 
 
 def main() -> None:
@@ -85,11 +87,11 @@ def main() -> None:
 
     print(f"{name}: context_forcing_core from {context_forcing_core.__file__}")
     for threads in args.threads:
-        median, times, counts = measure(name, threads, args.steps)
+        wall, cpu, counts = measure(name, threads, args.steps)
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        spread = " ".join(f"{t:.2f}" for t in times)
-        print(f"{threads} thread(s): {median:.2f} s per step (median of {args.steps}: {spread}); per step: {shown}",
-              flush=True)
+        spread = " ".join(f"{t:.2f}" for t in wall)
+        print(f"{threads} thread(s): {statistics.median(wall):.2f} s per step (median of {args.steps}: {spread}; "
+              f"process CPU {statistics.median(cpu):.2f} s); per step: {shown}", flush=True)
 
 
 if __name__ == "__main__":

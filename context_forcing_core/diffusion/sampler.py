@@ -121,7 +121,7 @@ def generate_chunk(
     x0 = sample_chunk(flow, draws[0], timesteps, renoise=draws[1:], exit_step=exit_step, grad=grad)
     with torch.no_grad():
         zeros = torch.zeros(shape[0], shape[2], device=x0.device)
-        model(x0.detach(), zeros, text, attention=memory.attention(commit=True))
+        model(x0.detach(), zeros, text, attention=memory.attention(commit=True), kv_only=True)
     return x0, memory.end_chunk()
 
 
@@ -245,7 +245,8 @@ def recache_fast_window(model: WanModel, mem: SlowFastMemory, text_ctx: TextCont
     for group in groups.values():
         x = torch.stack([recent[f] for f in group], dim=2)  # (B, C, g, H, W)
         mem.begin_chunk(group, recache=True)
-        model(x, torch.zeros(x.shape[0], x.shape[2], device=x.device), text_ctx, attention=mem.attention(commit=True))
+        model(x, torch.zeros(x.shape[0], x.shape[2], device=x.device), text_ctx, attention=mem.attention(commit=True),
+              kv_only=True)
         mem.end_chunk()
 
 

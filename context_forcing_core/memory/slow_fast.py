@@ -415,6 +415,16 @@ class MemoryAttention:
             self.committed.add(layer)
         return out
 
+    def write_only(self, layer: int, k: Tensor, v: Tensor, grid: Grid) -> None:
+        """The commit of a pass that needs no output (``WanModel(kv_only=True)``): the chunk's raw K/V of ``layer``
+        (B, f * N, H, D) written as :meth:`attend` writes them, nothing attended.
+        """
+        if not self.commit:
+            raise ValueError("write_only is the commit of a pass: use the memory's attention(commit=True)")
+        if layer not in self.committed:
+            self.memory.write(layer, k, v, grid)
+            self.committed.add(layer)
+
     def _read_and_concatenate(self, layer: int, q: Tensor, k: Tensor, v: Tensor, grid: Grid) -> Tensor:
         view = self.views.get(layer)
         if view is None:

@@ -96,11 +96,16 @@ class SelfAttention(_Projections):
 
     def forward(self, x: Tensor, layer: int, grid: Grid, context: AttentionContext) -> Tensor:
         """(B, L, dim) -> (B, L, dim); q/k normalised over the full width before the head split."""
-        heads = (self.num_heads, -1)
-        q = self.norm_q(self.q(x)).unflatten(-1, heads)  # (B, L, H, D)
-        k = self.norm_k(self.k(x)).unflatten(-1, heads)
-        v = self.v(x).unflatten(-1, heads)
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))  # (B, L, H, D)
+        k, v = self.kv(x)
         return self.o(context.attend(layer, q, k, v, grid).flatten(-2))
+
+    def kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L, dim) -> the raw keys (normalised, not rotated) and values (B, L, H, D) that :meth:`forward` hands
+        to the context.
+        """
+        heads = (self.num_heads, -1)
+        return self.norm_k(self.k(x)).unflatten(-1, heads), self.v(x).unflatten(-1, heads)
 
 
 class CrossAttention(_Projections):

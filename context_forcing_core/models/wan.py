@@ -78,12 +78,24 @@ class WanBlock(nn.Module):
         dtype, frames = self.modulation.dtype, grid[0]
         mod = (self.modulation.float() + e0).unsqueeze(3)  # (B, F, 6, 1, dim)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(2)  # each (B, F, 1, dim)
-        y = self.self_attn(_modulate(layer_norm_fp32(x, self.eps), shift1, scale1, frames).to(dtype), layer, grid, attn)
+        y = self.self_attn(self._attn_input(x, shift1, scale1, frames), layer, grid, attn)
         x = x + _gate(y, gate1, frames)
         normed = nn.functional.layer_norm(x, x.shape[-1:], self.norm3.weight.float(), self.norm3.bias.float(), self.eps)
         x = x + self.cross_attn(normed.to(dtype), text_k, text_v).float()  # norm3 in fp32 as upstream
         y = self.ffn(_modulate(layer_norm_fp32(x, self.eps), shift2, scale2, frames).to(dtype))
         return x + _gate(y, gate2, frames)
+
+    def _attn_input(self, x: Tensor, shift: Tensor, scale: Tensor, frames: int) -> Tensor:
+        return _modulate(layer_norm_fp32(x, self.eps), shift, scale, frames).to(self.modulation.dtype)
+
+    def write_kv(self, x: Tensor, e0: Tensor, layer: int, grid: Grid, attn: AttentionContext) -> None:
+        """Only what a commit pass keeps of the block: its self-attention keys and values, the same as
+        :meth:`forward` computes, handed to ``attn.write_only`` (nothing attended, nothing returned).
+        """
+        mod = (self.modulation.float() + e0).unsqueeze(3)  # (B, F, 6, 1, dim)
+        shift1, scale1 = mod.unbind(2)[:2]  # each (B, F, 1, dim)
+        k, v = self.self_attn.kv(self._attn_input(x, shift1, scale1, grid[0]))
+        attn.write_only(layer, k, v, grid)
 
 
 class Head(nn.Module):
@@ -170,7 +182,8 @@ class WanModel(nn.Module):
         *,
         attention: Literal["bidirectional", "block_causal"] | AttentionContext = "bidirectional",
         chunk_frames: int = 3,
-    ) -> Tensor:
+        kv_only: bool = False,
+    ) -> Tensor | None:
         """Predict the flow for a clip, or for one chunk against a memory.
 
         Args:
@@ -181,9 +194,13 @@ class WanModel(nn.Module):
                 own chunk and earlier ones, absolute positions), or an :class:`AttentionContext` such as a
                 memory reader for chunk-by-chunk inference.
             chunk_frames: latent frames per chunk for "block_causal".
+            kv_only: a commit pass whose flow nobody reads. Where the context can write without attending
+                (``attention.write_only``, as a memory's ``attention(commit=True)`` does), the last block stops at its
+                self-attention keys and values, which the context writes, and no flow is computed: the memory then
+                holds what a full commit pass would have written. Other contexts run the whole pass.
 
         Returns:
-            (B, C_out, F, H, W) flow prediction in the parameter dtype.
+            (B, C_out, F, H, W) flow prediction in the parameter dtype; None where ``kv_only`` stopped early.
 
         """
         cfg = self.config
@@ -203,6 +220,7 @@ class WanModel(nn.Module):
                 split=cfg.rope_split, theta=cfg.rope_theta,
                 chunk_frames=chunk_frames // pt if attention == "block_causal" else None,
             )
+        kv_only = kv_only and callable(getattr(attention, "write_only", None))
         if not isinstance(text, TextContext):
             text = self.encode_text(text)
         if text.batch_size != b:
@@ -218,6 +236,10 @@ class WanModel(nn.Module):
         x = rearrange(x, "b d f h w -> b (f h w) d").float()
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
+            if kv_only and i == len(self.blocks) - 1:  # the last block's K/V are all the pass leaves behind
+                args = (x, e0, i, grid, attention)
+                checkpoint(block.write_kv, *args, use_reentrant=False) if recompute else block.write_kv(*args)
+                return None
             args = (x, e0, text.keys[i], text.values[i], i, grid, attention)
             x = checkpoint(block, *args, use_reentrant=False) if recompute else block(*args)  # (B, L, dim)
         with autocast_off(self.device):  # float32 head under a bfloat16 autocast, as upstream

@@ -145,6 +145,7 @@ def ode_regression_loss(
         target = x0[:, :, start : start + chunk]
         losses.append(F.mse_loss(x0_from_flow(x_t, flow, t / NUM_TRAIN_TIMESTEPS), target))
         with torch.no_grad():
-            student(target, torch.zeros(b, chunk, device=target.device), ctx, attention=mem.attention(commit=True))
+            student(target, torch.zeros(b, chunk, device=target.device), ctx, attention=mem.attention(commit=True),
+                    kv_only=True)
         mem.end_chunk()
     return torch.stack(losses).mean()

@@ -220,7 +220,7 @@ def scheduled_regression(
             else:
                 x0 = sample_chunk(chunk_flow, z, timesteps, generator=generator, first_x0=first.detach())
         with write_grad():  # the commit pass writes this chunk's K/V
-            student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True))
+            student(x0, torch.zeros(b, chunk, device=dev), ctx, attention=mem.attention(commit=True), kv_only=True)
         mem.end_chunk()
         chunks.append(x0.detach())
         committed.update({f: x0[:, :, i].detach() for i, f in enumerate(frames)})
