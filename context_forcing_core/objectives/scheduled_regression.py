@@ -51,13 +51,24 @@ TeacherFn = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
 """(z (B, C, f, H, W), text (B, L, D), context (B, C, Fc, H, W) or None, frames) -> ODE end point x0* (B, C, f, H, W)."""
 
 
-def inventing(schedule: PromptSchedule, prompt: int, held: Sequence[int]) -> Tensor:
+def inventing(schedule: PromptSchedule, prompt: int, held: Sequence[int],
+              same_text: dict[tuple[int, int], Tensor] | None = None) -> Tensor:
     """(B,) bool: no frame in ``held`` was shown under the same prompt text as ``prompt`` (an index into
-    ``schedule.texts``; a scene that returns has a new index with the same text).
+    ``schedule.texts``; a scene that returns has a new index with the same text). ``same_text``, when given, keeps
+    the (B,) comparison of every pair of prompts asked about, for the next call on the same schedule.
     """
     texts = schedule.texts
-    shown = {schedule.prompt_at(f) for f in held}
-    same = [(texts[i] == texts[prompt]).flatten(1).all(1) for i in shown]  # each (B,)
+
+    def same_as_prompt(i: int) -> Tensor:  # (B,)
+        key = (min(i, prompt), max(i, prompt))
+        if same_text is not None and key in same_text:
+            return same_text[key]
+        equal = (texts[i] == texts[prompt]).flatten(1).all(1)
+        if same_text is not None:
+            same_text[key] = equal
+        return equal
+
+    same = [same_as_prompt(i) for i in sorted({schedule.prompt_at(f) for f in held})]
     return ~torch.stack(same).any(0) if same else torch.ones(texts[prompt].shape[0], dtype=torch.bool)
 
 
@@ -161,6 +172,7 @@ def scheduled_regression(
     level_t = torch.cat([torch.full((b, chunk), float(t), device=dev) for t in timesteps])  # (levels * B, chunk)
     level_sigma = torch.tensor([t / 1000.0 for t in timesteps], dtype=torch.float64).repeat_interleave(b).to(dev)
     committed: dict[int, Tensor] = {}  # frame -> (B, C, H, W) clean latent
+    same_text: dict[tuple[int, int], Tensor] = {}  # the readers' prompt comparisons (inventing)
     losses: list[float] = []
     chunks: list[Tensor] = []
     prompt = -1
@@ -203,7 +215,7 @@ def scheduled_regression(
         if reads:  # the student's own sample onto the teacher's reading of it (or its end point)
             own = sample_chunk(chunk_flow, z, timesteps, generator=generator, grad=True, first_x0=first)
             goal = target if read_onto == "endpoint" else read(own.detach(), text, context,
-                                                                inventing(schedule, wanted, held))
+                                                                inventing(schedule, wanted, held, same_text))
             mse = F.mse_loss(own, goal.detach())
             if read_losses is not None:
                 read_losses.append(float(mse.detach()))
