@@ -167,16 +167,35 @@ class ExactTeacher(nn.Module):
         x = x_t.double().transpose(1, 2).flatten(2)  # (B, F, D)
         s = sigma.double().to(x.device)  # (B, F)
         a = (1 - s)[:, :, None]  # (B, F, 1)
-        d = _sq_dist(x, mu, a, mu_sq)  # (B, F, N) ||x_f - (1 - sigma_f) mu_n||^2
-        logw = (-d / (2 * s[:, :, None] ** 2)).sum(1)  # (B, N)
         if context_logp is None and context is not None:
             context_logp = self.context_logp(context)
+        idx = text.to(x.device) if text.ndim == 1 else self.prompt_index(text.to(x_t.device))  # (B,)
+        if bool((idx >= 0).all()):  # every sample names a prompt: only its K pictures can have weight
+            return self._prompt_log_weights(x, s, a, idx, context_logp)
+        d = _sq_dist(x, mu, a, mu_sq)  # (B, F, N) ||x_f - (1 - sigma_f) mu_n||^2
+        logw = (-d / (2 * s[:, :, None] ** 2)).sum(1)  # (B, N)
         if context_logp is not None:
             logw = logw + context_logp.to(x.device)
-        idx = text.to(x.device) if text.ndim == 1 else self.prompt_index(text.to(x_t.device))  # (B,)
         owner = self.owner.to(x.device)
         keep = (idx[:, None] < 0) | (owner[None] == idx[:, None])  # (B, N)
         return torch.where(keep, logw, torch.tensor(-math.inf, dtype=logw.dtype, device=logw.device))
+
+    def _prompt_log_weights(self, x: Tensor, s: Tensor, a: Tensor, idx: Tensor, context_logp: Tensor | None
+                            ) -> Tensor:
+        """:meth:`log_weights` where every sample's prompt is known (``idx`` >= 0): the distances to its prompt's K
+        pictures only (the pictures of prompt p are rows p * K .. p * K + K - 1), -inf elsewhere.
+        """
+        mu, mu_sq = self._library(x.device)
+        k = self.library_size
+        cols = idx[:, None] * k + torch.arange(k, device=x.device)  # (B, K)
+        own = mu[cols]  # (B, K, D)
+        cross = torch.bmm(x, own.transpose(1, 2))  # (B, F, K)
+        d = ((x**2).sum(-1, keepdim=True) - 2 * a * cross + a**2 * mu_sq[cols][:, None, :]).clamp_min(0)
+        logw = (-d / (2 * s[:, :, None] ** 2)).sum(1)  # (B, K)
+        if context_logp is not None:
+            logw = logw + context_logp.to(x.device).gather(1, cols)
+        out = torch.full((x.shape[0], self.num_pictures), -math.inf, dtype=logw.dtype, device=x.device)
+        return out.scatter_(1, cols, logw)
 
     def context_logp(self, context: Tensor) -> Tensor:
         """(B, N) float64 sum over context frames of log p(c | h) (up to a constant); zeros when the teacher ignores

@@ -109,6 +109,22 @@ def test_prompt_index_rules_prompts_out_on_a_few_columns_and_answers_as_the_whol
         assert (got[::2] == -1).all() and (got[1::2] >= 0).all()
 
 
+def test_log_weights_of_named_prompts_are_the_unconditional_ones_kept_to_each_prompt(tiny):
+    """Where every sample names a prompt only its pictures are scored; the same weights as the unconditional
+    teacher's (every picture scored) outside which everything is -inf."""
+    teacher, enc = tiny
+    gen = torch.Generator().manual_seed(3)
+    x_t = torch.randn(4, 48, 2, 8, 8, generator=gen)
+    sigma = torch.tensor([[0.9, 0.95], [0.5, 0.6], [0.99, 0.99], [0.3, 0.8]])
+    context = teacher.pictures[[0, 3, 5]].permute(1, 0, 2, 3)[None].repeat(4, 1, 1, 1, 1)
+    idx = torch.tensor([0, 2, 1, 2])
+    got = teacher.log_weights(x_t, sigma, idx, context)
+    every = teacher.log_weights(x_t, sigma, torch.full((4,), -1), context)
+    mine = teacher.owner[None] == idx[:, None]
+    torch.testing.assert_close(got[mine], every[mine], rtol=1e-12, atol=1e-9)
+    assert torch.isneginf(got[~mine]).all()
+
+
 def _context_logp_over_every_pair(teacher, context):
     """log p(c | h) summed over frames as the module docstring writes it: for every h, the mean over a in A_h of
     N(c; mu_a, context_sigma^2 I), the distances computed directly."""
