@@ -21,8 +21,8 @@ from collections import Counter
 
 import torch
 
-from training.config import PRESETS, preset
 from training.loop import build_run, train_step
+from training.presets import PRESETS, preset
 
 TEACHER_METHODS = ("x0", "context_logp", "prompt_index")
 

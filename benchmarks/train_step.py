@@ -12,8 +12,9 @@ import time
 
 import torch
 
-from training.config import apply_overrides, preset
+from training.config import apply_overrides
 from training.loop import build_run
+from training.presets import preset
 from training.updates import critic_update, generator_update
 
 

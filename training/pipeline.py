@@ -19,7 +19,7 @@ from pathlib import Path
 
 from context_forcing_core.atomic import write_atomic
 
-from .config import preset
+from .presets import preset
 from .run import main as run_stage
 
 ORDER = ("teacher", "context-teacher", "stage1", "stage2")

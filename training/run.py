@@ -39,10 +39,11 @@ from context_forcing_core.memory.slow_fast import SlowFastMemory
 from context_forcing_core.models.config import model_preset
 from context_forcing_core.models.wan import WanModel
 
-from .config import STAGES, TrainConfig, apply_overrides, config_from_dict, preset
+from .config import STAGES, TrainConfig, apply_overrides, config_from_dict
 from .distributed import init_distributed, shutdown
 from .export import export_student
 from .loop import build_run, train
+from .presets import preset
 from .updates import closed_form_teacher
 
 

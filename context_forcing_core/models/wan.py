@@ -59,9 +59,11 @@ class WanBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
 
     def forward(
-        self, x: Tensor, e0: Tensor, text_k: Tensor, text_v: Tensor, layer: int, grid: Grid, attn: AttentionContext
+        self, x: Tensor, e0: Tensor, text_k: Tensor, text_v: Tensor, layer: int, grid: Grid, attn: AttentionContext,
+        kv_only: bool = False,
     ) -> Tensor:
-        """One block.
+        """One block (``kv_only``: only its self-attention K/V, through :meth:`write_kv`; ``x`` comes back unchanged).
+        Both go through the module call, so hooks on the block (FSDP's unsharding) see them.
 
         Args:
             x: (B, L, dim) float32 residual stream.
@@ -75,6 +77,9 @@ class WanBlock(nn.Module):
             (B, L, dim) float32.
 
         """
+        if kv_only:
+            self.write_kv(x, e0, layer, grid, attn)
+            return x
         dtype, frames = self.modulation.dtype, grid[0]
         mod = (self.modulation.float() + e0).unsqueeze(3)  # (B, F, 6, 1, dim)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.unbind(2)  # each (B, F, 1, dim)
@@ -236,12 +241,11 @@ class WanModel(nn.Module):
         x = rearrange(x, "b d f h w -> b (f h w) d").float()
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            if kv_only and i == len(self.blocks) - 1:  # the last block's K/V are all the pass leaves behind
-                args = (x, e0, i, grid, attention)
-                checkpoint(block.write_kv, *args, use_reentrant=False) if recompute else block.write_kv(*args)
-                return None
-            args = (x, e0, text.keys[i], text.values[i], i, grid, attention)
+            last_kv = kv_only and i == len(self.blocks) - 1  # the last block's K/V are all the pass leaves behind
+            args = (x, e0, text.keys[i], text.values[i], i, grid, attention, last_kv)
             x = checkpoint(block, *args, use_reentrant=False) if recompute else block(*args)  # (B, L, dim)
+            if last_kv:
+                return None
         with autocast_off(self.device):  # float32 head under a bfloat16 autocast, as upstream
             out = self.head(x, e, grid[0])  # (B, L, pt*ph*pw*C)
         return rearrange(

@@ -10,8 +10,9 @@ import torch
 
 import training.loop as loop
 import training.updates as updates
-from training.config import apply_overrides, preset
+from training.config import apply_overrides
 from training.loop import build_run, train_step
+from training.presets import preset
 
 
 def test_the_toy_teacher_learns_the_toy_world():

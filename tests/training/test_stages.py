@@ -17,8 +17,9 @@ from context_forcing_core.models.loading import save_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.context_teacher import ContextLayout, context_indices
 from training import pipeline, run
-from training.config import apply_overrides, preset
+from training.config import apply_overrides
 from training.loop import build_run
+from training.presets import preset
 from training.updates import _noised_target, critic_update, generator_update
 
 SMALL_SCHEDULES = ["--batch_size", "2", "--rollout.frames", "12", "--rollout.target_frames", "12",

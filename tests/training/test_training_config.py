@@ -11,15 +11,14 @@ import pytest
 from context_forcing_core.memory.config import memory_preset
 from training.config import (
     LEGACY_KEYS,
-    PRESETS,
     EmaConfig,
     RolloutConfig,
     RuntimeConfig,
     TrainConfig,
     apply_overrides,
     config_from_dict,
-    preset,
 )
+from training.presets import PRESETS, preset
 from training.run import load_config
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -45,7 +45,7 @@ from context_forcing_core.eval.toy.first_visits import score_first_visits
 from context_forcing_core.models.loading import load_model, save_model
 from context_forcing_core.models.wan import WanModel
 from context_forcing_core.toyworld.exact_teacher import coupled_sample, exact_sample, reading
-from training.config import preset
+from training.presets import preset
 
 from .position_table import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
 

@@ -34,7 +34,7 @@ from context_forcing_core.toyworld.codec import ToyCodec
 from context_forcing_core.toyworld.exact_teacher import ExactTeacher, exact_sample
 from context_forcing_core.toyworld.scenes import all_scene_prompts, library_latents
 from context_forcing_core.toyworld.text import ToyTextEncoder
-from training.config import preset
+from training.presets import preset
 
 ODE_STEPS = preset("toy-scenes-stage2").ode.steps
 """Probability-flow steps of the exact teacher's targets (Stage 2's, ``toy-scenes-stage2``)."""
