@@ -34,6 +34,7 @@ bench: $(STAMP) comfyui
 	$(PY) -m benchmarks.memory_path
 	$(PY) -m benchmarks.memory_scaling
 	$(PY) -m benchmarks.train_step
+	$(PY) -m benchmarks.scene_step
 	$(COMFYUI_HOME)/venv/bin/python -m benchmarks.stream_decode
 
 # On a machine with a CUDA GPU: 60 s of 480x832 video from a random-weight Wan2.1-1.3B, memories x eager / compiled
