@@ -339,11 +339,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in MODEL_PRESETS and not (name == "teacher" and value == EXACT_TEACHER):
                 raise ValueError(f"{name} preset {value!r}; allowed: {', '.join(sorted(MODEL_PRESETS))}")
-        dmd_stage = self.stage in ("stage1", "stage2")
-        if self.objective == "regression" and not (dmd_stage and not self.data and self.teacher == EXACT_TEACHER):
-            raise ValueError("objective regression is Stage 1 or 2 on the toy world (no data) with teacher 'exact'")
-        if self.teacher == EXACT_TEACHER and (self.data or not dmd_stage):
-            raise ValueError("teacher 'exact' is the toy world's closed-form teacher (stage1 / stage2, no data)")
+        exact_stage = self.stage in ("ode-init", "stage1", "stage2")
+        if self.objective == "regression" and not (exact_stage and not self.data and self.teacher == EXACT_TEACHER):
+            raise ValueError("objective regression is ODE init (first visits), Stage 1 or Stage 2 on the toy world "
+                             "(no data) with teacher 'exact'")
+        if self.teacher == EXACT_TEACHER and (self.data or not exact_stage):
+            raise ValueError("teacher 'exact' is the toy world's closed-form teacher (ode-init / stage1 / stage2, "
+                             "no data)")
         if self.scenes.read_onto == "balanced" and self.batch_size > MAX_BALANCED_GROUP:
             raise ValueError(f"the balanced reading shares pictures out among at most {MAX_BALANCED_GROUP} copies: "
                              f"batch_size must be <= {MAX_BALANCED_GROUP}, got {self.batch_size}")

@@ -64,7 +64,7 @@ def build_run(cfg: TrainConfig, *, teacher: str | None = None, student_init: str
         broadcast_parameters(real, dist)
     if student_init:
         student = load_model(student_init)
-    elif cfg.stage == "ode-init" and real is not None and real.config == model_preset(cfg.model):
+    elif cfg.stage == "ode-init" and getattr(real, "config", None) == model_preset(cfg.model):
         student = copy.deepcopy(real)  # the causal student starts from the teacher's weights when it can
     else:
         student = WanModel(model_preset(cfg.model))
@@ -128,7 +128,7 @@ def train(run: Run, out: Path, *, resume: bool = False) -> None:
         if ctx.is_main:
             print(f"resumed from {folder} at step {run.state.step}")
     cfg, st = run.cfg, run.state
-    if cfg.stage == "ode-init" and run.pairs is None:
+    if cfg.stage == "ode-init" and cfg.objective != "regression" and run.pairs is None:
         prepare_pairs(run, out)
     with MetricsLogger(out, enabled=ctx.is_main, flush_every=cfg.logging.log_every) as log:
         while st.step < cfg.steps:

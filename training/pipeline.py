@@ -1,6 +1,7 @@
 """The whole toy recipe in order, each stage through the CLI: the learned teacher and context teacher (measured
-beside the exact ones, not used by the later stages), Stage 1 (DMD against the exact short teacher), Stage 2
-(regression onto the exact long teacher, from Stage 1's EMA), export.
+beside the exact ones, not used by the later stages), the first-visit ODE init (regression onto the exact teacher's
+quantile-coupled first visits, from random weights), then from its EMA both Stage 1 (DMD against the exact short
+teacher) and Stage 2 (regression onto the exact long teacher), export of Stage 2.
 
     python -m training.pipeline --out outputs/toy-pipeline [--scale 1.0] [--export FILE] [--device cuda]
 
@@ -22,10 +23,17 @@ from context_forcing_core.atomic import write_atomic
 from .presets import preset
 from .run import main as run_stage
 
-ORDER = ("teacher", "context-teacher", "stage1", "stage2")
-INPUTS = {"context-teacher": [("--init", "teacher")],  # stage -> (flag, stage whose EMA it reads)
-          "stage2": [("--init", "stage1")]}  # the exact teachers come with the presets
-PRESET = "toy-scenes-{}"
+STAGES = {  # run folder -> (CLI stage, preset)
+    "teacher": ("teacher", "toy-scenes-teacher"),
+    "context-teacher": ("context-teacher", "toy-scenes-context-teacher"),
+    "first-visit": ("ode-init", "toy-scenes-first-visit"),
+    "stage1": ("stage1", "toy-scenes-stage1"),
+    "stage2": ("stage2", "toy-scenes-stage2"),
+}
+ORDER = tuple(STAGES)
+INPUTS = {"context-teacher": [("--init", "teacher")],  # run folder -> (flag, run folder whose EMA it reads)
+          "stage1": [("--init", "first-visit")],  # Stage 1 and 2 are twins from one init; the exact teachers
+          "stage2": [("--init", "first-visit")]}  # come with their presets
 
 
 def _ema(folder: Path) -> str:
@@ -37,10 +45,9 @@ def stage_commands(out: Path, scale: float, device: str | None = None) -> list[t
     overrides every stage's device (the toy presets train on the CPU).
     """
     cmds = []
-    for stage in ORDER:
-        name = PRESET.format(stage)
+    for stage, (verb, name) in STAGES.items():
         cfg = preset(name)
-        args = [stage, "--config", name, "--out", str(out / stage), "--resume",
+        args = [verb, "--config", name, "--out", str(out / stage), "--resume",
                 "--steps", str(max(1, round(cfg.steps * scale)))]
         if cfg.objective == "regression":
             args += ["--scenes.teacher_forcing_ramp_steps", repr(cfg.scenes.teacher_forcing_ramp_steps * scale)]

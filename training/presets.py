@@ -62,6 +62,18 @@ def toy_scenes_ode_init() -> TrainConfig:
                        logging=LoggingConfig(save_every=100), ode=OdeConfig(pairs=256, steps=24))
 
 
+def toy_scenes_first_visit() -> TrainConfig:
+    """The toy world's ODE init: first-visit regression onto the exact teacher's quantile-coupled samples (one chunk,
+    nothing in memory, every prompt), so the student invents library pictures, each about equally often, before any
+    stage asks it to remember (``results/sampler-choice/``: 8,000 such steps made the bundled student's init).
+    """
+    return TrainConfig(stage="ode-init", objective="regression", teacher=EXACT_TEACHER, steps=8000, batch_size=16,
+                       grad_accum=1, optim=Optimisers(generator=OptimConfig(lr=5e-4, grad_clip=1.0)),
+                       ema=EmaConfig(start=0, decay=0.99), rollout=RolloutConfig(frames=3, target_frames=3),
+                       scenes=ScenesConfig(target_coupling="quantile"),
+                       logging=LoggingConfig(save_every=500, log_every=100))
+
+
 def toy_scenes_stage1() -> TrainConfig:
     """Stage 1 DMD on the toy world (CPU minutes): the real score is the exact short teacher (closed form, no
     context), the critic learned, on 21-frame rollouts of single scene prompts.
@@ -146,7 +158,8 @@ def wan_1_3b_stage2() -> TrainConfig:
 
 
 PRESETS = {"toy-scenes-teacher": toy_scenes_teacher, "toy-scenes-context-teacher": toy_scenes_context_teacher,
-           "toy-scenes-ode-init": toy_scenes_ode_init, "toy-scenes-stage1": toy_scenes_stage1,
+           "toy-scenes-ode-init": toy_scenes_ode_init,
+           "toy-scenes-first-visit": toy_scenes_first_visit, "toy-scenes-stage1": toy_scenes_stage1,
            "toy-scenes-stage1-regression": toy_scenes_stage1_regression, "toy-scenes-stage2": toy_scenes_stage2,
            "toy-scenes-stage2-dmd": toy_scenes_stage2_dmd,
            "wan-1.3b-context-teacher": wan_1_3b_context_teacher,

@@ -111,7 +111,7 @@ def _device(run: Run) -> torch.device:
     return run.state.student.device
 
 
-def _prompt_batch(run: Run, g: int) -> Tensor:
+def prompt_batch(run: Run, g: int) -> Tensor:
     """(B, L, D) text states of global micro-batch g's prompts, on the model's device."""
     return torch.stack([item[1] for item in _items(run, run.prompts, g)]).to(_device(run))
 
@@ -210,7 +210,7 @@ def generator_update(run: Run, frames: int) -> dict[str, float]:
     st.critic.requires_grad_(False)
     loss = 0.0
     for g, gen in micro_batches(run, "generator"):
-        text = _prompt_batch(run, g)  # (B, L, D)
+        text = prompt_batch(run, g)  # (B, L, D)
         x = _rollout(run, frames, text, gen, requires_grad=True)
         context, _, t, x_t = _noised_target(run, x, gen)
         x0_real, x0_fake = contextual_scores(run.teacher, st.critic, context, x_t, t, text,
@@ -228,7 +228,7 @@ def critic_update(run: Run, frames: int) -> dict[str, float]:
     st, cfg = run.state, run.cfg
     loss = 0.0
     for g, gen in micro_batches(run, "critic"):
-        text = _prompt_batch(run, g)  # (B, L, D)
+        text = prompt_batch(run, g)  # (B, L, D)
         with torch.no_grad():
             x = _rollout(run, frames, text, gen, requires_grad=False)
         context, noise, t, x_t = _noised_target(run, x, gen)

@@ -117,11 +117,13 @@ def test_the_pipeline_runs_its_stages_and_exports_the_stage2_student(tmp_path, m
     inits = []
     real = run.build_run
     monkeypatch.setattr(run, "build_run", lambda cfg, **kw: inits.append((cfg.stage, kw["student_init"])) or real(cfg, **kw))
-    seconds = pipeline.run_pipeline(tmp_path, scale=0.002)  # teacher 6 steps, the others 1
+    seconds = pipeline.run_pipeline(tmp_path, scale=0.002)  # teacher 6 steps, first visits 16, the others 1
     assert list(seconds) == list(pipeline.ORDER)
     assert json.loads((tmp_path / "pipeline.json").read_text())["seconds"] == seconds
-    assert [stage for stage, _ in inits] == list(pipeline.ORDER)
-    assert dict(inits)["stage2"] == str(tmp_path / "stage1" / "step_000001" / "student_ema.safetensors")
+    assert [stage for stage, _ in inits] == [pipeline.STAGES[s][0] for s in pipeline.ORDER]
+    first_visits = str(tmp_path / "first-visit" / "step_000016" / "student_ema.safetensors")
+    assert dict(inits)["stage1"] == dict(inits)["stage2"] == first_visits  # twins from one init
+    assert dict(inits)["ode-init"] is None  # from random weights
     config = json.loads((tmp_path / "stage2" / "config.json").read_text())
     assert config["objective"] == "regression" and config["teacher"] == "exact" and config["steps"] == 1
     student = load_model(tmp_path / "toy_student.safetensors")

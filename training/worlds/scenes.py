@@ -10,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from context_forcing_core.diffusion.schedule import DEFAULT_SHIFT, DEFAULT_STEPS, add_noise, warp_timesteps, x0_from_flow
 from context_forcing_core.models.config import model_preset
+from context_forcing_core.models.wan import WanModel
 from context_forcing_core.objectives.scheduled_regression import scheduled_regression
 from context_forcing_core.toyworld.exact_teacher import (
     ExactTeacher,
@@ -29,7 +32,15 @@ from ..config import EXACT_TEACHER, TrainConfig
 from ..distributed import average_metrics
 from ..samples import toy_samples
 from ..telemetry import MetricsLogger
-from ..updates import Run, micro_batches, register_samples, register_teacher, register_update, student_step
+from ..updates import (
+    Run,
+    micro_batches,
+    prompt_batch,
+    register_samples,
+    register_teacher,
+    register_update,
+    student_step,
+)
 
 
 @register_teacher(EXACT_TEACHER)
@@ -49,6 +60,53 @@ def teacher_forcing(run: Run) -> float:
     sc = run.cfg.scenes
     ramp = min(1.0, run.state.step / sc.teacher_forcing_ramp_steps) if sc.teacher_forcing_ramp_steps > 0 else 1.0
     return 1.0 + ramp * (sc.teacher_forcing_end - 1.0)
+
+
+def teacher_target(run: Run, z: Tensor, text: Tensor, context: Tensor | None, gen: torch.Generator) -> Tensor:
+    """The exact teacher's sample (B, C, f, H, W) of a chunk from its noise ``z``, given ``context``: its
+    probability-flow end point (``scenes.target_coupling`` "ode") or the quantile-coupled picture ("quantile").
+    """
+    cfg = run.cfg
+    if cfg.scenes.target_coupling == "quantile":
+        return coupled_sample(run.teacher, text, noise=z, context=context)
+    return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode.steps, noise=z,
+                        generator=gen)
+
+
+@register_update("ode-init", "regression")
+def first_visit_update(run: Run) -> dict[str, float]:
+    """One student step of first-visit regression (the toy world's ODE init): per micro-batch ``batch_size`` prompts
+    and one chunk of noise each, nothing in memory; the student's x0 at every step level regresses onto the exact
+    teacher's sample of that noise (:func:`teacher_target`), from the noise at the first level and from the sample
+    re-noised with fresh noise at the others, as Stage 2 regresses a chunk. The levels run as one batched pass.
+    """
+    st, cfg = run.state, run.cfg
+    chunk, dev = run.memory.chunk_frames, st.student.device
+    loss = 0.0
+    for g, gen in micro_batches(run, "first-visit"):
+        text = prompt_batch(run, g)  # (B, L, D)
+        z = torch.randn((text.shape[0], st.student.config.in_channels, chunk, *cfg.rollout.latent_size), generator=gen)
+        with torch.no_grad():
+            target = teacher_target(run, z.to(dev), text, None, gen).float()  # (B, C, f, H, W)
+        step_loss = first_visit_loss(st.student, text, z.to(dev), target, gen)
+        (step_loss / cfg.grad_accum).backward()
+        loss += step_loss.item() / cfg.grad_accum
+    norm = student_step(run)
+    return average_metrics({"regression_loss": loss}, run.dist) | {"grad_norm": norm}
+
+
+def first_visit_loss(model: WanModel, text: Tensor, z: Tensor, target: Tensor, gen: torch.Generator) -> Tensor:
+    """Mean over the student's step levels of its x0 error onto ``target`` (B, C, f, H, W), from the noise ``z`` at
+    the first level and from ``target`` re-noised with fresh noise from ``gen`` (drawn level by level) at the others;
+    one batched pass over the levels, no memory (block-causal attention within the chunk).
+    """
+    levels = warp_timesteps(DEFAULT_STEPS, DEFAULT_SHIFT)
+    n, (b, f) = len(levels), (z.shape[0], z.shape[2])
+    renoised = [add_noise(target, torch.randn(z.shape, generator=gen).to(z), t / 1000) for t in levels[1:]]
+    x = torch.cat([z, *renoised])  # (n B, C, f, H, W), level-major
+    t = torch.tensor(levels, device=z.device).repeat_interleave(b)[:, None].expand(-1, f)  # (n B, f)
+    flow = model(x, t, text.repeat(n, 1, 1), attention="block_causal").float()
+    return F.mse_loss(x0_from_flow(x, flow, t / 1000), target.repeat(n, 1, 1, 1, 1))
 
 
 @register_update("stage1", "regression")
@@ -73,10 +131,7 @@ def scheduled_update(run: Run) -> dict[str, float]:
         tf = bool(rng.random() < teacher_forcing(run))
 
         def teacher_fn(z: Tensor, text: Tensor, context: Tensor | None, frames: range, gen=gen) -> Tensor:
-            if cfg.scenes.target_coupling == "quantile":
-                return coupled_sample(run.teacher, text, noise=z, context=context)
-            return exact_sample(run.teacher, text, num_frames=z.shape[2], context=context, steps=cfg.ode.steps,
-                                noise=z, generator=gen)
+            return teacher_target(run, z, text, context, gen)
 
         def read_fn(own: Tensor, text: Tensor, context: Tensor | None, invent: Tensor, balanced=balanced) -> Tensor:
             if balanced:
