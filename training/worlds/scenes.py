@@ -1,7 +1,8 @@
 """The toy world's training pieces (``context_forcing_core.toyworld``: scenes that come back): its closed-form
-teacher, and its on-policy regression through visit schedules (``objective regression``, settings in
-``TrainConfig.scenes``). Importing the module registers both with ``training.updates``; its data (scene clips and
-prompts) is ``training.datasets``'s; its sample videos are drawn by ``training.samples``.
+teacher, its first-visit regression (the ODE init, ``objective regression``) and its on-policy regression through
+visit schedules (Stage 1 / 2, ``objective regression``, settings in ``TrainConfig.scenes``), and the writer of its
+sample videos. Importing the module registers them with ``training.updates``; its data (scene clips and prompts) is
+``training.datasets``'s; the sample videos are drawn by ``training.samples``.
 """
 
 from __future__ import annotations
