@@ -47,7 +47,7 @@ from context_forcing_core.models.wan import WanModel
 from context_forcing_core.toyworld.exact_teacher import coupled_sample, exact_sample, reading
 from training.presets import preset
 
-from .position_table import ODE_STEPS, TRAIN_SEED, World, make_world, regression_loss
+from .position_table import ODE_STEPS, TRAIN_SEED, World, make_world, optimiser_step, regression_loss
 
 READ_WEIGHT = preset("toy-scenes-stage2").scenes.read_weight
 """Weight of the reading term (Stage 2's, ``toy-scenes-stage2``)."""
@@ -112,12 +112,7 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
     text = world.texts[idx]
     if coupled:
         target = coupled_sample(world.teacher, text, noise=z)  # (B, C, f, H, W)
-        loss = regression_loss(model, world, model.encode_text(text), z, target, gen)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return float(loss.detach())
+        return optimiser_step(model, opt, regression_loss(model, world, model.encode_text(text), z, target, gen))
     states: dict[float, Tensor] = {}
     target = exact_sample(world.teacher, text, num_frames=world.shape[1], steps=world.ode_steps, noise=z,
                           generator=gen, states=states)
@@ -131,11 +126,7 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
         own = (sample_deterministic(flow, z, world.timesteps, grad_last=True) if deterministic
                else sample_chunk(flow, z, world.timesteps, generator=gen, grad=True))
         loss = loss + read_weight * F.mse_loss(own, reading(world.teacher, own.detach(), text))
-    opt.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return float(loss.detach())
+    return optimiser_step(model, opt, loss)
 
 
 @torch.no_grad()

@@ -88,7 +88,11 @@ def train_step(model: WanModel, opt: torch.optim.Optimizer, world: World, batch:
     z = torch.randn((batch, *world.shape), generator=gen)
     text = world.texts[idx]
     target = exact_sample(world.teacher, text, num_frames=world.shape[1], steps=world.ode_steps, noise=z, generator=gen)
-    loss = regression_loss(model, world, model.encode_text(text), z, target, gen)
+    return optimiser_step(model, opt, regression_loss(model, world, model.encode_text(text), z, target, gen))
+
+
+def optimiser_step(model: WanModel, opt: torch.optim.Optimizer, loss: Tensor) -> float:
+    """Backward ``loss``, clip the gradient norm to 1 and step; returns the loss (every probe's update)."""
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -86,10 +86,11 @@ def first_visit_update(run: Run) -> dict[str, float]:
     loss = 0.0
     for g, gen in micro_batches(run, "first-visit"):
         text = prompt_batch(run, g)  # (B, L, D)
-        z = torch.randn((text.shape[0], st.student.config.in_channels, chunk, *cfg.rollout.latent_size), generator=gen)
+        shape = (text.shape[0], st.student.config.in_channels, chunk, *cfg.rollout.latent_size)
+        z = torch.randn(shape, generator=gen).to(dev)  # drawn on the CPU generator, as every draw of the loop
         with torch.no_grad():
-            target = teacher_target(run, z.to(dev), text, None, gen).float()  # (B, C, f, H, W)
-        step_loss = first_visit_loss(st.student, text, z.to(dev), target, gen)
+            target = teacher_target(run, z, text, None, gen).float()  # (B, C, f, H, W)
+        step_loss = first_visit_loss(st.student, text, z, target, gen)
         (step_loss / cfg.grad_accum).backward()
         loss += step_loss.item() / cfg.grad_accum
     norm = student_step(run)
